@@ -1,0 +1,7 @@
+module github.com/hubbub-chat/hubbub/services/presence
+
+go 1.26.8
+
+require github.com/hubbub-chat/hubbub/shared v0.0.0
+
+replace github.com/hubbub-chat/hubbub/shared => ../../shared

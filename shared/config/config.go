@@ -1,0 +1,85 @@
+// Package config reads HUBBUB_* environment variables as the defaults of
+// command-line flags, so every setting can be given either way and a bad
+// value fails start-up loudly instead of being ignored.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Flags wraps a FlagSet whose defaults come from the environment.
+type Flags struct {
+	*flag.FlagSet
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+// New returns Flags reading the process environment.
+func New(name string) *Flags {
+	return NewWithLookup(name, os.LookupEnv)
+}
+
+// NewWithLookup returns Flags reading variables through lookup (tests).
+func NewWithLookup(name string, lookup func(string) (string, bool)) *Flags {
+	return &Flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), lookup: lookup}
+}
+
+// String defines a string flag defaulting to $env or def.
+func (f *Flags) String(p *string, name, env, def, usage string) {
+	if v, ok := f.lookup(env); ok {
+		def = v
+	}
+	f.StringVar(p, name, def, usage+" ($"+env+")")
+}
+
+// Int defines an int flag defaulting to $env or def.
+func (f *Flags) Int(p *int, name, env string, def int, usage string) {
+	if v, ok := f.lookup(env); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
+		} else {
+			def = n
+		}
+	}
+	f.IntVar(p, name, def, usage+" ($"+env+")")
+}
+
+// Duration defines a duration flag defaulting to $env or def.
+func (f *Flags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v, ok := f.lookup(env); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
+		} else {
+			def = d
+		}
+	}
+	f.DurationVar(p, name, def, usage+" ($"+env+")")
+}
+
+// Bool defines a bool flag defaulting to $env or def.
+func (f *Flags) Bool(p *bool, name, env string, def bool, usage string) {
+	if v, ok := f.lookup(env); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
+		} else {
+			def = b
+		}
+	}
+	f.BoolVar(p, name, def, usage+" ($"+env+")")
+}
+
+// Parse parses args and reports every bad environment value and flag.
+func (f *Flags) Parse(args []string) error {
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	return errors.Join(f.errs...)
+}

@@ -1,0 +1,89 @@
+// Package ops serves the operational HTTP endpoints every Hubbub binary
+// exposes: /healthz (the process is alive), /readyz (it can do its job now)
+// and /metrics (Prometheus).
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check reports why a component is not ready, or nil.
+type Check func(ctx context.Context) error
+
+// ErrNATSDisconnected is reported by NATSCheck while the connection is down.
+var ErrNATSDisconnected = errors.New("nats not connected")
+
+// NATSCheck is ready while nc is connected.
+func NATSCheck(nc *nats.Conn) Check {
+	return func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("%w: %s", ErrNATSDisconnected, nc.Status())
+		}
+		return nil
+	}
+}
+
+// Register adds /healthz, /readyz and /metrics to mux. reg may be nil (no
+// metrics). Each check runs with a short timeout; /readyz answers 503 with
+// the first failure.
+func Register(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		for _, c := range checks {
+			if err := c(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	if reg != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+}
+
+// Serve runs an HTTP server for h on addr until ctx ends, then shuts it down
+// gracefully. A nil error means a clean shutdown.
+func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return ServeListener(ctx, ln, h, log)
+}
+
+// ServeListener is Serve on an existing listener.
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("http listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+// Package subjects names every NATS subject, stream, KV bucket and service
+// that Hubbub uses. Room names reaching these functions must already be
+// validated with names.Room: a valid room is exactly one subject token.
+//
+// Room traffic lives under "chat.", control traffic under "hubbub.", so no
+// room name can ever collide with a control subject.
+package subjects
+
+// Stream and subject layout of room traffic.
+const (
+	// Stream is the JetStream stream that stores every room message.
+	Stream = "CHAT"
+	// RoomPrefix prefixes the subject a message is published to.
+	RoomPrefix = "chat.room."
+	// RoomAll matches every room subject; the stream captures it.
+	RoomAll = "chat.room.*"
+	// LivePrefix prefixes the subject the stream republishes each stored
+	// message to, with Nats-Sequence and Nats-Last-Sequence headers.
+	LivePrefix = "chat.live."
+	// LiveAll matches every live subject.
+	LiveAll = "chat.live.*"
+	// TypingPrefix prefixes core-NATS typing events.
+	TypingPrefix = "chat.typing."
+	// TypingAll matches every typing subject.
+	TypingAll = "chat.typing.*"
+	// PresencePrefix prefixes roster diff events published by presence.
+	PresencePrefix = "chat.presence."
+	// PresenceAll matches every presence event subject.
+	PresenceAll = "chat.presence.*"
+)
+
+// Room is the subject messages for room are published to.
+func Room(room string) string { return RoomPrefix + room }
+
+// Live is the subject stored messages of room are republished to.
+func Live(room string) string { return LivePrefix + room }
+
+// Typing is the subject typing events of room travel on.
+func Typing(room string) string { return TypingPrefix + room }
+
+// Presence is the subject roster diffs of room travel on.
+func Presence(room string) string { return PresencePrefix + room }
+
+// RoomFromSubject returns the last token of a chat.<kind>.<room> subject.
+func RoomFromSubject(subject string) string {
+	for i := len(subject) - 1; i >= 0; i-- {
+		if subject[i] == '.' {
+			return subject[i+1:]
+		}
+	}
+	return subject
+}
+
+// KV buckets.
+const (
+	// BucketRoster holds one key per (room, user): "<room>.<usertoken>",
+	// valued with the user's connections in that room.
+	BucketRoster = "hubbub_roster"
+	// BucketTyping holds "<room>.<usertoken>" while a user types; entries
+	// expire by TTL and the expiry is observable (LimitMarkerTTL).
+	BucketTyping = "hubbub_typing"
+	// BucketEdges holds one lease per live edge: "<edgeid>".
+	BucketEdges = "hubbub_edges"
+)
+
+// RosterKey is the key of user's entry in room, in BucketRoster and
+// BucketTyping. userToken comes from names.UserToken.
+func RosterKey(room, userToken string) string { return room + "." + userToken }
+
+// Request-reply services (nats.go/micro).
+const (
+	// HistoryService is the micro service name of history.
+	HistoryService = "history"
+	// HistoryRecent answers wire.RecentRequest with wire.Page.
+	HistoryRecent = "hubbub.history.recent"
+	// HistorySince answers wire.SinceRequest with wire.Page.
+	HistorySince = "hubbub.history.since"
+	// HistoryLobby answers wire.LobbyRequest with wire.LobbyReply.
+	HistoryLobby = "hubbub.history.lobby"
+
+	// PresenceService is the micro service name of presence.
+	PresenceService = "presence"
+	// PresenceJoin registers a connection in a room (wire.ConnEvent).
+	PresenceJoin = "hubbub.presence.join"
+	// PresenceLeave removes a connection from a room (wire.ConnEvent).
+	PresenceLeave = "hubbub.presence.leave"
+	// PresenceRoster answers wire.RosterRequest with wire.RosterReply.
+	PresenceRoster = "hubbub.presence.roster"
+	// PresenceCounts answers wire.CountsRequest with wire.CountsReply.
+	PresenceCounts = "hubbub.presence.counts"
+	// PresenceTyping answers wire.TypingStateRequest with wire.TypingStateReply.
+	PresenceTyping = "hubbub.presence.typing"
+)
+
+// Headers set by JetStream RePublish on live delivery.
+const (
+	HeaderSequence     = "Nats-Sequence"
+	HeaderLastSequence = "Nats-Last-Sequence"
+	HeaderMsgID        = "Nats-Msg-Id"
+)

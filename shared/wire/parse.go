@@ -1,0 +1,110 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hubbub-chat/hubbub/shared/names"
+)
+
+// Limits bounds what ParseClientFrame accepts.
+type Limits struct {
+	// MaxBody is the longest message body in characters (runes) after
+	// trimming. Zero means DefaultMaxBody.
+	MaxBody int
+	// MaxPage is the largest history page a client may ask for. Zero means
+	// DefaultMaxPage.
+	MaxPage int
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxBody = 2000
+	DefaultMaxPage = 200
+	DefaultPage    = 50
+	MaxCIDLen      = 64
+)
+
+// ParseClientFrame decodes and validates one client frame. On success the
+// room is normalised, the body trimmed and Limit defaulted; on failure the
+// returned *Error carries the code to send back. The frame's CID and Room are
+// filled in as far as they could be read, so an error frame can echo them.
+func ParseClientFrame(data []byte, lim Limits) (ClientFrame, *Error) {
+	if lim.MaxBody <= 0 {
+		lim.MaxBody = DefaultMaxBody
+	}
+	if lim.MaxPage <= 0 {
+		lim.MaxPage = DefaultMaxPage
+	}
+	var f ClientFrame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&f); err != nil {
+		return ClientFrame{}, Errorf(CodeBadJSON, "frame is not a JSON object: %v", err)
+	}
+	if dec.More() {
+		return ClientFrame{}, Errorf(CodeBadJSON, "trailing data after JSON object")
+	}
+	switch f.Type {
+	case TypeJoin, TypeMessage, TypeTyping, TypeHistory, TypeLeave:
+	case "":
+		return f, Errorf(CodeUnknownType, "frame has no type")
+	default:
+		return f, Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32))
+	}
+	room, err := names.Room(f.Room)
+	if err != nil {
+		return f, Errorf(CodeInvalidRoom, "room must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+	}
+	f.Room = room
+	switch f.Type {
+	case TypeMessage:
+		if e := validCID(f.CID); e != nil {
+			return f, e
+		}
+		f.Body = strings.TrimSpace(f.Body)
+		n := utf8.RuneCountInString(f.Body)
+		if n == 0 {
+			return f, Errorf(CodeInvalidBody, "message body is empty")
+		}
+		if n > lim.MaxBody {
+			return f, Errorf(CodeInvalidBody, "message body is %d characters, the limit is %d", n, lim.MaxBody)
+		}
+	case TypeTyping:
+		if f.State != TypingOn && f.State != TypingOff {
+			return f, Errorf(CodeInvalidState, `typing state must be "on" or "off"`)
+		}
+	case TypeHistory:
+		if f.Limit == 0 {
+			f.Limit = DefaultPage
+		}
+		if f.Limit < 0 || f.Limit > lim.MaxPage {
+			return f, Errorf(CodeInvalidLimit, "limit must be 1-%d", lim.MaxPage)
+		}
+	}
+	return f, nil
+}
+
+// validCID accepts 1-64 printable ASCII characters.
+func validCID(cid string) *Error {
+	if cid == "" || len(cid) > MaxCIDLen {
+		return Errorf(CodeInvalidCID, "cid must be 1-%d printable ASCII characters", MaxCIDLen)
+	}
+	for i := 0; i < len(cid); i++ {
+		if cid[i] < 0x21 || cid[i] > 0x7e {
+			return Errorf(CodeInvalidCID, "cid must be 1-%d printable ASCII characters", MaxCIDLen)
+		}
+	}
+	return nil
+}
+
+// ValidCID reports whether cid is acceptable as a client message id.
+func ValidCID(cid string) bool { return validCID(cid) == nil }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

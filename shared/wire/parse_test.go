@@ -1,0 +1,110 @@
+package wire
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/hubbub-chat/hubbub/shared/names"
+)
+
+func TestParseClientFrame(t *testing.T) {
+	long := strings.Repeat("é", 2001)
+	tests := []struct {
+		name string
+		in   string
+		code string // "" = accepted
+		room string
+	}{
+		{"join", `{"type":"join","room":"#General"}`, "", "general"},
+		{"join since", `{"type":"join","room":"general","since":1234}`, "", "general"},
+		{"message", `{"type":"message","room":"general","body":" hi ","cid":"k3j2"}`, "", "general"},
+		{"typing", `{"type":"typing","room":"general","state":"on"}`, "", "general"},
+		{"history", `{"type":"history","room":"general","before":1200,"limit":50}`, "", "general"},
+		{"leave", `{"type":"leave","room":"general"}`, "", "general"},
+		{"not json", `hello`, CodeBadJSON, ""},
+		{"array", `[1,2]`, CodeBadJSON, ""},
+		{"trailing", `{"type":"leave","room":"a"} {}`, CodeBadJSON, ""},
+		{"wrong field type", `{"type":"join","room":5}`, CodeBadJSON, ""},
+		{"no type", `{"room":"general"}`, CodeUnknownType, ""},
+		{"unknown type", `{"type":"dance","room":"general"}`, CodeUnknownType, ""},
+		{"bad room", `{"type":"join","room":"a.b"}`, CodeInvalidRoom, ""},
+		{"wildcard room", `{"type":"join","room":">"}`, CodeInvalidRoom, ""},
+		{"empty body", `{"type":"message","room":"a","body":"   ","cid":"1"}`, CodeInvalidBody, "a"},
+		{"long body", `{"type":"message","room":"a","body":"` + long + `","cid":"1"}`, CodeInvalidBody, "a"},
+		{"max body", `{"type":"message","room":"a","body":"` + long[2:] + `","cid":"1"}`, "", "a"},
+		{"no cid", `{"type":"message","room":"a","body":"x"}`, CodeInvalidCID, "a"},
+		{"cid with space", `{"type":"message","room":"a","body":"x","cid":"a b"}`, CodeInvalidCID, "a"},
+		{"bad state", `{"type":"typing","room":"a","state":"maybe"}`, CodeInvalidState, "a"},
+		{"huge limit", `{"type":"history","room":"a","limit":100000}`, CodeInvalidLimit, "a"},
+		{"negative limit", `{"type":"history","room":"a","limit":-1}`, CodeInvalidLimit, "a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := ParseClientFrame([]byte(tt.in), Limits{})
+			if tt.code == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if f.Room != tt.room {
+					t.Fatalf("room = %q, want %q", f.Room, tt.room)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted, want %s", tt.code)
+			}
+			if err.Code != tt.code {
+				t.Fatalf("code = %s (%s), want %s", err.Code, err.Message, tt.code)
+			}
+		})
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	f, err := ParseClientFrame([]byte(`{"type":"history","room":"a","before":9}`), Limits{})
+	if err != nil || f.Limit != DefaultPage {
+		t.Fatalf("limit = %d, err = %v", f.Limit, err)
+	}
+	f, err = ParseClientFrame([]byte(`{"type":"message","room":"a","body":"abc","cid":"1"}`), Limits{MaxBody: 2})
+	if err == nil || err.Code != CodeInvalidBody {
+		t.Fatalf("MaxBody not applied: %+v %v", f, err)
+	}
+}
+
+func FuzzParseClientFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"join","room":"general"}`,
+		`{"type":"join","room":"general","since":1234}`,
+		`{"type":"message","room":"general","body":"hi","cid":"k3j2"}`,
+		`{"type":"typing","room":"general","state":"on"}`,
+		`{"type":"history","room":"general","before":1200,"limit":50}`,
+		`{"type":"leave","room":"#General"}`,
+		`{"type":"message","room":"a.b","body":"\u0000","cid":""}`,
+		`{}`, `null`, `[]`, `"x"`, `{"type":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, err := ParseClientFrame(data, Limits{})
+		if err != nil {
+			if err.Code == "" || err.Message == "" {
+				t.Fatalf("error without code or message: %+v", err)
+			}
+			if _, jerr := json.Marshal(err.Frame(fr.CID, fr.Room)); jerr != nil {
+				t.Fatalf("error frame does not marshal: %v", jerr)
+			}
+			return
+		}
+		if !names.ValidRoom(fr.Room) {
+			t.Fatalf("accepted invalid room %q", fr.Room)
+		}
+		if fr.Type == TypeMessage {
+			n := utf8.RuneCountInString(fr.Body)
+			if n == 0 || n > DefaultMaxBody || !ValidCID(fr.CID) {
+				t.Fatalf("accepted invalid message %+v", fr)
+			}
+		}
+	})
+}
