@@ -1,0 +1,35 @@
+# Hubbub — common tasks. Every target works from a fresh clone.
+GO        ?= go
+MODULES   := shared services/edge services/history services/presence cmd/hubbub deploy
+PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: run test test-short lint fmt build bench fuzz
+
+## run: the whole system in one process on the embedded default (NATS + SQLite), http://localhost:8080
+run:
+	$(GO) run ./cmd/hubbub
+
+## build: every binary into ./bin
+build:
+	@mkdir -p bin
+	$(GO) build -o bin/ ./cmd/hubbub ./services/edge/cmd/hubbub-edge ./services/history/cmd/hubbub-history ./services/presence/cmd/hubbub-presence
+
+## test: every test of every module with the race detector (needs Postgres and Chromium: see README)
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## lint: gofmt, go vet and staticcheck over every module
+lint:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+fmt:
+	gofmt -w $(MODULES)
+
+## fuzz: run each fuzz target briefly (FUZZTIME=30s make fuzz for longer)
+FUZZTIME ?= 10s
+fuzz:
+	./scripts/fuzz $(FUZZTIME)
