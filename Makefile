@@ -33,3 +33,9 @@ fmt:
 FUZZTIME ?= 10s
 fuzz:
 	./scripts/fuzz $(FUZZTIME)
+
+## bench: the load suite against a local multi-process deployment; results in bench-results/
+## (BENCH_FLAGS=-quick for a ~1-2 minute smoke run; see docs/benchmarks.md)
+BENCH_FLAGS ?=
+bench:
+	./scripts/bench $(BENCH_FLAGS)

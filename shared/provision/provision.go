@@ -96,7 +96,7 @@ func Buckets(c Config) []jetstream.KeyValueConfig {
 			History:        1,
 			TTL:            c.TypingTTL,
 			LimitMarkerTTL: time.Minute,
-			Storage:        jetstream.MemoryStorage,
+			Storage:        jetstream.FileStorage,
 			Replicas:       c.Replicas,
 		},
 		{

@@ -1,0 +1,116 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/worker"
+)
+
+// Fanout is rooms × members, each room receiving Rate messages per second
+// from a few of its members (so no connection exceeds the per-connection
+// limit), for Duration.
+type Fanout struct {
+	Rooms    int
+	Members  int
+	Rate     float64 // messages per second per room
+	Duration time.Duration
+	BodySize int
+	// Name labels the result ("fanout" or "latency").
+	Name string
+}
+
+// Offered is the delivery rate the point asks for.
+func (f Fanout) Offered() float64 { return float64(f.Rooms*f.Members) * f.Rate }
+
+// Fanout runs one fan-out point.
+func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
+	res = Result{
+		Scenario: f.Name, Target: t.Name, Started: time.Now(), LoadAvg: loadavg(),
+		Params: map[string]any{"rooms": f.Rooms, "members": f.Members, "rate_per_room": f.Rate, "duration_s": f.Duration.Seconds(), "urls": len(t.URLs)},
+	}
+	defer func() { res.Wall = round(time.Since(res.Started).Seconds(), 1) }()
+	senderRate := r.SenderRate
+	if senderRate <= 0 {
+		senderRate = 8
+	}
+	if t.Kind == worker.KindNATS {
+		senderRate = math.Max(senderRate, f.Rate) // no per-connection limit
+	}
+	senders := min(f.Members, int(math.Ceil(f.Rate/senderRate)))
+	if senders < 1 {
+		senders = 1
+	}
+	perSender := f.Rate / float64(senders)
+	res.Params["senders_per_room"] = senders
+	clients := f.Rooms * f.Members
+	res.Clients = clients
+	pool, err := r.pool(ctx, clients)
+	if err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	defer pool.Close()
+	tag := r.nextTag("f")
+	base := worker.ConnectSpec{
+		Kind: t.Kind, URLs: t.URLs, Rooms: f.Rooms, RoomPrefix: tag + "-", UserPrefix: tag + "u", Edge: -1,
+		Concurrency: 32, Timeout: 30 * time.Second,
+	}
+	connStart := time.Now()
+	s := base
+	s.First, s.Count, s.Sender = 0, senders*f.Rooms, true
+	if _, err := connect(pool, s); err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	s = base
+	s.First, s.Count = senders*f.Rooms, (f.Members-senders)*f.Rooms
+	if s.Count > 0 {
+		if _, err := connect(pool, s); err != nil {
+			res.Failed = err.Error()
+			return res
+		}
+	}
+	res.ConnectPerSec = round(float64(clients)/time.Since(connStart).Seconds(), 0)
+	if err := settle(pool, time.Second, 60*time.Second); err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	st, _ := pool.Each(worker.Command{Op: worker.OpStats})
+	m0 := merge(st)
+	res.ConnectErrors = m0.connectErrs
+	res.ConnectP99Ms = quant(m0.connect).P99
+	spec := &worker.RunSpec{Tag: tag, Rate: perSender, Duration: f.Duration, BodySize: f.BodySize, Quiet: time.Second, Drain: 20 * time.Second}
+	if _, err := pool.Each(worker.Command{Op: worker.OpPrepare, Run: spec}); err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	meter := startCPU(t, st)
+	st, err = pool.Each(worker.Command{Op: worker.OpRun, Run: spec})
+	if err != nil {
+		res.Failed = err.Error()
+	}
+	res.ServerCPU, res.GenCPU = meter.stop(st)
+	m := merge(st)
+	res.Sent, res.Acked, res.Received = m.sent, m.acked, m.received
+	res.Expected = m.expected()
+	if res.Expected > 0 {
+		res.Reach = round(float64(m.received)/float64(res.Expected), 5)
+	}
+	if m.firstSend > 0 && m.lastRecv > m.firstSend {
+		res.DeliveriesSec = round(float64(m.received)/(float64(m.lastRecv-m.firstSend)/1e9), 0)
+	}
+	res.OfferedSec = f.Offered()
+	res.Latency, res.AckLatency = quant(m.latency), quant(m.ack)
+	res.Gaps, res.Dups = m.gaps-m0.gaps, m.dups-m0.dups
+	res.Errors = m.errors
+	if len(res.Errors) == 0 {
+		res.Errors = nil
+	}
+	if m.joined != clients {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d clients joined", m.joined, clients))
+	}
+	return res
+}

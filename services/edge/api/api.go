@@ -1,0 +1,280 @@
+// Package api serves the edge's HTTP API: the lobby, a room's messages and
+// presence, posting a message, and a room's live events as Server-Sent
+// Events that resume gaplessly from Last-Event-ID.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/services/edge/auth"
+	"github.com/hubbub-chat/hubbub/services/edge/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/fanout"
+	"github.com/hubbub-chat/hubbub/shared/names"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// Observer receives API events for metrics. Methods must not block.
+type Observer interface {
+	Published(d time.Duration)
+	ConnOpened()
+	ConnClosed(reason string)
+}
+
+// Config configures the API.
+type Config struct {
+	// EdgeID names this edge in presence events of SSE clients.
+	EdgeID string
+	// Limits bounds posted bodies and page sizes.
+	Limits wire.Limits
+	// KeepAlive is the SSE comment interval (30 s).
+	KeepAlive time.Duration
+	// SSEQueue bounds the bytes queued to one SSE client (1 MiB); a client
+	// further behind is disconnected and resumes with Last-Event-ID.
+	SSEQueue int
+	// LobbyLimit is the default number of lobby rooms (50).
+	LobbyLimit int
+}
+
+// API serves the HTTP endpoints.
+type API struct {
+	cfg   Config
+	be    *backend.Client
+	hub   *fanout.Hub
+	authn auth.Authenticator
+	log   *slog.Logger
+	obs   Observer
+	// done ends SSE streams (drain).
+	done <-chan struct{}
+	ids  func() string
+}
+
+// New returns the API. done is closed when the edge drains; newID returns
+// unique connection ids.
+func New(cfg Config, be *backend.Client, hub *fanout.Hub, authn auth.Authenticator, log *slog.Logger, obs Observer, done <-chan struct{}, newID func() string) *API {
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.SSEQueue <= 0 {
+		cfg.SSEQueue = 1 << 20
+	}
+	if cfg.LobbyLimit <= 0 {
+		cfg.LobbyLimit = 50
+	}
+	return &API{cfg: cfg, be: be, hub: hub, authn: authn, log: log, obs: obs, done: done, ids: newID}
+}
+
+// Register adds the API routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/lobby", a.lobby)
+	mux.HandleFunc("GET /api/rooms/{room}/messages", a.messages)
+	mux.HandleFunc("POST /api/rooms/{room}/messages", a.post)
+	mux.HandleFunc("GET /api/rooms/{room}/presence", a.presence)
+	mux.HandleFunc("GET /api/rooms/{room}/events", a.events)
+}
+
+func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
+	limit, ok := intParam(w, r, "limit", a.cfg.LobbyLimit, 1, 500)
+	if !ok {
+		return
+	}
+	lobby, err := a.be.Lobby(r.Context(), wire.LobbyRequest{Limit: limit})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if lobby.Rooms == nil {
+		lobby.Rooms = []wire.RoomSummary{}
+	}
+	if len(lobby.Rooms) > 0 {
+		rooms := make([]string, len(lobby.Rooms))
+		for i, rs := range lobby.Rooms {
+			rooms[i] = rs.Room
+		}
+		counts, err := a.be.Counts(r.Context(), wire.CountsRequest{Rooms: rooms})
+		if err != nil {
+			a.log.Warn("lobby without online counts", "err", err)
+		} else {
+			for i := range lobby.Rooms {
+				lobby.Rooms[i].Online = counts.Counts[lobby.Rooms[i].Room]
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, lobby)
+}
+
+func (a *API) messages(w http.ResponseWriter, r *http.Request) {
+	room, ok := roomParam(w, r)
+	if !ok {
+		return
+	}
+	before, err := uintParam(r, "before")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "before must be a message id"))
+		return
+	}
+	maxPage := a.cfg.Limits.MaxPage
+	if maxPage <= 0 {
+		maxPage = wire.DefaultMaxPage
+	}
+	limit, ok := intParam(w, r, "limit", wire.DefaultPage, 1, maxPage)
+	if !ok {
+		return
+	}
+	p, err := a.be.Recent(r.Context(), wire.RecentRequest{Room: room, Before: before, Limit: limit})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if p.Items == nil {
+		p.Items = []wire.Message{}
+	}
+	p.Room = room
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *API) presence(w http.ResponseWriter, r *http.Request) {
+	room, ok := roomParam(w, r)
+	if !ok {
+		return
+	}
+	limit, ok := intParam(w, r, "limit", 100, 1, 1000)
+	if !ok {
+		return
+	}
+	rr, err := a.be.Roster(r.Context(), wire.RosterRequest{Room: room, After: r.URL.Query().Get("after"), Limit: limit})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if rr.Users == nil {
+		rr.Users = []string{}
+	}
+	rr.Room = room
+	writeJSON(w, http.StatusOK, rr)
+}
+
+// PostRequest is the body of POST /api/rooms/{room}/messages.
+type PostRequest struct {
+	Body string `json:"body"`
+	CID  string `json:"cid"`
+}
+
+// PostReply answers a post.
+type PostReply struct {
+	ID        uint64 `json:"id"`
+	CID       string `json:"cid"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+func (a *API) post(w http.ResponseWriter, r *http.Request) {
+	user, ok := a.user(w, r)
+	if !ok {
+		return
+	}
+	var req PostRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "body must be a JSON object {\"body\",\"cid\"}"))
+		return
+	}
+	if req.CID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		req.CID = hex.EncodeToString(b[:])
+	}
+	// Validate exactly as a WebSocket message frame is validated.
+	frameJSON, err := json.Marshal(wire.ClientFrame{Type: wire.TypeMessage, Room: r.PathValue("room"), Body: req.Body, CID: req.CID})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, wire.Errorf(wire.CodeInternal, "encode: %v", err))
+		return
+	}
+	f, perr := wire.ParseClientFrame(frameJSON, a.cfg.Limits)
+	if perr != nil {
+		writeError(w, http.StatusBadRequest, perr)
+		return
+	}
+	start := time.Now()
+	res, err := a.be.Post(r.Context(), f.Room, user, f.Body, f.CID)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.obs.Published(time.Since(start))
+	writeJSON(w, http.StatusOK, PostReply{ID: res.ID, CID: f.CID, Duplicate: res.Duplicate})
+}
+
+// user authenticates r, answering 401 on failure.
+func (a *API) user(w http.ResponseWriter, r *http.Request) (string, bool) {
+	u, err := a.authn.Authenticate(r)
+	switch {
+	case err == nil:
+		return u, true
+	case errors.Is(err, auth.ErrMissing):
+		writeError(w, http.StatusUnauthorized, wire.Errorf(wire.CodeAuthRequired, "authentication required"))
+	default:
+		writeError(w, http.StatusUnauthorized, wire.Errorf(wire.CodeAuthInvalid, "invalid credentials"))
+	}
+	return "", false
+}
+
+func (a *API) fail(w http.ResponseWriter, err error) {
+	var se *backend.ServiceError
+	switch {
+	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInternal, "%s", se.Description))
+	case errors.Is(err, context.Canceled):
+		// client went away
+	default:
+		a.log.Warn("api backend call failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "service unavailable; try again"))
+	}
+}
+
+func roomParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	room, err := names.Room(r.PathValue("room"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInvalidRoom, "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"))
+		return "", false
+	}
+	return room, true
+}
+
+func uintParam(r *http.Request, name string) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	return strconv.ParseUint(v, 10, 64)
+}
+
+func intParam(w http.ResponseWriter, r *http.Request, name string, def, lo, hi int) (int, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInvalidLimit, "%s must be %d-%d", name, lo, hi))
+		return 0, false
+	}
+	return n, true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, e *wire.Error) {
+	writeJSON(w, status, e.Frame("", ""))
+}

@@ -1,0 +1,149 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/services/edge/fanout"
+	"github.com/hubbub-chat/hubbub/services/edge/frame"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// events streams a room as Server-Sent Events: a "history" event (the
+// newest page, or everything after Last-Event-ID / ?since=), then
+// "message", "typing" and "presence" events. Each message event's id is
+// the message id, so an EventSource that reconnects resumes gaplessly.
+func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	room, ok := roomParam(w, r)
+	if !ok {
+		return
+	}
+	user, ok := a.user(w, r)
+	if !ok {
+		return
+	}
+	var since *uint64
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = r.URL.Query().Get("since")
+	}
+	if last != "" {
+		n, err := strconv.ParseUint(last, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "Last-Event-ID must be a message id"))
+			return
+		}
+		since = &n
+	}
+	rc := http.NewResponseController(w)
+	sink := &sseSink{max: a.cfg.SSEQueue, notify: make(chan struct{}, 1)}
+	ctx := r.Context()
+	m, err := a.hub.Join(ctx, fanout.JoinRequest{Room: room, User: user, Since: since, Sink: sink})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	defer m.Leave()
+	a.obs.ConnOpened()
+	reason := "client"
+	defer func() { a.obs.ConnClosed(reason) }()
+
+	conn := wire.ConnEvent{Room: room, User: user, Conn: a.ids(), Edge: a.cfg.EdgeID}
+	if _, err := a.be.Join(ctx, conn); err != nil {
+		a.log.Warn("presence join failed (sse)", "room", room, "err", err)
+	}
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := a.be.Leave(lctx, conn); err != nil {
+			a.log.Warn("presence leave failed (sse)", "room", room, "err", err)
+		}
+	}()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("retry: 2000\n\n"))
+	_ = rc.Flush()
+
+	keep := time.NewTicker(a.cfg.KeepAlive)
+	defer keep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.done:
+			reason = "restart"
+			return
+		case <-keep.C:
+			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+				reason = "transport"
+				return
+			}
+			_ = rc.Flush()
+		case <-sink.notify:
+			frames, over := sink.take()
+			for _, f := range frames {
+				if _, err := w.Write(f.SSE()); err != nil {
+					reason = "transport"
+					return
+				}
+			}
+			_ = rc.Flush()
+			if over {
+				reason = "slow_consumer"
+				return
+			}
+		}
+	}
+}
+
+// sseSink queues frames for one SSE stream, bounded in bytes.
+type sseSink struct {
+	max    int
+	notify chan struct{}
+
+	mu       sync.Mutex
+	queue    []*frame.Frame
+	bytes    int
+	overflow bool
+}
+
+// Send implements fanout.Sink.
+func (s *sseSink) Send(f *frame.Frame) bool {
+	n := len(f.SSE())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overflow {
+		return false
+	}
+	if f.Class == frame.Sheddable && s.bytes+n > s.max/2 {
+		return false
+	}
+	if s.bytes > 0 && s.bytes+n > s.max {
+		s.overflow = true
+		s.queue = nil
+	} else {
+		s.queue = append(s.queue, f)
+		s.bytes += n
+	}
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	return !s.overflow
+}
+
+func (s *sseSink) take() ([]*frame.Frame, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queue
+	s.queue = nil
+	s.bytes = 0
+	return q, s.overflow
+}

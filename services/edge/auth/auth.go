@@ -1,0 +1,211 @@
+// Package auth resolves an HTTP request (a WebSocket upgrade, an SSE
+// stream, an API call) to a user id. Mode "none" trusts ?user=NAME
+// (development); mode "jwt" verifies a signed token with a pinned
+// algorithm, a required expiry and checked audience/issuer.
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/hubbub-chat/hubbub/shared/names"
+)
+
+// Errors callers branch on (missing → 4001 / 401, invalid → 4002 / 401).
+var (
+	ErrMissing = errors.New("auth: credentials required")
+	ErrInvalid = errors.New("auth: credentials invalid")
+)
+
+// CookieName is the cookie carrying a token.
+const CookieName = "hubbub_token"
+
+// Modes.
+const (
+	ModeNone = "none"
+	ModeJWT  = "jwt"
+)
+
+// Authenticator resolves a request to a user id.
+type Authenticator interface {
+	Authenticate(r *http.Request) (string, error)
+}
+
+// Config selects and configures the mode.
+type Config struct {
+	// Mode is "none" (default) or "jwt".
+	Mode string
+	// Algorithm is the one accepted JWT algorithm: HS256, RS256 or EdDSA.
+	// Empty: HS256 when Secret is set, else inferred from the first key.
+	Algorithm string
+	// Secret is the HS256 shared secret.
+	Secret string
+	// PublicKeysPEM holds one or more PEM public keys (RS256 or EdDSA).
+	PublicKeysPEM []byte
+	// Audience and Issuer, when set, must match the token's aud / iss.
+	Audience string
+	Issuer   string
+}
+
+// New builds the authenticator for cfg.
+func New(cfg Config) (Authenticator, error) {
+	switch cfg.Mode {
+	case "", ModeNone:
+		return None{}, nil
+	case ModeJWT:
+		return newJWT(cfg)
+	}
+	return nil, fmt.Errorf("auth mode %q: want none or jwt", cfg.Mode)
+}
+
+// None is development mode: the user picks a name with ?user=NAME; without
+// one a guest name is generated.
+type None struct{}
+
+// Authenticate implements Authenticator.
+func (None) Authenticate(r *http.Request) (string, error) {
+	u := r.URL.Query().Get("user")
+	if u == "" {
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		return "guest-" + hex.EncodeToString(b[:]), nil
+	}
+	u, err := names.User(u)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return u, nil
+}
+
+// JWT verifies bearer tokens.
+type JWT struct {
+	alg    string
+	keys   []any
+	parser *jwt.Parser
+}
+
+func newJWT(cfg Config) (*JWT, error) {
+	j := &JWT{alg: cfg.Algorithm}
+	if cfg.Secret != "" {
+		if j.alg == "" {
+			j.alg = "HS256"
+		}
+		if j.alg != "HS256" {
+			return nil, fmt.Errorf("jwt: a secret needs algorithm HS256, not %s", j.alg)
+		}
+		if len(cfg.Secret) < 32 {
+			return nil, errors.New("jwt: HS256 secret must be at least 32 bytes")
+		}
+		j.keys = []any{[]byte(cfg.Secret)}
+	} else {
+		keys, err := parseKeys(cfg.PublicKeysPEM)
+		if err != nil {
+			return nil, err
+		}
+		if len(keys) == 0 {
+			return nil, errors.New("jwt: no secret or public keys configured")
+		}
+		for _, k := range keys {
+			alg := ""
+			switch k.(type) {
+			case *rsa.PublicKey:
+				alg = "RS256"
+			case ed25519.PublicKey:
+				alg = "EdDSA"
+			}
+			if j.alg == "" {
+				j.alg = alg
+			}
+			if alg != j.alg {
+				return nil, fmt.Errorf("jwt: key of type %T does not fit algorithm %s", k, j.alg)
+			}
+			j.keys = append(j.keys, k)
+		}
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{j.alg}), jwt.WithExpirationRequired()}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	j.parser = jwt.NewParser(opts...)
+	return j, nil
+}
+
+func parseKeys(data []byte) ([]any, error) {
+	var keys []any
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return keys, nil
+		}
+		k, err := x509.ParsePKIXPublicKey(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("jwt public key: %w", err)
+		}
+		switch k.(type) {
+		case *rsa.PublicKey, ed25519.PublicKey:
+			keys = append(keys, k)
+		default:
+			return nil, fmt.Errorf("jwt public key: unsupported type %T", k)
+		}
+	}
+}
+
+// Algorithm is the pinned algorithm.
+func (j *JWT) Algorithm() string { return j.alg }
+
+// Authenticate implements Authenticator: the token comes from
+// "Authorization: Bearer", the hubbub_token cookie or ?token=.
+func (j *JWT) Authenticate(r *http.Request) (string, error) {
+	tok := Token(r)
+	if tok == "" {
+		return "", ErrMissing
+	}
+	var lastErr error
+	for _, k := range j.keys {
+		t, err := j.parser.ParseWithClaims(tok, &jwt.RegisteredClaims{}, func(*jwt.Token) (any, error) { return k, nil })
+		if err != nil {
+			lastErr = err
+			if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+				continue // another key may verify it
+			}
+			break
+		}
+		sub, err := t.Claims.GetSubject()
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		u, err := names.User(sub)
+		if err != nil {
+			return "", fmt.Errorf("%w: subject: %w", ErrInvalid, err)
+		}
+		return u, nil
+	}
+	return "", fmt.Errorf("%w: %w", ErrInvalid, lastErr)
+}
+
+// Token extracts a bearer token from r, or "".
+func Token(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			return strings.TrimSpace(h[7:])
+		}
+	}
+	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
+		return c.Value
+	}
+	return r.URL.Query().Get("token")
+}

@@ -1,0 +1,221 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const secret = "0123456789abcdef0123456789abcdef"
+
+func pemOf(t *testing.T, pub any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+func sign(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(m, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func bearer(tok string) *http.Request {
+	r := httptest.NewRequest("GET", "/ws", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return r
+}
+
+func TestJWT(t *testing.T) {
+	_, rsaKey := mustRSA(t)
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	good := jwt.MapClaims{"sub": "alice@example", "exp": exp, "aud": "hubbub", "iss": "idp"}
+	with := func(k string, v any) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for kk, vv := range good {
+			c[kk] = vv
+		}
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	hs, err := New(Config{Mode: ModeJWT, Secret: secret, Audience: "hubbub", Issuer: "idp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := New(Config{Mode: ModeJWT, PublicKeysPEM: pemOf(t, &rsaKey.PublicKey), Audience: "hubbub", Issuer: "idp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, err := New(Config{Mode: ModeJWT, PublicKeysPEM: pemOf(t, edPub), Audience: "hubbub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		a       Authenticator
+		req     *http.Request
+		user    string
+		wantErr error
+	}{
+		{"hs256 bearer", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), good)), "alice@example", nil},
+		{"hs256 cookie", hs, func() *http.Request {
+			r := httptest.NewRequest("GET", "/ws", nil)
+			r.AddCookie(&http.Cookie{Name: CookieName, Value: sign(t, jwt.SigningMethodHS256, []byte(secret), good)})
+			return r
+		}(), "alice@example", nil},
+		{"hs256 query", hs, httptest.NewRequest("GET", "/ws?token="+url.QueryEscape(sign(t, jwt.SigningMethodHS256, []byte(secret), good)), nil), "alice@example", nil},
+		{"missing", hs, httptest.NewRequest("GET", "/ws", nil), "", ErrMissing},
+		{"garbage", hs, bearer("not.a.jwt"), "", ErrInvalid},
+		{"wrong secret", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 32)), good)), "", ErrInvalid},
+		{"expired", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", time.Now().Add(-time.Minute).Unix()))), "", ErrInvalid},
+		{"no exp", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", nil))), "", ErrInvalid},
+		{"wrong audience", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("aud", "other"))), "", ErrInvalid},
+		{"wrong issuer", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("iss", "evil"))), "", ErrInvalid},
+		{"no subject", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("sub", nil))), "", ErrInvalid},
+		{"alg none", hs, bearer(sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good)), "", ErrInvalid},
+		{"hs512 refused when hs256 pinned", hs, bearer(sign(t, jwt.SigningMethodHS512, []byte(secret), good)), "", ErrInvalid},
+		{"rs256", rs, bearer(sign(t, jwt.SigningMethodRS256, rsaKey, good)), "alice@example", nil},
+		{"rs256 key confusion: hs256 signed with the public key", rs, bearer(sign(t, jwt.SigningMethodHS256, pemOf(t, &rsaKey.PublicKey), good)), "", ErrInvalid},
+		{"eddsa", ed, bearer(sign(t, jwt.SigningMethodEdDSA, edPriv, with("iss", nil))), "alice@example", nil},
+		{"eddsa token to rs256 edge", rs, bearer(sign(t, jwt.SigningMethodEdDSA, edPriv, good)), "", ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := tt.a.Authenticate(tt.req)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || u != tt.user {
+				t.Fatalf("got %q, %v; want %q", u, err, tt.user)
+			}
+		})
+	}
+}
+
+func mustRSA(t *testing.T) (*rsa.PublicKey, *rsa.PrivateKey) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &k.PublicKey, k
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{Mode: "ldap"},
+		{Mode: ModeJWT},
+		{Mode: ModeJWT, Secret: "short"},
+		{Mode: ModeJWT, Secret: secret, Algorithm: "RS256"},
+		{Mode: ModeJWT, PublicKeysPEM: []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+func TestNone(t *testing.T) {
+	tests := []struct {
+		query string
+		user  string
+		err   error
+	}{
+		{"user=alice", "alice", nil},
+		{"user=" + url.QueryEscape("Zoë Ünïcode"), "Zoë Ünïcode", nil},
+		{"user=%20alice", "", ErrInvalid},
+		{"user=a%01b", "", ErrInvalid},
+		{"user=" + strings.Repeat("x", 200), "", ErrInvalid},
+	}
+	for _, tt := range tests {
+		u, err := None{}.Authenticate(httptest.NewRequest("GET", "/ws?"+tt.query, nil))
+		if !errors.Is(err, tt.err) || (tt.err == nil && u != tt.user) {
+			t.Errorf("%s: %q, %v; want %q, %v", tt.query, u, err, tt.user, tt.err)
+		}
+	}
+	u, err := None{}.Authenticate(httptest.NewRequest("GET", "/ws", nil))
+	if err != nil || !strings.HasPrefix(u, "guest-") {
+		t.Errorf("no user: %q, %v", u, err)
+	}
+}
+
+func TestOriginChecker(t *testing.T) {
+	tests := []struct {
+		allowed []string
+		origin  string
+		host    string
+		ok      bool
+	}{
+		{nil, "", "chat.example", true},
+		{nil, "https://chat.example", "chat.example", true},
+		{nil, "https://CHAT.example", "chat.example", true},
+		{nil, "https://evil.example", "chat.example", false},
+		{nil, "null", "chat.example", false},
+		{[]string{"https://app.example/"}, "https://app.example", "chat.example", true},
+		{[]string{"https://app.example"}, "https://chat.example", "chat.example", false},
+		{[]string{"*"}, "https://any.example", "chat.example", true},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", "http://"+tt.host+"/ws", nil)
+		if tt.origin != "" {
+			r.Header.Set("Origin", tt.origin)
+		}
+		if got := NewOriginChecker(tt.allowed).Allowed(r); got != tt.ok {
+			t.Errorf("allowed %v origin %q host %q: %v, want %v", tt.allowed, tt.origin, tt.host, got, tt.ok)
+		}
+	}
+}
+
+// FuzzAuthenticate feeds arbitrary tokens and user names: no panic, and
+// nothing but a verified token yields a user in jwt mode.
+func FuzzAuthenticate(f *testing.F) {
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.x", "alice")
+	f.Add("a.b.c", "%20x")
+	f.Add("", "")
+	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.", "\x00")
+	a, err := New(Config{Mode: ModeJWT, Secret: secret})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, token, user string) {
+		r := httptest.NewRequest("GET", "/ws", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		r.URL.RawQuery = url.Values{"user": {user}}.Encode()
+		if u, err := a.Authenticate(r); err == nil {
+			t.Fatalf("forged token accepted for %q", u)
+		}
+		if u, err := (None{}).Authenticate(r); err == nil && u == "" {
+			t.Fatal("empty user accepted")
+		}
+		r.Header.Set("Origin", token)
+		_ = NewOriginChecker(nil).Allowed(r)
+	})
+}

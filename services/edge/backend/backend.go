@@ -1,0 +1,223 @@
+// Package backend is the edge's client for everything behind it: posting
+// messages to the CHAT stream, the history service and the presence
+// service. Every call is bounded by a timeout so an unavailable service
+// yields ErrUnavailable instead of a hung connection.
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/hubbub-chat/hubbub/shared/names"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// ErrUnavailable means the service did not answer in time or has no
+// responders.
+var ErrUnavailable = errors.New("service unavailable")
+
+// ServiceError is an error reply from a micro service.
+type ServiceError struct {
+	Subject     string
+	Code        int
+	Description string
+}
+
+// Error implements error.
+func (e *ServiceError) Error() string {
+	return fmt.Sprintf("%s: service error %d: %s", e.Subject, e.Code, e.Description)
+}
+
+// DefaultTimeout bounds each request.
+const DefaultTimeout = 3 * time.Second
+
+// Client talks to JetStream, history and presence over one NATS connection.
+type Client struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	timeout time.Duration
+}
+
+// New returns a Client; timeout ≤ 0 means DefaultTimeout.
+func New(nc *nats.Conn, timeout time.Duration) (*Client, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Client{nc: nc, js: js, timeout: timeout}, nil
+}
+
+// JetStream returns the JetStream handle the client uses.
+func (c *Client) JetStream() jetstream.JetStream { return c.js }
+
+// Conn returns the NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// MsgID is the de-duplication id of a user message: scoped per room and
+// user so one user's cid never suppresses another's message.
+func MsgID(room, user, cid string) string {
+	return room + "/" + names.UserToken(user) + "/" + cid
+}
+
+// PostResult is the outcome of Post.
+type PostResult struct {
+	// ID is the message id (stream sequence); for a duplicate, the
+	// original message's id.
+	ID uint64
+	// Duplicate is true when the cid was already stored.
+	Duplicate bool
+}
+
+// Post stores a user message in the CHAT stream and waits for the PubAck.
+// room must be normalised, body validated.
+func (c *Client) Post(ctx context.Context, room, user, body, cid string) (PostResult, error) {
+	data, err := json.Marshal(wire.Post{Room: room, User: user, Body: body, Kind: wire.KindMessage, TS: time.Now().UnixMilli(), CID: cid})
+	if err != nil {
+		return PostResult{}, fmt.Errorf("marshal post: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	msg := &nats.Msg{Subject: subjects.Room(room), Data: data, Header: nats.Header{}}
+	msg.Header.Set(subjects.HeaderMsgID, MsgID(room, user, cid))
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return PostResult{}, classify(subjects.Room(room), err)
+	}
+	return PostResult{ID: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// Flush waits until the server has processed everything sent so far
+// (e.g. new subscriptions).
+func (c *Client) Flush(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return classify("flush", err)
+	}
+	return nil
+}
+
+// LastID returns the id of the newest message of room in the stream (0
+// when it has none).
+func (c *Client) LastID(ctx context.Context, room string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	s, err := c.js.Stream(ctx, subjects.Stream)
+	if err != nil {
+		return 0, classify(subjects.Stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subjects.Room(room))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, classify(subjects.Room(room), err)
+	}
+	return m.Sequence, nil
+}
+
+// Recent asks history for a page of messages before req.Before.
+func (c *Client) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error) {
+	var p wire.Page
+	err := c.request(ctx, subjects.HistoryRecent, req, &p)
+	return p, err
+}
+
+// Since asks history for messages after req.After.
+func (c *Client) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
+	var p wire.Page
+	err := c.request(ctx, subjects.HistorySince, req, &p)
+	return p, err
+}
+
+// Lobby asks history for the most recently active rooms.
+func (c *Client) Lobby(ctx context.Context, req wire.LobbyRequest) (wire.LobbyReply, error) {
+	var r wire.LobbyReply
+	err := c.request(ctx, subjects.HistoryLobby, req, &r)
+	return r, err
+}
+
+// Join registers a connection in a room with presence.
+func (c *Client) Join(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, error) {
+	var r wire.ConnReply
+	err := c.request(ctx, subjects.PresenceJoin, ev, &r)
+	return r, err
+}
+
+// Leave removes a connection from a room.
+func (c *Client) Leave(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, error) {
+	var r wire.ConnReply
+	err := c.request(ctx, subjects.PresenceLeave, ev, &r)
+	return r, err
+}
+
+// Roster asks presence for one page of a room's online users.
+func (c *Client) Roster(ctx context.Context, req wire.RosterRequest) (wire.RosterReply, error) {
+	var r wire.RosterReply
+	err := c.request(ctx, subjects.PresenceRoster, req, &r)
+	return r, err
+}
+
+// Counts asks presence for online counts.
+func (c *Client) Counts(ctx context.Context, req wire.CountsRequest) (wire.CountsReply, error) {
+	var r wire.CountsReply
+	err := c.request(ctx, subjects.PresenceCounts, req, &r)
+	return r, err
+}
+
+// Typing publishes a typing event (core NATS, fire and forget).
+func (c *Client) Typing(ev wire.TypingEvent) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("marshal typing: %w", err)
+	}
+	if err := c.nc.Publish(subjects.Typing(ev.Room), data); err != nil {
+		return fmt.Errorf("publish typing: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) request(ctx context.Context, subject string, req, reply any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("marshal %s request: %w", subject, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	msg, err := c.nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return classify(subject, err)
+	}
+	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+		code, _ := strconv.Atoi(msg.Header.Get(micro.ErrorCodeHeader))
+		return &ServiceError{Subject: subject, Code: code, Description: desc}
+	}
+	if err := json.Unmarshal(msg.Data, reply); err != nil {
+		return fmt.Errorf("%s: decode reply: %w", subject, err)
+	}
+	return nil
+}
+
+// classify maps transport failures to ErrUnavailable.
+func classify(subject string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting):
+		return fmt.Errorf("%s: %w: %w", subject, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", subject, err)
+}

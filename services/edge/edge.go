@@ -1,0 +1,449 @@
+// Package edge is Hubbub's edge service: it terminates client WebSockets
+// (protocol v1), serves the HTTP API, Server-Sent Events and the web UI,
+// publishes messages to JetStream and fans out live room traffic to local
+// members. It holds no state a restart may lose.
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/hubbub-chat/hubbub/services/edge/api"
+	"github.com/hubbub-chat/hubbub/services/edge/auth"
+	"github.com/hubbub-chat/hubbub/services/edge/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/fanout"
+	"github.com/hubbub-chat/hubbub/services/edge/lease"
+	"github.com/hubbub-chat/hubbub/services/edge/metrics"
+	"github.com/hubbub-chat/hubbub/services/edge/session"
+	"github.com/hubbub-chat/hubbub/services/edge/web"
+	"github.com/hubbub-chat/hubbub/services/edge/ws"
+	"github.com/hubbub-chat/hubbub/shared/ops"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// ErrDraining is reported by Ready once the edge started draining.
+var ErrDraining = errors.New("edge is draining")
+
+// Config configures an edge. Zero values take the defaults noted.
+type Config struct {
+	// HTTPAddr is the listen address (":8080") when Listener is nil.
+	HTTPAddr string
+	// Listener, if set, is used instead of listening on HTTPAddr.
+	Listener net.Listener
+	// EdgeID names the edge (its lease key); default hostname-<random>.
+	EdgeID string
+
+	// Auth selects the authentication mode.
+	Auth auth.Config
+	// AllowedOrigins for WebSocket upgrades; empty: same host only.
+	AllowedOrigins []string
+
+	// MaxFrame is the largest client frame in bytes (16 KiB): 1009 beyond.
+	MaxFrame int
+	// MaxBody is the longest message body in characters (2000).
+	MaxBody int
+	// MaxRooms per connection (100).
+	MaxRooms int
+	// SoftQueue / HardQueue bound a connection's outbound queue in bytes
+	// (64 KiB: typing/presence shed; 1 MiB: closed with 1013).
+	SoftQueue, HardQueue int
+	// PingInterval (30 s): a peer silent for two intervals is dropped.
+	PingInterval time.Duration
+	// WriteTimeout bounds one socket write (10 s).
+	WriteTimeout time.Duration
+	// DrainPeriod spreads the 1012 closes on shutdown (10 s).
+	DrainPeriod time.Duration
+	// RequestTimeout bounds each request to history/presence/JetStream (3 s).
+	RequestTimeout time.Duration
+	// LeaseTTL is the edges bucket TTL (15 s); the lease is renewed at TTL/3.
+	LeaseTTL time.Duration
+	// MessageRate / MessageBurst limit messages per connection (10/s, 20).
+	MessageRate  float64
+	MessageBurst int
+
+	// Fanout tunes the hub (history page sizes, replay cap, buffers).
+	Fanout fanout.Config
+	// Web serves "/" (default: the embedded UI, web.Handler()).
+	Web http.Handler
+}
+
+// Defaults.
+const (
+	DefaultHTTPAddr     = ":8080"
+	DefaultPingInterval = 30 * time.Second
+	DefaultDrainPeriod  = 10 * time.Second
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.EdgeID == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "edge"
+		}
+		c.EdgeID = host + "-" + randomHex(4)
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.DrainPeriod <= 0 {
+		c.DrainPeriod = DefaultDrainPeriod
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = backend.DefaultTimeout
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = wire.DefaultMaxBody
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = ws.DefaultMaxMessage
+	}
+	if c.Web == nil {
+		c.Web = web.Handler()
+	}
+	return c, nil
+}
+
+// Deps are the edge's collaborators.
+type Deps struct {
+	// NC is the NATS connection (required).
+	NC *nats.Conn
+	// Log is the logger (required).
+	Log *slog.Logger
+	// Registry receives the edge's metrics; nil keeps them private. When it
+	// is also a prometheus.Gatherer, /metrics serves it.
+	Registry prometheus.Registerer
+}
+
+// Service is a running edge.
+type Service struct {
+	cfg       Config
+	nc        *nats.Conn
+	log       *slog.Logger
+	ln        net.Listener
+	gatherer  prometheus.Gatherer
+	metrics   *metrics.Metrics
+	be        *backend.Client
+	hub       *fanout.Hub
+	transport *ws.Transport
+	authn     auth.Authenticator
+	origins   *auth.OriginChecker
+	env       *session.Env
+	lease     *lease.Lease
+	handler   http.Handler
+
+	draining atomic.Bool
+	drainCh  chan struct{} // closed when draining starts
+	connSeq  atomic.Uint64
+	base     context.Context // lives until Run finished draining
+	stop     context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[*session.Session]int // value: ping slot
+	wg       sync.WaitGroup           // session goroutines
+}
+
+// New builds an edge and binds its listener (Addr is valid on return).
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.NC == nil || deps.Log == nil {
+		return nil, errors.New("edge: Deps.NC and Deps.Log are required")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	reg := deps.Registry
+	var gatherer prometheus.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
+	}
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, fmt.Errorf("edge metrics: %w", err)
+	}
+	authn, err := auth.New(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("edge auth: %w", err)
+	}
+	be, err := backend.New(deps.NC, cfg.RequestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("edge listen %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	log := deps.Log.With("edge", cfg.EdgeID)
+	s := &Service{
+		cfg: cfg, nc: deps.NC, log: log, ln: ln, gatherer: gatherer, metrics: m, be: be,
+		hub: fanout.New(cfg.Fanout, be, log, m),
+		transport: ws.NewTransport(ws.Config{
+			MaxMessage: cfg.MaxFrame, SoftQueue: cfg.SoftQueue, HardQueue: cfg.HardQueue,
+			PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout,
+		}, m),
+		authn:    authn,
+		origins:  auth.NewOriginChecker(cfg.AllowedOrigins),
+		lease:    lease.New(be.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
+		drainCh:  make(chan struct{}),
+		sessions: make(map[*session.Session]int),
+	}
+	s.base, s.stop = context.WithCancel(context.Background())
+	s.env = &session.Env{
+		Config: session.Config{
+			EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, MaxRooms: cfg.MaxRooms,
+			MessageRate: rate.Limit(cfg.MessageRate), MessageBurst: cfg.MessageBurst,
+		}.WithDefaults(),
+		Hub: s.hub, Backend: be, Log: log, Obs: m,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	api.New(api.Config{EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, KeepAlive: cfg.PingInterval},
+		be, s.hub, authn, log, m, s.drainCh, s.newConnID).Register(mux)
+	ops.Register(mux, gatherer, s.readyCheck)
+	mux.Handle("/", cfg.Web)
+	s.handler = mux
+	return s, nil
+}
+
+// Addr is the address the edge listens on.
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+// EdgeID is the edge's id (its lease key).
+func (s *Service) EdgeID() string { return s.cfg.EdgeID }
+
+// Handler is the edge's HTTP handler (the all-in-one may mount it).
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Rooms is the number of hosted rooms (debug).
+func (s *Service) Rooms() int { return s.hub.Rooms() }
+
+// Metrics exposes the edge's metrics (tests read counters).
+func (s *Service) Metrics() *metrics.Metrics { return s.metrics }
+
+// Ready reports nil while the edge accepts clients: not draining and
+// connected to NATS.
+func (s *Service) Ready() error { return s.readyCheck(context.Background()) }
+
+func (s *Service) readyCheck(ctx context.Context) error {
+	if s.draining.Load() {
+		return ErrDraining
+	}
+	return ops.NATSCheck(s.nc)(ctx)
+}
+
+// Connections is the number of open WebSocket sessions.
+func (s *Service) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Run serves until ctx ends, then drains: readiness fails at once, new
+// upgrades are refused, every connection is closed with 1012 spread over
+// DrainPeriod (each leaving presence), the lease is released. It returns
+// nil after a clean drain.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.stop()
+	actx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	if err := s.lease.Acquire(actx); err != nil {
+		s.log.Warn("edge lease not acquired yet; will retry", "err", err)
+	}
+	cancel()
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var bgWG sync.WaitGroup
+	bgWG.Add(3)
+	go func() { defer bgWG.Done(); _ = s.hub.Run(bg) }()
+	go func() { defer bgWG.Done(); _ = s.lease.Run(bg) }()
+	go func() { defer bgWG.Done(); s.pinger(bg) }()
+
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.ln) }()
+	s.log.Info("edge listening", "addr", s.Addr())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		serveErr = fmt.Errorf("edge http: %w", err)
+	}
+
+	s.drain(srv)
+
+	stopBG()
+	bgWG.Wait()
+	s.hub.Close()
+	rctx, rcancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	if err := s.lease.Release(rctx); err != nil {
+		s.log.Warn("edge lease release failed", "err", err)
+	}
+	rcancel()
+	s.log.Info("edge stopped")
+	return serveErr
+}
+
+// drain closes every connection with 1012, spread over DrainPeriod.
+func (s *Service) drain(srv *http.Server) {
+	s.draining.Store(true)
+	close(s.drainCh)
+	s.mu.Lock()
+	list := make([]*session.Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		list = append(list, sess)
+	}
+	s.mu.Unlock()
+	s.log.Info("edge draining", "connections", len(list), "period", s.cfg.DrainPeriod)
+
+	start := time.Now()
+	for i, sess := range list {
+		at := start.Add(time.Duration(int64(s.cfg.DrainPeriod) * int64(i) / int64(len(list))))
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		}
+		sess.Close(ws.CodeRestart, "service restart: reconnect")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.DrainPeriod + 2*s.transport.Config().CloseTimeout + s.env.Config.CleanupTimeout):
+		s.log.Warn("edge drain: connections still closing at deadline")
+	}
+	// Only now stop the listener: until here /readyz answered 503 and
+	// upgrades were refused, so load balancers moved traffic away. SSE
+	// handlers ended on drainCh; hijacked WebSockets are closed above.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("edge http shutdown", "err", err)
+	}
+}
+
+// pinger pings every connection once per PingInterval, in slots so the
+// pings are spread over the interval.
+func (s *Service) pinger(ctx context.Context) {
+	const slots = 8
+	t := time.NewTicker(s.cfg.PingInterval / slots)
+	defer t.Stop()
+	var slot int
+	var batch []*session.Session
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		slot = (slot + 1) % slots
+		batch = batch[:0]
+		s.mu.Lock()
+		for sess, sl := range s.sessions {
+			if sl == slot {
+				batch = append(batch, sess)
+			}
+		}
+		s.mu.Unlock()
+		for _, sess := range batch {
+			sess.Ping()
+		}
+		clear(batch)
+	}
+}
+
+func (s *Service) newConnID() string {
+	return s.cfg.EdgeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
+}
+
+// serveWS upgrades /ws and runs a session on its own goroutine; the HTTP
+// handler goroutine returns at once.
+func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "edge is draining; reconnect elsewhere", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.origins.Allowed(r) {
+		s.metrics.ConnRefused(wire.CodeOriginRefused)
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	user, aerr := s.authn.Authenticate(r)
+	conn, err := s.transport.Upgrade(w, r)
+	if err != nil {
+		s.log.Debug("upgrade failed", "err", err)
+		return
+	}
+	if aerr != nil {
+		code, msg := ws.CodeAuthInvalid, "invalid credentials"
+		if errors.Is(aerr, auth.ErrMissing) {
+			code, msg = ws.CodeAuthRequired, "authentication required"
+		}
+		s.metrics.ConnRefused(ws.CodeLabel(code))
+		go func() {
+			conn.Close(code, msg)
+			for {
+				if _, err := conn.Read(); err != nil {
+					break
+				}
+			}
+			conn.Finish()
+		}()
+		return
+	}
+	sess := session.New(s.env, conn, user, s.newConnID())
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		go func() {
+			conn.Close(ws.CodeRestart, "service restart: reconnect")
+			for {
+				if _, err := conn.Read(); err != nil {
+					break
+				}
+			}
+			conn.Finish()
+		}()
+		return
+	}
+	s.sessions[sess] = int(s.connSeq.Load() % 8)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.metrics.ConnOpened()
+	go func() {
+		defer s.wg.Done()
+		sess.Run(s.base)
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+		s.metrics.ConnClosed(conn.CloseReason())
+	}()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,348 @@
+// Package session speaks client protocol v1 on one WebSocket connection:
+// it reads client frames, answers them (join, message, typing, history,
+// leave) through the fan-out hub and the backend, and cleans up on
+// disconnect (leaves the hub and presence).
+package session
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	gws "github.com/gobwas/ws"
+	"golang.org/x/time/rate"
+
+	"github.com/hubbub-chat/hubbub/services/edge/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/fanout"
+	"github.com/hubbub-chat/hubbub/services/edge/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/ws"
+	"github.com/hubbub-chat/hubbub/shared/names"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// Observer receives session events for metrics. Methods must not block.
+type Observer interface {
+	// FrameIn counts one client frame of type typ ("invalid" if unparsable).
+	FrameIn(typ string)
+	// FrameOut counts one frame sent to this connection only.
+	FrameOut(typ string)
+	// ErrorSent counts an error frame by code.
+	ErrorSent(code string)
+	// Published records the latency of one acked publish.
+	Published(d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) FrameIn(string)          {}
+func (nopObserver) FrameOut(string)         {}
+func (nopObserver) ErrorSent(string)        {}
+func (nopObserver) Published(time.Duration) {}
+
+// Config is shared by every session of an edge.
+type Config struct {
+	// EdgeID names this edge in presence connection events.
+	EdgeID string
+	// Limits bounds message bodies and history pages.
+	Limits wire.Limits
+	// MaxRooms is how many rooms one connection may join (100).
+	MaxRooms int
+	// RosterLimit caps the users listed in the roster frame (100).
+	RosterLimit int
+	// MessageRate and MessageBurst limit messages per connection
+	// (default 10/s, burst 20); TypingRate limits typing frames (5/s).
+	MessageRate  rate.Limit
+	MessageBurst int
+	TypingRate   rate.Limit
+	// CleanupTimeout bounds the presence leaves after a disconnect (5 s).
+	CleanupTimeout time.Duration
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.MaxRooms <= 0 {
+		c.MaxRooms = 100
+	}
+	if c.RosterLimit <= 0 {
+		c.RosterLimit = 100
+	}
+	if c.MessageRate <= 0 {
+		c.MessageRate = 10
+	}
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = 20
+	}
+	if c.TypingRate <= 0 {
+		c.TypingRate = 5
+	}
+	if c.CleanupTimeout <= 0 {
+		c.CleanupTimeout = 5 * time.Second
+	}
+	return c
+}
+
+// Env is what sessions share: configuration and collaborators.
+type Env struct {
+	Config  Config
+	Hub     *fanout.Hub
+	Backend *backend.Client
+	Log     *slog.Logger
+	// Obs must not be nil (NopObserver discards).
+	Obs Observer
+}
+
+// NopObserver discards session events.
+func NopObserver() Observer { return nopObserver{} }
+
+// Session is one client connection speaking protocol v1.
+type Session struct {
+	env   *Env
+	conn  *ws.Conn
+	user  string
+	id    string
+	rooms map[string]*membership
+
+	msgLimit    *rate.Limiter
+	typingLimit *rate.Limiter
+}
+
+type membership struct {
+	m      *fanout.Member
+	typing bool
+}
+
+// New returns a session for user on conn; id must be unique (it names the
+// connection in presence).
+func New(env *Env, conn *ws.Conn, user, id string) *Session {
+	return &Session{env: env, conn: conn, user: user, id: id, rooms: make(map[string]*membership)}
+}
+
+// Run sends the welcome frame and serves the connection until it closes,
+// then leaves every room. ctx bounds requests made on the client's behalf.
+func (s *Session) Run(ctx context.Context) {
+	s.send(frame.Must(wire.TypeWelcome, wire.Welcome{Type: wire.TypeWelcome, User: s.user, Protocol: wire.ProtocolVersion}, frame.Essential))
+	for {
+		msg, err := s.conn.Read()
+		if err != nil {
+			break
+		}
+		if msg.Op == gws.OpBinary {
+			s.env.Obs.FrameIn("binary")
+			s.sendError(wire.Errorf(wire.CodeBinaryFrame, "binary frames are not supported; send JSON text frames"), "", "")
+			continue
+		}
+		s.handle(ctx, msg.Payload)
+	}
+	s.cleanup(ctx)
+}
+
+// cleanup stops deliveries, closes the socket and leaves presence.
+func (s *Session) cleanup(ctx context.Context) {
+	for _, ms := range s.rooms {
+		ms.m.Leave()
+	}
+	s.conn.Finish()
+	if len(s.rooms) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.env.Config.CleanupTimeout)
+	defer cancel()
+	for room, ms := range s.rooms {
+		if ms.typing {
+			s.publishTyping(room, wire.TypingOff)
+		}
+		if _, err := s.env.Backend.Leave(ctx, s.connEvent(room)); err != nil {
+			s.env.Log.Warn("presence leave failed", "room", room, "conn", s.id, "err", err)
+		}
+	}
+	s.rooms = nil
+}
+
+// Ping sends a WebSocket ping (the edge's pinger drives this).
+func (s *Session) Ping() { s.conn.Ping() }
+
+// Close starts closing the connection with code (e.g. 1012 on drain).
+func (s *Session) Close(code uint16, reason string) { s.conn.Close(code, reason) }
+
+func (s *Session) handle(ctx context.Context, payload []byte) {
+	f, perr := wire.ParseClientFrame(payload, s.env.Config.Limits)
+	if perr != nil {
+		typ := "invalid"
+		if perr.Code != wire.CodeBadJSON && perr.Code != wire.CodeUnknownType {
+			typ = f.Type
+		}
+		s.env.Obs.FrameIn(typ)
+		s.sendError(perr, f.CID, f.Room)
+		return
+	}
+	s.env.Obs.FrameIn(f.Type)
+	switch f.Type {
+	case wire.TypeJoin:
+		s.join(ctx, f)
+	case wire.TypeMessage:
+		s.message(ctx, f)
+	case wire.TypeTyping:
+		s.typing(f)
+	case wire.TypeHistory:
+		s.history(ctx, f)
+	case wire.TypeLeave:
+		s.leave(ctx, f)
+	}
+}
+
+func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
+	if old, ok := s.rooms[f.Room]; ok {
+		// Re-join (e.g. with since after the client saw a gap): replace the
+		// membership; presence is unchanged.
+		old.m.Leave()
+		delete(s.rooms, f.Room)
+	} else if len(s.rooms) >= s.env.Config.MaxRooms {
+		s.sendError(wire.Errorf(wire.CodeTooManyRooms, "a connection may join at most %d rooms", s.env.Config.MaxRooms), "", f.Room)
+		return
+	}
+	m, err := s.env.Hub.Join(ctx, fanout.JoinRequest{Room: f.Room, User: s.user, Since: f.Since, Sink: s.conn})
+	if err != nil {
+		s.env.Log.Warn("join failed", "room", f.Room, "err", err)
+		s.sendError(unavailable(err, "cannot join the room now; try again"), "", f.Room)
+		return
+	}
+	s.rooms[f.Room] = &membership{m: m}
+	if _, err := s.env.Backend.Join(ctx, s.connEvent(f.Room)); err != nil {
+		s.env.Log.Warn("presence join failed", "room", f.Room, "err", err)
+		s.sendError(unavailable(err, "presence is unavailable"), "", f.Room)
+		return
+	}
+	r, err := s.env.Backend.Roster(ctx, wire.RosterRequest{Room: f.Room, Limit: s.env.Config.RosterLimit})
+	if err != nil {
+		s.env.Log.Warn("roster failed", "room", f.Room, "err", err)
+		s.sendError(unavailable(err, "presence is unavailable"), "", f.Room)
+		return
+	}
+	users := r.Users
+	if users == nil {
+		users = []string{}
+	}
+	s.send(frame.Must(wire.TypeRoster, wire.Roster{Type: wire.TypeRoster, Room: f.Room, Users: users, Online: r.Online, More: r.Next != ""}, frame.Essential))
+}
+
+func (s *Session) message(ctx context.Context, f wire.ClientFrame) {
+	ms, ok := s.rooms[f.Room]
+	if !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room before sending to it"), f.CID, f.Room)
+		return
+	}
+	if !s.allowMessage() {
+		s.sendError(wire.Errorf(wire.CodeRateLimited, "too many messages; slow down"), f.CID, f.Room)
+		return
+	}
+	start := time.Now()
+	res, err := s.env.Backend.Post(ctx, f.Room, s.user, f.Body, f.CID)
+	if err != nil {
+		s.env.Log.Warn("publish failed", "room", f.Room, "err", err)
+		s.sendError(unavailable(err, "message not stored; resend it with the same cid"), f.CID, f.Room)
+		return
+	}
+	s.env.Obs.Published(time.Since(start))
+	s.send(frame.Must(wire.TypeAck, wire.Ack{Type: wire.TypeAck, CID: f.CID, ID: res.ID}, frame.Essential))
+	if ms.typing {
+		ms.typing = false
+		s.publishTyping(f.Room, wire.TypingOff)
+	}
+}
+
+func (s *Session) typing(f wire.ClientFrame) {
+	ms, ok := s.rooms[f.Room]
+	if !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room first"), "", f.Room)
+		return
+	}
+	on := f.State == wire.TypingOn
+	if on && ms.typing && !s.allowTyping() {
+		return // a renewal within the rate limit is simply dropped
+	}
+	ms.typing = on
+	s.publishTyping(f.Room, f.State)
+}
+
+func (s *Session) history(ctx context.Context, f wire.ClientFrame) {
+	p, err := s.env.Backend.Recent(ctx, wire.RecentRequest{Room: f.Room, Before: f.Before, Limit: f.Limit})
+	if err != nil {
+		s.sendError(unavailable(err, "history is unavailable"), "", f.Room)
+		return
+	}
+	items := p.Items
+	if items == nil {
+		items = []wire.Message{}
+	}
+	s.send(frame.Must(wire.TypeHistory, wire.History{Type: wire.TypeHistory, Room: f.Room, Items: items, HasMore: p.HasMore, Recovered: true}, frame.Essential))
+}
+
+func (s *Session) leave(ctx context.Context, f wire.ClientFrame) {
+	ms, ok := s.rooms[f.Room]
+	if !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "not in this room"), "", f.Room)
+		return
+	}
+	ms.m.Leave()
+	delete(s.rooms, f.Room)
+	if ms.typing {
+		s.publishTyping(f.Room, wire.TypingOff)
+	}
+	if _, err := s.env.Backend.Leave(ctx, s.connEvent(f.Room)); err != nil {
+		s.env.Log.Warn("presence leave failed", "room", f.Room, "err", err)
+	}
+}
+
+func (s *Session) allowMessage() bool {
+	if s.msgLimit == nil {
+		s.msgLimit = rate.NewLimiter(s.env.Config.MessageRate, s.env.Config.MessageBurst)
+	}
+	return s.msgLimit.Allow()
+}
+
+func (s *Session) allowTyping() bool {
+	if s.typingLimit == nil {
+		s.typingLimit = rate.NewLimiter(s.env.Config.TypingRate, 1)
+	}
+	return s.typingLimit.Allow()
+}
+
+func (s *Session) publishTyping(room, state string) {
+	if err := s.env.Backend.Typing(wire.TypingEvent{Room: room, User: s.user, State: state, Conn: s.id}); err != nil {
+		s.env.Log.Warn("typing publish failed", "room", room, "err", err)
+	}
+}
+
+func (s *Session) connEvent(room string) wire.ConnEvent {
+	return wire.ConnEvent{Room: room, User: s.user, Conn: s.id, Edge: s.env.Config.EdgeID}
+}
+
+func (s *Session) send(f *frame.Frame) {
+	if s.conn.Send(f) {
+		s.env.Obs.FrameOut(f.Type)
+	}
+}
+
+func (s *Session) sendError(e *wire.Error, cid, room string) {
+	if !wire.ValidCID(cid) {
+		cid = ""
+	}
+	if !names.ValidRoom(room) {
+		room = ""
+	}
+	s.env.Obs.ErrorSent(e.Code)
+	s.send(frame.Must(wire.TypeError, e.Frame(cid, room), frame.Essential))
+}
+
+// unavailable turns a backend failure into an error frame.
+func unavailable(err error, msg string) *wire.Error {
+	if errors.Is(err, backend.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fanout.ErrClosed) {
+		return wire.Errorf(wire.CodeUnavailable, "%s", msg)
+	}
+	var se *backend.ServiceError
+	if errors.As(err, &se) && se.Code >= 400 && se.Code < 500 {
+		return wire.Errorf(wire.CodeInternal, "%s: %s", msg, se.Description)
+	}
+	return wire.Errorf(wire.CodeUnavailable, "%s", msg)
+}

@@ -1,0 +1,452 @@
+// Package ws terminates WebSocket connections (RFC 6455) on top of
+// github.com/gobwas/ws with a small memory footprint: one reader goroutine
+// per connection reading into pooled buffers, and a bounded outbound queue
+// (measured in bytes) flushed by a writer goroutine that exists only while
+// the queue is non-empty and writes every pending frame in one writev.
+package ws
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	gws "github.com/gobwas/ws"
+
+	"github.com/hubbub-chat/hubbub/services/edge/frame"
+)
+
+// ErrClosed is returned by Read once the close handshake is complete.
+var ErrClosed = errors.New("websocket: connection closed")
+
+// Config bounds one connection.
+type Config struct {
+	// MaxMessage is the largest client message in bytes (default 16 KiB);
+	// bigger ones close the connection with 1009.
+	MaxMessage int
+	// SoftQueue is the outbound queue size in bytes above which sheddable
+	// frames (typing, presence) are dropped (default 64 KiB).
+	SoftQueue int
+	// HardQueue is the outbound queue size in bytes above which the
+	// connection is closed with 1013 (default 1 MiB).
+	HardQueue int
+	// PingInterval is how often the server pings (the caller drives pings
+	// with Conn.Ping); a peer silent for two intervals is dropped. Zero
+	// disables the read deadline.
+	PingInterval time.Duration
+	// WriteTimeout bounds one write of pending frames (default 10 s).
+	WriteTimeout time.Duration
+	// CloseTimeout is how long to wait for the peer's close reply (default 3 s).
+	CloseTimeout time.Duration
+	// HandshakeTimeout bounds writing the upgrade response (default 5 s).
+	HandshakeTimeout time.Duration
+}
+
+// Defaults for Config.
+const (
+	DefaultMaxMessage   = 16 << 10
+	DefaultSoftQueue    = 64 << 10
+	DefaultHardQueue    = 1 << 20
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultCloseTimeout = 3 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.HardQueue <= 0 {
+		c.HardQueue = DefaultHardQueue
+	}
+	if c.SoftQueue <= 0 {
+		c.SoftQueue = min(DefaultSoftQueue, c.HardQueue/2)
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	return c
+}
+
+// Observer receives transport events for metrics. Methods must not block.
+type Observer interface {
+	// Shed is called when a sheddable frame is dropped.
+	Shed(f *frame.Frame)
+	// QueueBytes reports a change of queued outbound bytes.
+	QueueBytes(delta int)
+	// Overflow is called when a connection passes its hard queue bound
+	// (it is then closed with 1013).
+	Overflow()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Shed(*frame.Frame) {}
+func (nopObserver) QueueBytes(int)    {}
+func (nopObserver) Overflow()         {}
+
+// Transport upgrades HTTP requests to Conns sharing one buffer pool and
+// configuration.
+type Transport struct {
+	cfg  Config
+	pool *Pool
+	obs  Observer
+	ping *frame.Frame
+}
+
+// NewTransport returns a Transport; obs may be nil.
+func NewTransport(cfg Config, obs Observer) *Transport {
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Transport{cfg: cfg.withDefaults(), pool: NewPool(), obs: obs, ping: frame.Control(frame.OpPing, nil)}
+}
+
+// Config returns the effective configuration.
+func (t *Transport) Config() Config { return t.cfg }
+
+// Upgrade performs the WebSocket handshake on r and hijacks the
+// connection. On error the HTTP response has been written and the
+// connection closed.
+func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	up := gws.HTTPUpgrader{Timeout: t.cfg.HandshakeTimeout}
+	nc, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		return nil, fmt.Errorf("websocket upgrade: %w", err)
+	}
+	// Drop the HTTP server's bufio buffers (8 KiB): keep only bytes the
+	// client pipelined after the handshake, if any.
+	var src io.Reader = nc
+	if n := rw.Reader.Buffered(); n > 0 {
+		pre := make([]byte, n)
+		if _, err := io.ReadFull(rw.Reader, pre); err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("websocket upgrade: %w", err)
+		}
+		src = io.MultiReader(bytes.NewReader(pre), nc)
+	}
+	return t.newConn(nc, src), nil
+}
+
+// NewConn wraps an already upgraded connection (tests, custom listeners).
+func (t *Transport) NewConn(nc net.Conn) *Conn { return t.newConn(nc, nc) }
+
+func (t *Transport) newConn(nc net.Conn, src io.Reader) *Conn {
+	c := &Conn{nc: nc, t: t}
+	c.rd = NewReader(src, t.cfg.MaxMessage, t.pool)
+	c.touch()
+	return c
+}
+
+// Conn is a server-side WebSocket connection. Read must be called from one
+// goroutine (the connection's reader); Send, Ping and Close may be called
+// from any goroutine and never block.
+type Conn struct {
+	nc net.Conn
+	t  *Transport
+	rd *Reader
+
+	mu         sync.Mutex
+	queue      []*frame.Frame
+	queued     int // bytes in queue
+	inflight   int // bytes being written
+	writing    bool
+	closing    bool // a close frame is queued or sent
+	peerClosed bool
+	finished   bool
+	closeCode  uint16
+	closeLabel string
+	drained    chan struct{}
+}
+
+// RemoteAddr is the peer address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// touch pushes the read deadline two ping intervals ahead.
+func (c *Conn) touch() {
+	if c.t.cfg.PingInterval > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(2 * c.t.cfg.PingInterval))
+	}
+}
+
+// Read returns the next text or binary message. Pings are answered, pongs
+// absorbed, a close frame completes the handshake (ErrClosed). On a framing
+// error the matching close code is sent and the error returned. The payload
+// is valid until the next Read.
+func (c *Conn) Read() (Message, error) {
+	for {
+		m, err := c.rd.Next()
+		if err != nil {
+			var ne net.Error
+			switch code := CloseCode(err); {
+			case code != 0:
+				c.Close(code, err.Error())
+			case errors.As(err, &ne) && ne.Timeout():
+				c.closeAs(CodeGoingAway, "ping timeout", "ping_timeout")
+			}
+			return Message{}, err
+		}
+		c.mu.Lock()
+		if !c.closing {
+			c.touch()
+		}
+		c.mu.Unlock()
+		switch m.Op {
+		case gws.OpPing:
+			c.Send(frame.Control(frame.OpPong, bytes.Clone(m.Payload)))
+		case gws.OpPong:
+		case gws.OpClose:
+			c.peerClose(m.Payload)
+			return Message{}, ErrClosed
+		default:
+			return m, nil
+		}
+	}
+}
+
+// Send queues f. It returns false if f was shed or the connection is
+// closing; a connection whose queue would pass the hard bound is closed
+// with 1013.
+func (c *Conn) Send(f *frame.Frame) bool {
+	n := len(f.WS())
+	c.mu.Lock()
+	if c.closing || c.finished {
+		c.mu.Unlock()
+		return false
+	}
+	pending := c.queued + c.inflight
+	if f.Class == frame.Sheddable && pending+n > c.t.cfg.SoftQueue {
+		c.mu.Unlock()
+		c.t.obs.Shed(f)
+		return false
+	}
+	if pending > 0 && pending+n > c.t.cfg.HardQueue {
+		c.t.obs.Overflow()
+		c.startCloseLocked(CodeTryAgainLater, "slow consumer", "slow_consumer", true)
+		c.mu.Unlock()
+		return false
+	}
+	c.enqueueLocked(f, n)
+	c.mu.Unlock()
+	return true
+}
+
+// Ping queues a ping frame.
+func (c *Conn) Ping() { c.Send(c.t.ping) }
+
+// QueuedBytes is the number of outbound bytes not yet written.
+func (c *Conn) QueuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued + c.inflight
+}
+
+// Close starts the closing handshake with code: frames already queued are
+// still written (except for 1013, which drops them), then the close frame.
+// Read returns once the peer answers or CloseTimeout passes.
+func (c *Conn) Close(code uint16, reason string) {
+	c.closeAs(code, reason, CodeLabel(code))
+}
+
+func (c *Conn) closeAs(code uint16, reason, label string) {
+	c.mu.Lock()
+	c.startCloseLocked(code, reason, label, code == CodeTryAgainLater)
+	c.mu.Unlock()
+}
+
+// CloseReason is a metrics label for why the connection closed: "client"
+// when the peer closed first, "transport" when the TCP connection failed,
+// otherwise a label for the close code sent.
+func (c *Conn) CloseReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.peerClosed:
+		return "client"
+	case c.closeLabel != "":
+		return c.closeLabel
+	}
+	return "transport"
+}
+
+// CloseCode is the close code sent to the peer (0 if none).
+func (c *Conn) CloseCode() uint16 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode
+}
+
+// CodeLabel names a close code for metrics.
+func CodeLabel(code uint16) string {
+	switch code {
+	case CodeNormal:
+		return "normal"
+	case CodeGoingAway:
+		return "going_away"
+	case CodeProtocolError:
+		return "protocol"
+	case CodeInvalidData:
+		return "invalid_utf8"
+	case CodePolicy:
+		return "policy"
+	case CodeTooBig:
+		return "too_big"
+	case CodeInternal:
+		return "internal"
+	case CodeRestart:
+		return "restart"
+	case CodeTryAgainLater:
+		return "try_again_later"
+	case CodeAuthRequired:
+		return "auth_required"
+	case CodeAuthInvalid:
+		return "auth_invalid"
+	case CodeForbidden:
+		return "forbidden"
+	}
+	return "other"
+}
+
+// Finish ends the connection once Read has returned an error: it waits
+// (at most WriteTimeout) for queued frames and the close frame to be
+// written, then closes the TCP connection and releases buffers. Call it
+// exactly once, from the reader goroutine.
+func (c *Conn) Finish() {
+	c.rd.Release()
+	c.mu.Lock()
+	c.finished = true
+	var wait chan struct{}
+	if c.writing {
+		wait = make(chan struct{})
+		c.drained = wait
+	}
+	c.mu.Unlock()
+	if wait != nil {
+		t := time.NewTimer(c.t.cfg.WriteTimeout)
+		select {
+		case <-wait:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_ = c.nc.Close()
+	c.mu.Lock()
+	if n := c.queued; n > 0 {
+		c.queue, c.queued = nil, 0
+		c.t.obs.QueueBytes(-n)
+	}
+	c.mu.Unlock()
+}
+
+// peerClose answers a close frame from the peer with the same code.
+func (c *Conn) peerClose(payload []byte) {
+	code := CodeNormal
+	if len(payload) >= 2 {
+		code = uint16(payload[0])<<8 | uint16(payload[1])
+	}
+	c.mu.Lock()
+	if !c.closing {
+		c.peerClosed = true
+		c.startCloseLocked(code, "", "client", false)
+	}
+	c.mu.Unlock()
+}
+
+func (c *Conn) startCloseLocked(code uint16, reason, label string, dropQueued bool) {
+	if c.closing || c.finished {
+		return
+	}
+	c.closing = true
+	c.closeCode = code
+	c.closeLabel = label
+	if dropQueued && c.queued > 0 {
+		c.t.obs.QueueBytes(-c.queued)
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.queued = 0
+	}
+	f := frame.Close(code, reason)
+	c.enqueueLocked(f, len(f.WS()))
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.t.cfg.CloseTimeout))
+}
+
+func (c *Conn) enqueueLocked(f *frame.Frame, n int) {
+	c.queue = append(c.queue, f)
+	c.queued += n
+	c.t.obs.QueueBytes(n)
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
+
+// writeLoop writes queued frames in batches until the queue is empty, then
+// exits.
+func (c *Conn) writeLoop() {
+	var bufs net.Buffers
+	var batch []*frame.Frame
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.writing = false
+			if c.queue != nil && cap(c.queue) > 32 {
+				c.queue = nil
+			}
+			d := c.drained
+			c.drained = nil
+			c.mu.Unlock()
+			if d != nil {
+				close(d)
+			}
+			return
+		}
+		batch, c.queue = c.queue, batch[:0]
+		n := c.queued
+		c.inflight, c.queued = n, 0
+		c.mu.Unlock()
+
+		bufs = bufs[:0]
+		for _, f := range batch {
+			bufs = append(bufs, f.WS())
+		}
+		clear(batch)
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
+		w := bufs // WriteTo consumes its receiver
+		_, err := w.WriteTo(c.nc)
+		clear(bufs[:cap(bufs)])
+
+		c.mu.Lock()
+		c.inflight = 0
+		if err != nil {
+			// The peer cannot take more: give up on the connection. Closing
+			// the socket also wakes the reader.
+			c.closing = true
+			if c.closeLabel == "" {
+				c.closeLabel = "write_error"
+			}
+			if q := c.queued; q > 0 {
+				c.queued = 0
+				n += q
+			}
+			clear(c.queue)
+			c.queue = c.queue[:0]
+			c.mu.Unlock()
+			_ = c.nc.Close()
+		} else {
+			c.mu.Unlock()
+		}
+		c.t.obs.QueueBytes(-n)
+	}
+}

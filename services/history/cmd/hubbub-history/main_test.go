@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubbub-chat/hubbub/shared/natstest"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+func TestParseEnv(t *testing.T) {
+	t.Setenv("HUBBUB_DATABASE_URL", "postgres://x/y")
+	t.Setenv("HUBBUB_HISTORY_RETENTION", "72h")
+	t.Setenv("HUBBUB_DATA_DIR", "/data")
+	st, err := parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.svc.DatabaseURL != "postgres://x/y" || st.svc.Retention != 72*time.Hour || st.svc.DataDir != "/data" || st.addr != ":8081" {
+		t.Fatalf("settings %+v", st)
+	}
+	t.Setenv("HUBBUB_HISTORY_RETENTION", "forever")
+	if _, err := parse(nil); err == nil {
+		t.Fatal("bad retention accepted")
+	}
+}
+
+// TestBinary builds hubbub-history and runs it as a separate process
+// against an external NATS server: it provisions, becomes ready, stores
+// and serves a message, and exits 0 on SIGTERM.
+func TestBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "hubbub-history")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	srv := natstest.Start(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"HUBBUB_NATS_URL="+srv.URL(), "HUBBUB_DATA_DIR="+t.TempDir(), "HUBBUB_HTTP_ADDR="+addr,
+		"HUBBUB_LOG_FORMAT=text", "HUBBUB_DATABASE_URL=")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("process output:\n%s", logs.String())
+		}
+	})
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	poll(t, func() error {
+		if code, body := get("/readyz"); code != http.StatusOK {
+			return fmt.Errorf("readyz %d %s", code, body)
+		}
+		return nil
+	})
+
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(wire.Post{Room: "general", User: "alice", Body: "hi", Kind: wire.KindMessage, TS: 1})
+	ack, err := js.Publish(context.Background(), subjects.Room("general"), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, func() error {
+		msg, err := nc.Request(subjects.HistoryRecent, []byte(`{"room":"general"}`), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		var p wire.Page
+		if err := json.Unmarshal(msg.Data, &p); err != nil {
+			return err
+		}
+		if len(p.Items) != 1 || p.Items[0].ID != ack.Sequence || p.Items[0].Body != "hi" {
+			return fmt.Errorf("recent: %s", msg.Data)
+		}
+		return nil
+	})
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "hubbub_history_consumer_lag") {
+		t.Fatalf("metrics %d", code)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+func poll(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

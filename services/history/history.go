@@ -1,0 +1,396 @@
+// Package history is the history service: it stores every room message of
+// the CHAT stream exactly once (durable pull consumer, idempotent insert,
+// ack after commit) and answers recent, since and lobby requests as the
+// nats.go/micro service "history".
+//
+// The caller provisions the stream (provision.Ensure) before Run.
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hubbub-chat/hubbub/services/history/chain"
+	"github.com/hubbub-chat/hubbub/services/history/ingest"
+	"github.com/hubbub-chat/hubbub/services/history/metrics"
+	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/services/history/streamread"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+)
+
+// Version is the micro service version.
+const Version = "1.0.0"
+
+// QueueGroup is the queue group of every endpoint: replicas share load.
+const QueueGroup = "history"
+
+// ErrStreamMismatch is returned by Run when the database belongs to
+// another instance of the CHAT stream (store.ErrStreamMismatch).
+var ErrStreamMismatch = store.ErrStreamMismatch
+
+// ErrNotReady is reported by Ready before Run has bound the store to the
+// stream.
+var ErrNotReady = errors.New("history not started")
+
+// Config configures the service. Zero values take the defaults.
+type Config struct {
+	// DatabaseURL selects Postgres (postgres:// or postgresql://).
+	DatabaseURL string
+	// DataDir holds the SQLite file history.db when DatabaseURL is empty.
+	DataDir string
+	// Retention deletes messages older than this; 0 keeps everything.
+	Retention time.Duration
+	// RetentionInterval is how often retention runs (1m).
+	RetentionInterval time.Duration
+	// RetentionBatch is how many rows one retention transaction deletes (500).
+	RetentionBatch int
+	// BatchSize is the most messages inserted per transaction (500).
+	BatchSize int
+	// BatchWait is how long a partial batch waits for more messages (20ms).
+	BatchWait time.Duration
+	// AckWait is the consumer's redelivery timeout (30s).
+	AckWait time.Duration
+	// MaxAckPending bounds unacknowledged messages (8 × BatchSize).
+	MaxAckPending int
+	// Workers bounds requests handled concurrently (64).
+	Workers int
+	// RequestTimeout bounds one request (5s).
+	RequestTimeout time.Duration
+	// MarksInterval is how often the consumer's ack floor is re-read (250ms).
+	MarksInterval time.Duration
+	// MaxStreamScan bounds the stream messages one request may read while
+	// the database lags (10000); beyond it the request fails with 503.
+	MaxStreamScan int
+	// ReadOnly serves requests without consuming (no ingest, no retention).
+	ReadOnly bool
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = time.Minute
+	}
+	if c.RetentionBatch <= 0 {
+		c.RetentionBatch = 500
+	}
+	ic := c.ingestConfig().WithDefaults()
+	c.BatchSize, c.BatchWait, c.AckWait, c.MaxAckPending = ic.BatchSize, ic.BatchWait, ic.AckWait, ic.MaxAckPending
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.MarksInterval <= 0 {
+		c.MarksInterval = 250 * time.Millisecond
+	}
+	if c.MaxStreamScan <= 0 {
+		c.MaxStreamScan = 10000
+	}
+	return c
+}
+
+func (c Config) ingestConfig() ingest.Config {
+	return ingest.Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending}
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	// NC is the NATS connection.
+	NC *nats.Conn
+	// Log receives the service's logs (discarded when nil).
+	Log *slog.Logger
+	// Registry registers the metrics when not nil.
+	Registry prometheus.Registerer
+}
+
+// Service is one history replica.
+type Service struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	m      *metrics.Metrics
+	st     store.Store
+	reader *chain.Reader
+	ing    *ingest.Ingester
+
+	bound     atomic.Bool
+	stored    atomic.Uint64 // consumer ack floor
+	first     atomic.Uint64 // stream first sequence
+	running   atomic.Bool
+	closeOnce sync.Once
+}
+
+// New opens (creating and migrating) the store and prepares the service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.NC == nil {
+		return nil, errors.New("history: Deps.NC is required")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("svc", "history")
+	cfg = cfg.WithDefaults()
+	m, err := metrics.New(deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("history metrics: %w", err)
+	}
+	js, err := jetstream.New(deps.NC)
+	if err != nil {
+		return nil, fmt.Errorf("history jetstream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir})
+	if err != nil {
+		return nil, fmt.Errorf("history store: %w", err)
+	}
+	s := &Service{cfg: cfg, nc: deps.NC, js: js, log: log, m: m, st: st}
+	s.reader = &chain.Reader{
+		Store:        st,
+		Stream:       streamread.New(deps.NC, js, subjects.Stream),
+		Marks:        s.marks,
+		MaxScan:      cfg.MaxStreamScan,
+		OnStreamRead: func(n int) { m.StreamReads.Add(float64(n)) },
+	}
+	if !cfg.ReadOnly {
+		if s.ing, err = ingest.New(js, st, cfg.ingestConfig(), log, m); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Ready reports whether the service can do its job now: started, the
+// database answering and ingest not stalled.
+func (s *Service) Ready() error {
+	if !s.bound.Load() || !s.running.Load() {
+		return ErrNotReady
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.st.Ping(ctx); err != nil {
+		return fmt.Errorf("history database: %w", err)
+	}
+	if s.ing != nil {
+		if err := s.ing.Healthy(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run binds the store to the stream, then consumes, serves requests and
+// enforces retention until ctx ends. It returns nil on a clean shutdown
+// and closes the store; a Service runs once.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("history: Run called twice")
+	}
+	defer s.running.Store(false)
+	defer s.close()
+	if err := s.bind(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	s.refreshMarks(ctx)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	run(s.marksLoop)
+	if s.ing != nil {
+		run(s.ing.Run)
+		if s.cfg.Retention > 0 {
+			run(s.retentionLoop)
+		}
+	}
+	svc, reqs, err := s.serve(ctx)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	s.log.Info("history running", "store", fmt.Sprint(s.st), "read_only", s.cfg.ReadOnly, "retention", s.cfg.Retention)
+	<-ctx.Done()
+	if err := svc.Stop(); err != nil {
+		s.log.Warn("history: stop micro service", "err", err)
+	}
+	reqs.Wait()
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	s.log.Info("history stopped")
+	return nil
+}
+
+func (s *Service) close() {
+	s.closeOnce.Do(func() {
+		if err := s.st.Close(); err != nil {
+			s.log.Warn("history: close store", "err", err)
+		}
+	})
+}
+
+// bind waits for the stream, then checks the store belongs to it. A fresh
+// database starts the consumer over, so that everything the stream still
+// holds is stored.
+func (s *Service) bind(ctx context.Context) error {
+	delay := 100 * time.Millisecond
+	for {
+		info, err := s.streamInfo(ctx)
+		if err == nil {
+			id := store.Identity{Stream: info.Config.Name, Created: info.Created}
+			fresh, err := s.st.Bind(ctx, id)
+			if err != nil {
+				return fmt.Errorf("history: bind store to stream %s: %w", id, err)
+			}
+			if fresh && !s.cfg.ReadOnly {
+				err := s.js.DeleteConsumer(ctx, subjects.Stream, ingest.Durable)
+				switch {
+				case err == nil:
+					s.log.Warn("history: new database; consumer reset to replay the stream")
+				case !errors.Is(err, jetstream.ErrConsumerNotFound):
+					return fmt.Errorf("history: reset consumer for a new database: %w", err)
+				}
+			}
+			s.bound.Store(true)
+			return nil
+		}
+		s.log.Warn("history: waiting for stream", "stream", subjects.Stream, "err", err)
+		if !sleepCtx(ctx, delay) {
+			return ctx.Err()
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+func (s *Service) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, subjects.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", subjects.Stream, err)
+	}
+	return st.Info(ctx)
+}
+
+// marks returns the current marks for the chain reader.
+func (s *Service) marks() chain.Marks {
+	return chain.Marks{Stored: s.stored.Load(), First: s.first.Load()}
+}
+
+// refreshMarks re-reads the consumer's ack floor and the stream's bounds.
+func (s *Service) refreshMarks(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var floor uint64
+	cons, err := s.js.Consumer(ctx, subjects.Stream, ingest.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		err = nil // nothing acknowledged yet
+	case err == nil:
+		var ci *jetstream.ConsumerInfo
+		if ci, err = cons.Info(ctx); err == nil {
+			floor = ci.AckFloor.Stream
+		}
+	}
+	if err != nil {
+		s.log.Debug("history: read consumer ack floor", "err", err)
+		return
+	}
+	// Lower is always safe; stale higher is not: store what we read.
+	s.stored.Store(floor)
+	info, err := s.streamInfo(ctx)
+	if err != nil {
+		s.log.Debug("history: read stream info", "err", err)
+		return
+	}
+	s.first.Store(info.State.FirstSeq)
+	if info.State.LastSeq >= floor {
+		s.m.ConsumerLag.Set(float64(info.State.LastSeq - floor))
+	}
+}
+
+func (s *Service) marksLoop(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.MarksInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.refreshMarks(ctx)
+		}
+	}
+}
+
+// retentionLoop deletes expired messages in small batches.
+func (s *Service) retentionLoop(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-s.cfg.Retention)
+		for ctx.Err() == nil {
+			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			n, err := s.st.Trim(tctx, cutoff, s.cfg.RetentionBatch)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("history retention", "err", err)
+				}
+				break
+			}
+			s.m.Trimmed.Add(float64(n))
+			if n < s.cfg.RetentionBatch {
+				break
+			}
+			if !sleepCtx(ctx, 10*time.Millisecond) { // let writers in between batches
+				return nil
+			}
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,103 @@
+// Package metrics defines the history service's Prometheus metrics.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the history service's instruments. A nil registry leaves
+// them unregistered (still usable).
+type Metrics struct {
+	// ConsumerLag is the stream's last sequence minus the consumer's ack
+	// floor: messages not yet known to be stored.
+	ConsumerLag prometheus.Gauge
+	// BatchSize observes the size of each insert batch.
+	BatchSize prometheus.Histogram
+	// InsertSeconds observes each batch insert (commit included).
+	InsertSeconds prometheus.Histogram
+	// InsertErrors counts failed batch inserts (each retried).
+	InsertErrors prometheus.Counter
+	// Stored counts rows inserted (duplicates excluded).
+	Stored prometheus.Counter
+	// Redeliveries counts messages delivered more than once.
+	Redeliveries prometheus.Counter
+	// Undecodable counts messages terminated because they cannot be decoded.
+	Undecodable prometheus.Counter
+	// Requests counts requests by endpoint and outcome (ok, bad_request, error, unavailable).
+	Requests *prometheus.CounterVec
+	// RequestSeconds observes request handling time by endpoint.
+	RequestSeconds *prometheus.HistogramVec
+	// StreamReads counts messages served from the stream because the
+	// database had not stored them yet.
+	StreamReads prometheus.Counter
+	// Trimmed counts rows deleted by retention.
+	Trimmed prometheus.Counter
+}
+
+// New builds the metrics and registers them on reg when it is not nil. A
+// metric already registered (a second service in the same process) is
+// shared.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	const ns, sub = "hubbub", "history"
+	m := &Metrics{
+		ConsumerLag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "consumer_lag",
+			Help: "Stream last sequence minus the history consumer's ack floor."}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_size",
+			Help: "Messages per insert batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		InsertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "insert_seconds",
+			Help: "Batch insert latency, commit included.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
+		InsertErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "insert_errors_total",
+			Help: "Failed batch inserts (retried; nothing is acked before commit)."}),
+		Stored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stored_total",
+			Help: "Messages inserted (duplicates excluded)."}),
+		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redeliveries_total",
+			Help: "Messages the consumer delivered more than once."}),
+		Undecodable: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "undecodable_total",
+			Help: "Stream messages terminated because they are not room messages."}),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "Requests by endpoint and outcome."}, []string{"endpoint", "outcome"}),
+		RequestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "request_seconds",
+			Help: "Request handling time by endpoint.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"endpoint"}),
+		StreamReads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stream_reads_total",
+			Help: "Messages served from the stream because the database had not stored them yet."}),
+		Trimmed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "trimmed_total",
+			Help: "Messages deleted by retention."}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.ConsumerLag = register(reg, m.ConsumerLag, &err)
+	m.BatchSize = register(reg, m.BatchSize, &err)
+	m.InsertSeconds = register(reg, m.InsertSeconds, &err)
+	m.InsertErrors = register(reg, m.InsertErrors, &err)
+	m.Stored = register(reg, m.Stored, &err)
+	m.Redeliveries = register(reg, m.Redeliveries, &err)
+	m.Undecodable = register(reg, m.Undecodable, &err)
+	m.Requests = register(reg, m.Requests, &err)
+	m.RequestSeconds = register(reg, m.RequestSeconds, &err)
+	m.StreamReads = register(reg, m.StreamReads, &err)
+	m.Trimmed = register(reg, m.Trimmed, &err)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		if *errp == nil {
+			*errp = fmt.Errorf("register metric: %w", err)
+		}
+	}
+	return c
+}

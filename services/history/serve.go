@@ -1,0 +1,131 @@
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/hubbub-chat/hubbub/services/history/chain"
+	"github.com/hubbub-chat/hubbub/services/history/request"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// Micro error codes.
+const (
+	codeBadRequest  = "400"
+	codeInternal    = "500"
+	codeUnavailable = "503"
+)
+
+// serve registers the micro service. Requests are handled on up to
+// cfg.Workers goroutines; the returned WaitGroup tracks them.
+func (s *Service) serve(ctx context.Context) (micro.Service, *sync.WaitGroup, error) {
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        subjects.HistoryService,
+		Version:     Version,
+		Description: "Hubbub message history: recent, since, lobby",
+		QueueGroup:  QueueGroup,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("history micro service: %w", err)
+	}
+	reqs := &sync.WaitGroup{}
+	sem := make(chan struct{}, s.cfg.Workers)
+	endpoints := []struct {
+		name, subject string
+		fn            func(context.Context, []byte) (any, error)
+	}{
+		{"recent", subjects.HistoryRecent, s.recent},
+		{"since", subjects.HistorySince, s.since},
+		{"lobby", subjects.HistoryLobby, s.lobby},
+	}
+	for _, e := range endpoints {
+		h := s.handler(ctx, e.name, e.fn, sem, reqs)
+		if err := svc.AddEndpoint(e.name, h, micro.WithEndpointSubject(e.subject), micro.WithEndpointQueueGroup(QueueGroup)); err != nil {
+			_ = svc.Stop()
+			return nil, nil, fmt.Errorf("history endpoint %s: %w", e.name, err)
+		}
+	}
+	return svc, reqs, nil
+}
+
+func (s *Service) handler(ctx context.Context, name string, fn func(context.Context, []byte) (any, error),
+	sem chan struct{}, reqs *sync.WaitGroup) micro.HandlerFunc {
+	return func(req micro.Request) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			_ = req.Error(codeUnavailable, "history is shutting down", nil)
+			return
+		}
+		reqs.Add(1)
+		go func() {
+			defer reqs.Done()
+			defer func() { <-sem }()
+			start := time.Now()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
+			defer cancel()
+			out, err := fn(rctx, req.Data())
+			outcome := "ok"
+			if err == nil {
+				var body []byte
+				if body, err = json.Marshal(out); err == nil {
+					err = req.Respond(body)
+				}
+				if err != nil {
+					outcome = "error"
+					s.log.Warn("history: respond", "endpoint", name, "err", err)
+				}
+			} else {
+				switch {
+				case errors.Is(err, request.ErrBadRequest):
+					outcome = "bad_request"
+					_ = req.Error(codeBadRequest, err.Error(), nil)
+				case errors.Is(err, chain.ErrCatchingUp):
+					outcome = "unavailable"
+					_ = req.Error(codeUnavailable, err.Error(), nil)
+				default:
+					outcome = "error"
+					s.log.Error("history: request failed", "endpoint", name, "err", err)
+					_ = req.Error(codeInternal, "history: internal error", nil)
+				}
+			}
+			s.m.Requests.WithLabelValues(name, outcome).Inc()
+			s.m.RequestSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		}()
+	}
+}
+
+func (s *Service) recent(ctx context.Context, data []byte) (any, error) {
+	r, err := request.Recent(data)
+	if err != nil {
+		return nil, err
+	}
+	return s.reader.Recent(ctx, r.Room, r.Before, r.Limit)
+}
+
+func (s *Service) since(ctx context.Context, data []byte) (any, error) {
+	r, err := request.Since(data)
+	if err != nil {
+		return nil, err
+	}
+	return s.reader.Since(ctx, r.Room, r.After, r.Limit)
+}
+
+func (s *Service) lobby(ctx context.Context, data []byte) (any, error) {
+	r, err := request.Lobby(data)
+	if err != nil {
+		return nil, err
+	}
+	rooms, err := s.st.Lobby(ctx, r.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return wire.LobbyReply{Rooms: rooms}, nil
+}

@@ -1,0 +1,348 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// Postgres is the production store (pgx connection pool).
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+var _ Store = (*Postgres)(nil)
+
+// pgDefaultConns is the pool size unless the URL sets pool_max_conns.
+const pgDefaultConns = 16
+
+// OpenPostgres connects to url and migrates the schema. Concurrent
+// openers (replicas starting together) serialise on an advisory lock.
+func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = pgDefaultConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres connect: %w", err)
+	}
+	p := &Postgres{pool: pool}
+	if err := p.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Postgres) migrate(ctx context.Context) error {
+	ms, err := migrations("postgres")
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('hubbub_history_migrate'))`); err != nil {
+			return fmt.Errorf("postgres migrate lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("postgres migrations table: %w", err)
+		}
+		var cur int
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+			return fmt.Errorf("postgres schema version: %w", err)
+		}
+		if cur > len(ms) {
+			return fmt.Errorf("%w: database at version %d, build knows %d", ErrSchemaTooNew, cur, len(ms))
+		}
+		for _, m := range ms[cur:] {
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("postgres migration %s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`,
+				m.version, m.name); err != nil {
+				return fmt.Errorf("postgres migration %s: %w", m.name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Close implements Store.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}
+
+// Ping implements Store.
+func (p *Postgres) Ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres ping: %w", err)
+	}
+	return nil
+}
+
+// Bind implements Store.
+func (p *Postgres) Bind(ctx context.Context, id Identity) (bool, error) {
+	var fresh bool
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2), ($3, $4)
+			ON CONFLICT (key) DO NOTHING`, metaStream, id.Stream, metaCreated, formatCreated(id.Created))
+		if err != nil {
+			return fmt.Errorf("postgres bind: %w", err)
+		}
+		fresh = tag.RowsAffected() == 2
+		var name, created string
+		if err := tx.QueryRow(ctx, `SELECT
+				(SELECT value FROM meta WHERE key = $1), (SELECT value FROM meta WHERE key = $2)`,
+			metaStream, metaCreated).Scan(&name, &created); err != nil {
+			return fmt.Errorf("postgres bind: %w", err)
+		}
+		return checkIdentity(name, created, id)
+	})
+	if err != nil {
+		return false, err
+	}
+	return fresh, nil
+}
+
+// pgInsert stores a batch and updates room summaries in one statement:
+// rows already stored (or below the room's retention watermark) are
+// skipped, and only rows actually inserted count towards the summaries.
+const pgInsert = `
+WITH input AS (
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+		AS u(id, room, user_id, body, kind, ts, cid)
+), ins AS (
+	INSERT INTO messages (id, room, user_id, body, kind, ts, cid)
+	SELECT u.id, u.room, u.user_id, u.body, u.kind, u.ts, u.cid FROM input u
+	WHERE NOT EXISTS (SELECT 1 FROM rooms r WHERE r.room = u.room AND r.trimmed_through >= u.id)
+	ORDER BY u.id
+	ON CONFLICT (id) DO NOTHING
+	RETURNING id, room, user_id, body, kind, ts, cid
+), agg AS (
+	SELECT DISTINCT ON (room) room, id, ts, user_id, body, kind, cid,
+		count(*) OVER (PARTITION BY room) AS n
+	FROM ins ORDER BY room, id DESC
+), up AS (
+	INSERT INTO rooms AS r (room, last_id, last_ts, message_count, last_user, last_body, last_kind, last_cid)
+	SELECT room, id, ts, n, user_id, body, kind, cid FROM agg ORDER BY room
+	ON CONFLICT (room) DO UPDATE SET
+		message_count = r.message_count + excluded.message_count,
+		last_ts   = CASE WHEN excluded.last_id > r.last_id THEN excluded.last_ts   ELSE r.last_ts   END,
+		last_user = CASE WHEN excluded.last_id > r.last_id THEN excluded.last_user ELSE r.last_user END,
+		last_body = CASE WHEN excluded.last_id > r.last_id THEN excluded.last_body ELSE r.last_body END,
+		last_kind = CASE WHEN excluded.last_id > r.last_id THEN excluded.last_kind ELSE r.last_kind END,
+		last_cid  = CASE WHEN excluded.last_id > r.last_id THEN excluded.last_cid  ELSE r.last_cid  END,
+		last_id   = GREATEST(r.last_id, excluded.last_id)
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)`
+
+// Insert implements Store. The batch travels as arrays in one statement
+// (one round trip, one implicit transaction).
+func (p *Postgres) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	if err := validateBatch(msgs); err != nil {
+		return 0, err
+	}
+	msgs = sortedUnique(msgs)
+	n := len(msgs)
+	ids, tss := make([]int64, n), make([]int64, n)
+	rooms, users, bodies, kinds, cids := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, m := range msgs {
+		ids[i], rooms[i], users[i], bodies[i], kinds[i], tss[i], cids[i] = int64(m.ID), m.Room, m.User, m.Body, m.Kind, m.TS, m.CID
+	}
+	var inserted, updated int64
+	if err := p.pool.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids).Scan(&inserted, &updated); err != nil {
+		return 0, fmt.Errorf("postgres insert: %w", err)
+	}
+	return int(inserted), nil
+}
+
+const pgCols = `id, room, user_id, body, kind, ts, cid`
+
+func scanPG(rows pgx.Rows) ([]wire.Message, error) {
+	defer rows.Close()
+	var out []wire.Message
+	for rows.Next() {
+		var m wire.Message
+		var id int64
+		if err := rows.Scan(&id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
+			return nil, fmt.Errorf("postgres scan: %w", err)
+		}
+		m.ID = uint64(id)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres rows: %w", err)
+	}
+	return out, nil
+}
+
+func (p *Postgres) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+pgCols+` FROM messages
+		WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, room, bound(before), n)
+	if err != nil {
+		return nil, fmt.Errorf("postgres recent: %w", err)
+	}
+	return scanPG(rows)
+}
+
+func (p *Postgres) oldest(ctx context.Context, room string, after uint64, n int) (uint64, []wire.Message, error) {
+	rows, err := p.pool.Query(ctx, `(SELECT `+pgCols+` FROM messages
+			WHERE room = $1 AND id <= $2 ORDER BY id DESC LIMIT 1)
+		UNION ALL
+		(SELECT `+pgCols+` FROM messages WHERE room = $1 AND id > $2 ORDER BY id LIMIT $3)`,
+		room, idArg(after), n)
+	if err != nil {
+		return 0, nil, fmt.Errorf("postgres since: %w", err)
+	}
+	ms, err := scanPG(rows)
+	if err != nil {
+		return 0, nil, err
+	}
+	var floor uint64
+	out := ms[:0]
+	for _, m := range ms {
+		if m.ID <= after {
+			floor = m.ID
+			continue
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b wire.Message) int { return cmpID(a.ID, b.ID) })
+	return floor, out, nil
+}
+
+func cmpID(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (p *Postgres) below(ctx context.Context, room string, id uint64) (uint64, error) {
+	var v *int64
+	if err := p.pool.QueryRow(ctx, `SELECT MAX(id) FROM messages WHERE room = $1 AND id < $2`,
+		room, bound(id)).Scan(&v); err != nil {
+		return 0, fmt.Errorf("postgres prev: %w", err)
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return uint64(*v), nil
+}
+
+func (p *Postgres) trimmed(ctx context.Context, room string) (uint64, error) {
+	var t int64
+	err := p.pool.QueryRow(ctx, `SELECT trimmed_through FROM rooms WHERE room = $1`, room).Scan(&t)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("postgres watermark: %w", err)
+	}
+	return uint64(t), nil
+}
+
+// Recent implements Store.
+func (p *Postgres) Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error) {
+	return recent(ctx, p, room, before, limit)
+}
+
+// Since implements Store.
+func (p *Postgres) Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
+	return since(ctx, p, room, after, limit)
+}
+
+// Prev implements Store.
+func (p *Postgres) Prev(ctx context.Context, room string, below uint64) (uint64, error) {
+	return prev(ctx, p, room, below)
+}
+
+// Lobby implements Store.
+func (p *Postgres) Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error) {
+	limit = clampLimit(limit, lobbyDefault, lobbyMax)
+	rows, err := p.pool.Query(ctx, `SELECT r.room, r.last_id, r.last_ts, r.message_count,
+			r.last_user, r.last_body, r.last_kind, r.last_cid,
+			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
+		FROM rooms r ORDER BY r.last_id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres lobby: %w", err)
+	}
+	defer rows.Close()
+	out := []wire.RoomSummary{}
+	for rows.Next() {
+		var (
+			room, user, body, kind, cid string
+			lastID, prevID, ts, count   int64
+		)
+		if err := rows.Scan(&room, &lastID, &ts, &count, &user, &body, &kind, &cid, &prevID); err != nil {
+			return nil, fmt.Errorf("postgres lobby scan: %w", err)
+		}
+		out = append(out, summary(room, uint64(lastID), ts, count, user, body, kind, cid, uint64(prevID)))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres lobby: %w", err)
+	}
+	return out, nil
+}
+
+// Trim implements Store.
+func (p *Postgres) Trim(ctx context.Context, cutoff time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		return 0, fmt.Errorf("%w: batch %d", ErrInvalidArgument, batch)
+	}
+	var n int
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+pgCols+` FROM messages ORDER BY id LIMIT $1`, batch)
+		if err != nil {
+			return fmt.Errorf("postgres trim: %w", err)
+		}
+		ms, err := scanPG(rows)
+		if err != nil {
+			return err
+		}
+		var marks map[string]uint64
+		n, marks = trimPrefix(ms, cutoff)
+		if n == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE id <= $1`, int64(ms[n-1].ID)); err != nil {
+			return fmt.Errorf("postgres trim delete: %w", err)
+		}
+		roomsSorted := make([]string, 0, len(marks))
+		for r := range marks {
+			roomsSorted = append(roomsSorted, r)
+		}
+		slices.Sort(roomsSorted)
+		for _, r := range roomsSorted {
+			if _, err := tx.Exec(ctx, `UPDATE rooms SET trimmed_through = GREATEST(trimmed_through, $1) WHERE room = $2`,
+				int64(marks[r]), r); err != nil {
+				return fmt.Errorf("postgres trim watermark: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// String describes the store for logs.
+func (p *Postgres) String() string { return "postgres" }

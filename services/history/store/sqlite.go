@@ -1,0 +1,394 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// ErrSchemaTooNew is returned when the database was migrated by a newer
+// build than this one.
+var ErrSchemaTooNew = errors.New("database schema is newer than this build")
+
+// SQLite is the embedded store: one file in WAL mode, a single writer
+// connection (SQLite admits one writer at a time anyway) and a small pool of
+// read-only connections that read concurrently with the writer.
+type SQLite struct {
+	w *sql.DB // one connection: every write goes through it
+	r *sql.DB // read-only pool
+}
+
+var _ Store = (*SQLite)(nil)
+
+// SQLitePath is the database file inside dataDir.
+func SQLitePath(dataDir string) string { return filepath.Join(dataDir, "history.db") }
+
+const sqliteReaders = 4
+
+// OpenSQLite opens or creates the database file at path and migrates it.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	base := "file:" + filepath.ToSlash(path) + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
+	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s := &SQLite{w: w}
+	if err := s.migrate(ctx); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(sqliteReaders)
+	r.SetMaxIdleConns(sqliteReaders)
+	s.r = r
+	return s, nil
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	ms, err := migrations("sqlite")
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlite migrations table: %w", err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite migrate: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var cur int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+		return fmt.Errorf("sqlite schema version: %w", err)
+	}
+	if cur > len(ms) {
+		return fmt.Errorf("%w: database at version %d, build knows %d", ErrSchemaTooNew, cur, len(ms))
+	}
+	for _, m := range ms[cur:] {
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("sqlite migration %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.version, m.name, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("sqlite migration %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite migrate commit: %w", err)
+	}
+	return nil
+}
+
+// Close implements Store.
+func (s *SQLite) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	return errors.Join(errs...)
+}
+
+// Ping implements Store.
+func (s *SQLite) Ping(ctx context.Context) error {
+	var one int
+	if err := s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("sqlite ping: %w", err)
+	}
+	return nil
+}
+
+// Bind implements Store.
+func (s *SQLite) Bind(ctx context.Context, id Identity) (bool, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("sqlite bind: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var name, created sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT
+			(SELECT value FROM meta WHERE key = ?), (SELECT value FROM meta WHERE key = ?)`,
+		metaStream, metaCreated).Scan(&name, &created); err != nil {
+		return false, fmt.Errorf("sqlite bind: %w", err)
+	}
+	if name.Valid && created.Valid {
+		return false, checkIdentity(name.String, created.String, id)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)`,
+		metaStream, id.Stream, metaCreated, formatCreated(id.Created)); err != nil {
+		return false, fmt.Errorf("sqlite bind: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("sqlite bind commit: %w", err)
+	}
+	return true, nil
+}
+
+// Insert implements Store.
+func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	if err := validateBatch(msgs); err != nil {
+		return 0, err
+	}
+	msgs = sortedUnique(msgs)
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite insert: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	trimmed := map[string]uint64{}
+	tstmt, err := tx.PrepareContext(ctx, `SELECT trimmed_through FROM rooms WHERE room = ?`)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite insert: %w", err)
+	}
+	defer func() { _ = tstmt.Close() }()
+	for _, m := range msgs {
+		if _, ok := trimmed[m.Room]; ok {
+			continue
+		}
+		var t int64
+		if err := tstmt.QueryRowContext(ctx, m.Room).Scan(&t); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("sqlite insert: %w", err)
+		}
+		trimmed[m.Room] = uint64(t)
+	}
+
+	istmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (id, room, user_id, body, kind, ts, cid)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite insert: %w", err)
+	}
+	defer func() { _ = istmt.Close() }()
+	inserted := make([]wire.Message, 0, len(msgs))
+	for _, m := range msgs {
+		if m.ID <= trimmed[m.Room] {
+			continue
+		}
+		res, err := istmt.ExecContext(ctx, int64(m.ID), m.Room, m.User, m.Body, m.Kind, m.TS, m.CID)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite insert %d: %w", m.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return 0, fmt.Errorf("sqlite insert %d: %w", m.ID, err)
+		} else if n == 1 {
+			inserted = append(inserted, m)
+		}
+	}
+	for _, u := range aggregate(inserted) {
+		l := u.last
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms
+			(room, last_id, last_ts, message_count, last_user, last_body, last_kind, last_cid)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (room) DO UPDATE SET
+				message_count = rooms.message_count + excluded.message_count,
+				last_ts   = CASE WHEN excluded.last_id > rooms.last_id THEN excluded.last_ts   ELSE rooms.last_ts   END,
+				last_user = CASE WHEN excluded.last_id > rooms.last_id THEN excluded.last_user ELSE rooms.last_user END,
+				last_body = CASE WHEN excluded.last_id > rooms.last_id THEN excluded.last_body ELSE rooms.last_body END,
+				last_kind = CASE WHEN excluded.last_id > rooms.last_id THEN excluded.last_kind ELSE rooms.last_kind END,
+				last_cid  = CASE WHEN excluded.last_id > rooms.last_id THEN excluded.last_cid  ELSE rooms.last_cid  END,
+				last_id   = MAX(rooms.last_id, excluded.last_id)`,
+			u.room, int64(l.ID), l.TS, u.count, l.User, l.Body, l.Kind, l.CID); err != nil {
+			return 0, fmt.Errorf("sqlite insert room %s: %w", u.room, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite insert commit: %w", err)
+	}
+	return len(inserted), nil
+}
+
+const sqliteCols = `id, room, user_id, body, kind, ts, cid`
+
+func scanSQLite(rows *sql.Rows) ([]wire.Message, error) {
+	defer func() { _ = rows.Close() }()
+	var out []wire.Message
+	for rows.Next() {
+		var m wire.Message
+		var id int64
+		if err := rows.Scan(&id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
+			return nil, fmt.Errorf("sqlite scan: %w", err)
+		}
+		m.ID = uint64(id)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite rows: %w", err)
+	}
+	return out, nil
+}
+
+// bound turns "before 0 = no bound" into an id bound.
+func bound(before uint64) int64 {
+	if before == 0 || before > 1<<63-1 {
+		return 1<<63 - 1
+	}
+	return int64(before)
+}
+
+// idArg caps an id for a signed BIGINT parameter.
+func idArg(id uint64) int64 {
+	if id > 1<<63-1 {
+		return 1<<63 - 1
+	}
+	return int64(id)
+}
+
+func (s *SQLite) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sqliteCols+` FROM messages
+		WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?`, room, bound(before), n)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite recent: %w", err)
+	}
+	return scanSQLite(rows)
+}
+
+func (s *SQLite) oldest(ctx context.Context, room string, after uint64, n int) (uint64, []wire.Message, error) {
+	// One statement, one snapshot: the newest row at or below after (for
+	// the first row's prev) and the page above it.
+	rows, err := s.r.QueryContext(ctx, `SELECT * FROM (SELECT `+sqliteCols+` FROM messages
+			WHERE room = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1)
+		UNION ALL
+		SELECT * FROM (SELECT `+sqliteCols+` FROM messages
+			WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3)`, room, idArg(after), n)
+	if err != nil {
+		return 0, nil, fmt.Errorf("sqlite since: %w", err)
+	}
+	ms, err := scanSQLite(rows)
+	if err != nil {
+		return 0, nil, err
+	}
+	var floor uint64
+	out := ms[:0]
+	for _, m := range ms {
+		if m.ID <= after {
+			floor = m.ID
+			continue
+		}
+		out = append(out, m)
+	}
+	return floor, out, nil
+}
+
+func (s *SQLite) below(ctx context.Context, room string, id uint64) (uint64, error) {
+	var p sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT MAX(id) FROM messages WHERE room = ? AND id < ?`,
+		room, bound(id)).Scan(&p); err != nil {
+		return 0, fmt.Errorf("sqlite prev: %w", err)
+	}
+	return uint64(p.Int64), nil
+}
+
+func (s *SQLite) trimmed(ctx context.Context, room string) (uint64, error) {
+	var t int64
+	err := s.r.QueryRowContext(ctx, `SELECT trimmed_through FROM rooms WHERE room = ?`, room).Scan(&t)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("sqlite watermark: %w", err)
+	}
+	return uint64(t), nil
+}
+
+// Recent implements Store.
+func (s *SQLite) Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error) {
+	return recent(ctx, s, room, before, limit)
+}
+
+// Since implements Store.
+func (s *SQLite) Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
+	return since(ctx, s, room, after, limit)
+}
+
+// Prev implements Store.
+func (s *SQLite) Prev(ctx context.Context, room string, below uint64) (uint64, error) {
+	return prev(ctx, s, room, below)
+}
+
+// Lobby implements Store.
+func (s *SQLite) Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error) {
+	limit = clampLimit(limit, lobbyDefault, lobbyMax)
+	rows, err := s.r.QueryContext(ctx, `SELECT r.room, r.last_id, r.last_ts, r.message_count,
+			r.last_user, r.last_body, r.last_kind, r.last_cid,
+			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
+		FROM rooms r ORDER BY r.last_id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite lobby: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := []wire.RoomSummary{}
+	for rows.Next() {
+		var (
+			room, user, body, kind, cid string
+			lastID, prevID, ts, count   int64
+		)
+		if err := rows.Scan(&room, &lastID, &ts, &count, &user, &body, &kind, &cid, &prevID); err != nil {
+			return nil, fmt.Errorf("sqlite lobby scan: %w", err)
+		}
+		out = append(out, summary(room, uint64(lastID), ts, count, user, body, kind, cid, uint64(prevID)))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite lobby: %w", err)
+	}
+	return out, nil
+}
+
+// Trim implements Store.
+func (s *SQLite) Trim(ctx context.Context, cutoff time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		return 0, fmt.Errorf("%w: batch %d", ErrInvalidArgument, batch)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite trim: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.QueryContext(ctx, `SELECT `+sqliteCols+` FROM messages ORDER BY id LIMIT ?`, batch)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite trim: %w", err)
+	}
+	ms, err := scanSQLite(rows)
+	if err != nil {
+		return 0, err
+	}
+	n, marks := trimPrefix(ms, cutoff)
+	if n == 0 {
+		return 0, nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id <= ?`, int64(ms[n-1].ID)); err != nil {
+		return 0, fmt.Errorf("sqlite trim delete: %w", err)
+	}
+	for room, id := range marks {
+		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET trimmed_through = MAX(trimmed_through, ?) WHERE room = ?`,
+			int64(id), room); err != nil {
+			return 0, fmt.Errorf("sqlite trim watermark: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite trim commit: %w", err)
+	}
+	return n, nil
+}
+
+// String describes the store for logs.
+func (s *SQLite) String() string { return "sqlite" }

@@ -1,0 +1,358 @@
+// Package store persists room messages for the history service. A Store
+// keeps every message exactly once (idempotent by id, the CHAT stream
+// sequence), a per-room summary updated in the same transaction (so the
+// lobby never scans messages), the identity of the stream the ids belong to
+// and a per-room retention watermark.
+//
+// Two implementations sit behind the Store interface: SQLite (pure Go,
+// embedded default) and Postgres (pgx). Both pass the same conformance
+// suite (package storetest).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// ErrStreamMismatch is returned by Bind when the database already holds
+// messages of a different stream instance (another name or creation time):
+// mixing two id spaces would corrupt every chain.
+var ErrStreamMismatch = errors.New("store belongs to a different stream")
+
+// ErrInvalidArgument is returned for a request no store can answer (an
+// empty room, a non-positive limit).
+var ErrInvalidArgument = errors.New("invalid store argument")
+
+// Identity names the stream instance whose sequences are the stored ids.
+type Identity struct {
+	// Stream is the stream name (CHAT).
+	Stream string
+	// Created is the stream's creation time; a re-created stream restarts
+	// its sequence at 1 and has a new creation time.
+	Created time.Time
+}
+
+// String renders the identity for logs and errors.
+func (id Identity) String() string {
+	return id.Stream + "@" + id.Created.UTC().Format(time.RFC3339Nano)
+}
+
+// Store is the history database.
+type Store interface {
+	// Bind records id as the store's stream on first use (reporting
+	// fresh true) and returns an error wrapping ErrStreamMismatch if the
+	// store belongs to another.
+	Bind(ctx context.Context, id Identity) (fresh bool, err error)
+	// Insert stores msgs (ID, Room, User, Body, Kind, TS, CID; Prev is
+	// ignored) in one transaction, skipping ids already stored or already
+	// trimmed by retention, and updates the room summaries for the rows
+	// actually inserted. It returns how many rows were inserted.
+	Insert(ctx context.Context, msgs []wire.Message) (int, error)
+	// Recent returns the newest limit messages of room with id < before
+	// (before 0: no bound) in ascending order, Prev filled in. HasMore is
+	// set when older messages are stored. Recovered is always true.
+	Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error)
+	// Since returns the oldest limit messages of room with id > after in
+	// ascending order, Prev filled in; HasMore when more follow. When after
+	// is older than the room's retention watermark, it returns the newest
+	// page with Recovered false instead.
+	Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error)
+	// Prev returns the id of the newest stored message of room with id <
+	// below, or the room's retention watermark if none is stored (0 for a
+	// room never trimmed).
+	Prev(ctx context.Context, room string, below uint64) (uint64, error)
+	// Lobby returns up to limit rooms, most recently active first.
+	Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error)
+	// Trim deletes, in one short transaction, up to batch of the oldest
+	// messages (by id) whose ts is before cutoff, stopping at the first
+	// newer one, and raises the trimmed rooms' watermarks. It returns how
+	// many rows it deleted; callers repeat while it returns batch.
+	Trim(ctx context.Context, cutoff time.Time, batch int) (int, error)
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
+// Options configure Open.
+type Options struct {
+	// DatabaseURL selects Postgres when it starts with postgres:// or
+	// postgresql://.
+	DatabaseURL string
+	// DataDir holds the SQLite file history.db when DatabaseURL is empty.
+	DataDir string
+}
+
+// IsPostgresURL reports whether url selects the Postgres store.
+func IsPostgresURL(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// Open opens (creating and migrating as needed) the store selected by o.
+func Open(ctx context.Context, o Options) (Store, error) {
+	switch {
+	case IsPostgresURL(o.DatabaseURL):
+		return OpenPostgres(ctx, o.DatabaseURL)
+	case o.DatabaseURL != "":
+		return nil, fmt.Errorf("%w: database url must start with postgres:// or postgresql://", ErrInvalidArgument)
+	default:
+		if o.DataDir == "" {
+			return nil, fmt.Errorf("%w: no database url and no data dir", ErrInvalidArgument)
+		}
+		return OpenSQLite(ctx, SQLitePath(o.DataDir))
+	}
+}
+
+// backend holds the primitive queries each database implements; the
+// page logic on top of them is shared.
+type backend interface {
+	// newest returns up to n messages of room with id < before (0: no
+	// bound), newest first, Prev unset.
+	newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error)
+	// oldest returns up to n messages of room with id > after, oldest
+	// first, Prev unset, and the newest stored id <= after (0 if none).
+	oldest(ctx context.Context, room string, after uint64, n int) (floor uint64, msgs []wire.Message, err error)
+	// below returns the newest stored id of room below id (0 if none).
+	below(ctx context.Context, room string, id uint64) (uint64, error)
+	// trimmed returns the room's retention watermark.
+	trimmed(ctx context.Context, room string) (uint64, error)
+}
+
+func checkArgs(room string, limit int) error {
+	if room == "" {
+		return fmt.Errorf("%w: empty room", ErrInvalidArgument)
+	}
+	if limit <= 0 {
+		return fmt.Errorf("%w: limit %d", ErrInvalidArgument, limit)
+	}
+	return nil
+}
+
+// readRetries bounds how often a read is repeated when retention trims the
+// rows it just read.
+const readRetries = 5
+
+// recent implements Store.Recent. Rows are read before the watermark:
+// retention only ever raises the watermark and deletes a prefix of ids, so
+// a watermark read later that is below the oldest row proves no row older
+// than it was stored when the rows were read.
+func recent(ctx context.Context, b backend, room string, before uint64, limit int) (wire.Page, error) {
+	if err := checkArgs(room, limit); err != nil {
+		return wire.Page{}, err
+	}
+	for range readRetries {
+		rows, err := b.newest(ctx, room, before, limit+1)
+		if err != nil {
+			return wire.Page{}, err
+		}
+		page := wire.Page{Room: room, Items: []wire.Message{}, Recovered: true}
+		if len(rows) == 0 {
+			return page, nil
+		}
+		var floor uint64
+		if len(rows) > limit {
+			page.HasMore = true
+			floor = rows[limit].ID
+			rows = rows[:limit]
+		} else {
+			t, err := b.trimmed(ctx, room)
+			if err != nil {
+				return wire.Page{}, err
+			}
+			if t >= rows[len(rows)-1].ID {
+				continue // trimmed under our feet: read again
+			}
+			floor = t
+		}
+		slices.Reverse(rows)
+		page.Items = chain(rows, floor)
+		return page, nil
+	}
+	return wire.Page{}, fmt.Errorf("recent %s: retention kept trimming the page", room)
+}
+
+// since implements Store.Since; see recent for the read order argument.
+func since(ctx context.Context, b backend, room string, after uint64, limit int) (wire.Page, error) {
+	if err := checkArgs(room, limit); err != nil {
+		return wire.Page{}, err
+	}
+	floor, rows, err := b.oldest(ctx, room, after, limit+1)
+	if err != nil {
+		return wire.Page{}, err
+	}
+	t, err := b.trimmed(ctx, room)
+	if err != nil {
+		return wire.Page{}, err
+	}
+	if after < t {
+		page, err := recent(ctx, b, room, 0, limit)
+		page.Recovered = false
+		return page, err
+	}
+	page := wire.Page{Room: room, Items: []wire.Message{}, Recovered: true}
+	if len(rows) > limit {
+		page.HasMore = true
+		rows = rows[:limit]
+	}
+	page.Items = chain(rows, max(floor, t))
+	return page, nil
+}
+
+// prev implements Store.Prev.
+func prev(ctx context.Context, b backend, room string, id uint64) (uint64, error) {
+	if room == "" {
+		return 0, fmt.Errorf("%w: empty room", ErrInvalidArgument)
+	}
+	p, err := b.below(ctx, room, id)
+	if err != nil {
+		return 0, err
+	}
+	t, err := b.trimmed(ctx, room)
+	if err != nil {
+		return 0, err
+	}
+	if t < id {
+		p = max(p, t)
+	}
+	return p, nil
+}
+
+// chain sets each message's Prev to the id before it, the first one's to
+// floor, and returns rows.
+func chain(rows []wire.Message, floor uint64) []wire.Message {
+	if rows == nil {
+		return []wire.Message{}
+	}
+	p := floor
+	for i := range rows {
+		rows[i].Prev = p
+		p = rows[i].ID
+	}
+	return rows
+}
+
+// roomUpdate aggregates the rows of one insert batch for one room.
+type roomUpdate struct {
+	room  string
+	count int64
+	last  wire.Message
+}
+
+// aggregate groups inserted rows by room, sorted by room name so that
+// concurrent writers lock room rows in the same order.
+func aggregate(inserted []wire.Message) []roomUpdate {
+	idx := map[string]int{}
+	var out []roomUpdate
+	for _, m := range inserted {
+		i, ok := idx[m.Room]
+		if !ok {
+			i = len(out)
+			idx[m.Room] = i
+			out = append(out, roomUpdate{room: m.Room})
+		}
+		out[i].count++
+		if m.ID > out[i].last.ID {
+			out[i].last = m
+		}
+	}
+	slices.SortFunc(out, func(a, b roomUpdate) int { return strings.Compare(a.room, b.room) })
+	return out
+}
+
+// sortedUnique returns msgs sorted by id with repeated ids dropped (a batch
+// may hold a redelivery of a message it already holds).
+func sortedUnique(msgs []wire.Message) []wire.Message {
+	out := slices.Clone(msgs)
+	slices.SortFunc(out, func(a, b wire.Message) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return slices.CompactFunc(out, func(a, b wire.Message) bool { return a.ID == b.ID })
+}
+
+func validateBatch(msgs []wire.Message) error {
+	for _, m := range msgs {
+		if m.ID == 0 || m.ID > 1<<63-1 {
+			return fmt.Errorf("%w: message id %d", ErrInvalidArgument, m.ID)
+		}
+		if m.Room == "" {
+			return fmt.Errorf("%w: message %d has no room", ErrInvalidArgument, m.ID)
+		}
+	}
+	return nil
+}
+
+// Meta keys.
+const (
+	metaStream  = "stream_name"
+	metaCreated = "stream_created"
+)
+
+// checkIdentity compares a stored identity with want.
+func checkIdentity(name, created string, want Identity) error {
+	got, err := time.Parse(time.RFC3339Nano, created)
+	if err != nil {
+		return fmt.Errorf("%w: stored creation time %q unreadable: %w", ErrStreamMismatch, created, err)
+	}
+	if name != want.Stream || !got.Equal(want.Created) {
+		return fmt.Errorf("%w: database holds %s, stream is %s", ErrStreamMismatch,
+			Identity{Stream: name, Created: got}, want)
+	}
+	return nil
+}
+
+func formatCreated(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// clampLimit bounds lobby sizes.
+func clampLimit(limit, def, maxN int) int {
+	if limit <= 0 {
+		return def
+	}
+	return min(limit, maxN)
+}
+
+// summary builds a lobby row.
+func summary(room string, lastID uint64, lastTS, count int64, user, body, kind, cid string, prevID uint64) wire.RoomSummary {
+	return wire.RoomSummary{
+		Room:         room,
+		LastID:       lastID,
+		LastActivity: lastTS,
+		Messages:     count,
+		LastMessage: &wire.Message{
+			ID: lastID, Prev: prevID, Room: room, User: user, Body: body, Kind: kind, TS: lastTS, CID: cid,
+		},
+	}
+}
+
+// Lobby sizes.
+const (
+	lobbyDefault = 50
+	lobbyMax     = 1000
+)
+
+// trimPrefix returns how many of rows (oldest first) are older than cutoff
+// before the first that is not, and the newest trimmed id per room.
+func trimPrefix(rows []wire.Message, cutoff time.Time) (int, map[string]uint64) {
+	ms := cutoff.UnixMilli()
+	n := 0
+	marks := map[string]uint64{}
+	for _, r := range rows {
+		if r.TS >= ms {
+			break
+		}
+		n++
+		marks[r.Room] = max(marks[r.Room], r.ID)
+	}
+	return n, marks
+}

@@ -1,0 +1,113 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/services/history/pgtest"
+	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/services/history/store/storetest"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+func openSQLite(t *testing.T) store.Store {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("open sqlite: %v", err)
+	}
+	return s
+}
+
+func openPostgres(t *testing.T) store.Store {
+	url, _ := pgtest.Database(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, store.Options{DatabaseURL: url})
+	if err != nil {
+		t.Fatalf("open postgres: %v", err)
+	}
+	return s
+}
+
+func TestConformanceSQLite(t *testing.T)   { storetest.Run(t, openSQLite) }
+func TestConformancePostgres(t *testing.T) { storetest.Run(t, openPostgres) }
+
+// TestReopen checks that data, identity and schema survive closing and
+// reopening, and that migrations are not re-applied.
+func TestReopen(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pgURL, _ := pgtest.Database(t)
+	for _, o := range []store.Options{{DataDir: t.TempDir()}, {DatabaseURL: pgURL}} {
+		name := "sqlite"
+		if o.DatabaseURL != "" {
+			name = "postgres"
+		}
+		t.Run(name, func(t *testing.T) {
+			id := store.Identity{Stream: "CHAT", Created: time.Unix(1700000000, 42)}
+			s, err := store.Open(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Bind(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Insert(ctx, []wire.Message{{ID: 7, Room: "r", User: "u", Body: "b", Kind: wire.KindMessage, TS: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s, err = store.Open(ctx, o)
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer func() { _ = s.Close() }()
+			if _, err := s.Bind(ctx, store.Identity{Stream: "CHAT", Created: time.Unix(1700000001, 0)}); !errors.Is(err, store.ErrStreamMismatch) {
+				t.Fatalf("bind other stream after reopen: %v", err)
+			}
+			if fresh, err := s.Bind(ctx, id); err != nil || fresh {
+				t.Fatalf("bind after reopen: fresh %v, %v", fresh, err)
+			}
+			p, err := s.Recent(ctx, "r", 0, 10)
+			if err != nil || len(p.Items) != 1 || p.Items[0].ID != 7 {
+				t.Fatalf("recent after reopen: %+v %v", p, err)
+			}
+		})
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		o    store.Options
+	}{
+		{"no dir no url", store.Options{}},
+		{"mysql url", store.Options{DatabaseURL: "mysql://x"}},
+	}
+	for _, c := range cases {
+		if _, err := store.Open(ctx, c.o); !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", c.name, err)
+		}
+	}
+	dir := t.TempDir()
+	s, err := store.Open(ctx, store.Options{DataDir: filepath.Join(dir, "nested", "dir")})
+	if err != nil {
+		t.Fatalf("open in nested dir: %v", err)
+	}
+	_ = s.Close()
+	if got := store.SQLitePath(dir); got != filepath.Join(dir, "history.db") {
+		t.Errorf("SQLitePath = %s", got)
+	}
+	for _, u := range []string{"postgres://a/b", "postgresql://a/b"} {
+		if !store.IsPostgresURL(u) {
+			t.Errorf("IsPostgresURL(%s) = false", u)
+		}
+	}
+}

@@ -1,0 +1,158 @@
+// Package streamread reads one room's messages straight from the CHAT
+// stream, in sequence order, with JetStream batched direct gets
+// ("next by subject"). History uses it to serve the part of a room that
+// its database has not stored yet, so answers stay gapless while ingest
+// lags.
+package streamread
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Batch is how many messages one direct-get request asks for.
+const Batch = 256
+
+// ErrDirectUnavailable is returned when the stream does not answer direct
+// gets (AllowDirect off) and no JetStream context is available to fall
+// back on.
+var ErrDirectUnavailable = errors.New("stream does not answer direct gets")
+
+// Msg is one stored stream message.
+type Msg struct {
+	// Seq is the stream sequence (the message id).
+	Seq uint64
+	// Subject is the subject the message was published to.
+	Subject string
+	// Data is the payload.
+	Data []byte
+	// Time is when the stream stored the message.
+	Time time.Time
+}
+
+// Reader reads messages of a stream.
+type Reader struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+	prefix string
+}
+
+// New returns a reader of stream over nc. js, if not nil, serves as a
+// fallback (one message per request) when the stream does not allow
+// direct gets.
+func New(nc *nats.Conn, js jetstream.JetStream, stream string) *Reader {
+	return &Reader{nc: nc, js: js, stream: stream, prefix: "$JS.API"}
+}
+
+type directRequest struct {
+	Seq     uint64 `json:"seq"`
+	NextFor string `json:"next_by_subj"`
+	Batch   int    `json:"batch"`
+}
+
+// Scan calls fn with every message on subject with sequence >= from, in
+// order, until fn returns false, ctx ends or no message is left.
+func (r *Reader) Scan(ctx context.Context, subject string, from uint64, fn func(Msg) bool) error {
+	if from == 0 {
+		from = 1
+	}
+	inbox := r.nc.NewInbox()
+	sub, err := r.nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("direct get subscribe: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	subj := r.prefix + ".DIRECT.GET." + r.stream
+	for {
+		req, err := json.Marshal(directRequest{Seq: from, NextFor: subject, Batch: Batch})
+		if err != nil {
+			return fmt.Errorf("direct get request: %w", err)
+		}
+		if err := r.nc.PublishRequest(subj, inbox, req); err != nil {
+			return fmt.Errorf("direct get %s: %w", subject, err)
+		}
+		var (
+			got     int
+			pending uint64
+			done    bool
+		)
+		for !done {
+			m, err := sub.NextMsgWithContext(ctx)
+			if errors.Is(err, nats.ErrNoResponders) {
+				return r.scanFallback(ctx, subject, from, fn)
+			}
+			if err != nil {
+				return fmt.Errorf("direct get %s from %d: %w", subject, from, err)
+			}
+			if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+				switch m.Header.Get("Status") {
+				case "404": // nothing at or after from
+					return nil
+				case "204": // end of batch
+					pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+					done = true
+					continue
+				case "503":
+					return r.scanFallback(ctx, subject, from, fn)
+				default:
+					return fmt.Errorf("direct get %s: status %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
+				}
+			}
+			msg, err := parse(m)
+			if err != nil {
+				return err
+			}
+			got++
+			from = msg.Seq + 1
+			if !fn(msg) {
+				// Let the rest of the batch arrive and be dropped with the
+				// subscription.
+				return nil
+			}
+		}
+		if got == 0 || pending == 0 {
+			return nil
+		}
+	}
+}
+
+func parse(m *nats.Msg) (Msg, error) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return Msg{}, fmt.Errorf("direct get: bad %s header %q: %w", jetstream.SequenceHeader, m.Header.Get(jetstream.SequenceHeader), err)
+	}
+	ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	return Msg{Seq: seq, Subject: m.Header.Get(jetstream.SubjectHeader), Data: m.Data, Time: ts}, nil
+}
+
+// scanFallback reads one message per request through the JetStream API.
+func (r *Reader) scanFallback(ctx context.Context, subject string, from uint64, fn func(Msg) bool) error {
+	if r.js == nil {
+		return ErrDirectUnavailable
+	}
+	st, err := r.js.Stream(ctx, r.stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", r.stream, err)
+	}
+	for {
+		m, err := st.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("get %s from %d: %w", subject, from, err)
+		}
+		from = m.Sequence + 1
+		if !fn(Msg{Seq: m.Sequence, Subject: m.Subject, Data: m.Data, Time: m.Time}) {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package presence
+
+import (
+	"encoding/json"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// handleConn queues a join or leave request on the worker of its room and
+// user.
+func (s *Service) handleConn(event string) micro.HandlerFunc {
+	return func(req micro.Request) {
+		ev, werr := parseConnEvent(req.Data())
+		if werr != nil {
+			s.fail(req, event, "400", werr)
+			return
+		}
+		select {
+		case s.shard(ev.Room, ev.User) <- job{req: req, event: event, ev: ev}:
+		case <-s.stopping:
+			s.fail(req, event, "503", wire.Errorf(wire.CodeUnavailable, "presence is shutting down"))
+		}
+	}
+}
+
+// handleRoster answers a page of a room's roster from the view.
+func (s *Service) handleRoster(req micro.Request) {
+	r, werr := parseRosterRequest(req.Data())
+	if werr != nil {
+		s.fail(req, "roster", "400", werr)
+		return
+	}
+	users, online, next := s.view.Page(r.Room, r.After, r.Limit)
+	s.reply(req, "roster", wire.RosterReply{Room: r.Room, Users: users, Online: online, Next: next})
+}
+
+// handleCounts answers online counts of several rooms from the view.
+func (s *Service) handleCounts(req micro.Request) {
+	r, werr := parseCountsRequest(req.Data())
+	if werr != nil {
+		s.fail(req, "counts", "400", werr)
+		return
+	}
+	s.reply(req, "counts", wire.CountsReply{Counts: s.view.Counts(r.Rooms)})
+}
+
+// handleTyping lists the users typing in a room.
+func (s *Service) handleTyping(req micro.Request) {
+	r, werr := parseTypingRequest(req.Data())
+	if werr != nil {
+		s.fail(req, "typing", "400", werr)
+		return
+	}
+	s.reply(req, "typing", wire.TypingStateReply{Room: r.Room, Users: s.typing.Typists(r.Room)})
+}
+
+func (s *Service) reply(req micro.Request, endpoint string, v any) {
+	if err := req.RespondJSON(v); err != nil {
+		s.log.Warn("respond", "endpoint", endpoint, "err", err)
+	}
+}
+
+// fail answers with a micro error: status is an HTTP-like code ("400",
+// "500", "503") in the Nats-Service-Error-Code header, the description is
+// "<wire code>: <message>", and the body is a wire.ErrorFrame.
+func (s *Service) fail(req micro.Request, endpoint, status string, werr *wire.Error) {
+	s.metrics.requestErrors.WithLabelValues(endpoint, werr.Code).Inc()
+	body, err := json.Marshal(werr.Frame("", ""))
+	if err != nil {
+		body = nil
+	}
+	if err := req.Error(status, werr.Error(), body); err != nil {
+		s.log.Warn("respond error", "endpoint", endpoint, "err", err)
+	}
+}

@@ -1,0 +1,369 @@
+package roster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// ErrConflict is returned when an update kept losing compare-and-set races.
+var ErrConflict = errors.New("roster: too many concurrent updates")
+
+// maxAttempts bounds the compare-and-set retries of one operation.
+const maxAttempts = 64
+
+// Transition is a user's first-in (join) or last-out (leave) in a room, to
+// be announced exactly once.
+type Transition struct {
+	// Event is wire.EventJoin or wire.EventLeave.
+	Event string
+	// Key is the roster key; Room and User what it names.
+	Key, Room, User string
+	// Epoch is the online session the transition starts or ends.
+	Epoch string
+	// Rev is the roster revision that made the transition; once the view
+	// has applied it, the view's counts include (join) or exclude (leave)
+	// the user.
+	Rev uint64
+}
+
+// MsgID is the Nats-Msg-Id of the transition's system message: derived from
+// the roster key, the session and the event, so every retry and every
+// replica announcing the same transition publishes the same id and the
+// stream stores it once. The roster key contains a '.', which a user
+// message id's user token never does, so the two can never collide.
+func (t Transition) MsgID() string {
+	return "presence/" + t.Key + "/" + t.Epoch + "/" + t.Event
+}
+
+// Announcer publishes a transition. It must be idempotent for one
+// transition (same MsgID), as a crashed or slow announcement is retried.
+type Announcer func(ctx context.Context, t Transition) error
+
+// StoreConfig tunes a Store.
+type StoreConfig struct {
+	// Grace is how long an entry whose last connection left stays online
+	// before the leave is announced.
+	Grace time.Duration
+	// Retry is how old an unfinished announcement (a join not marked
+	// announced, an entry stuck leaving) must be before a sweeper takes it
+	// over from the replica that started it.
+	Retry time.Duration
+}
+
+// Store performs roster changes on the KV bucket by compare-and-set.
+type Store struct {
+	kv       jetstream.KeyValue
+	view     *View
+	announce Announcer
+	cfg      StoreConfig
+	log      *slog.Logger
+}
+
+// NewStore returns a Store on the roster bucket kv. view must follow the
+// same bucket; it is used as a cache (every decision is re-checked by CAS
+// or against the bucket).
+func NewStore(kv jetstream.KeyValue, view *View, announce Announcer, cfg StoreConfig, log *slog.Logger) *Store {
+	if cfg.Grace <= 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 3 * time.Second
+	}
+	return &Store{kv: kv, view: view, announce: announce, cfg: cfg, log: log}
+}
+
+// loaded is an entry read from the view (fresh=false) or the bucket.
+type loaded struct {
+	entry Entry
+	rev   uint64 // 0: the key does not exist
+	fresh bool
+}
+
+func (s *Store) load(ctx context.Context, key string, fresh bool) (loaded, error) {
+	if !fresh {
+		if it, ok := s.view.Get(key); ok {
+			return loaded{entry: it.Entry, rev: it.Rev}, nil
+		}
+	}
+	kve, err := s.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return loaded{fresh: true}, nil
+	case err != nil:
+		return loaded{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	e, err := Decode(key, kve.Value())
+	if err != nil {
+		// A corrupt value is replaced as if the key were absent, keeping
+		// its revision for the CAS.
+		s.log.Warn("replacing undecodable roster entry", "key", key, "err", err)
+		return loaded{rev: kve.Revision(), fresh: true, entry: Entry{Conns: map[string]string{}}}, nil
+	}
+	return loaded{entry: e, rev: kve.Revision(), fresh: true}, nil
+}
+
+// put writes e under key if its revision is still rev (0: create).
+func (s *Store) put(ctx context.Context, key string, e Entry, rev uint64) (uint64, error) {
+	b, err := e.Encode()
+	if err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		return s.kv.Create(ctx, key, b)
+	}
+	return s.kv.Update(ctx, key, b, rev)
+}
+
+func isConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+func nowMS() int64 { return time.Now().UnixMilli() }
+
+func since(ms int64) time.Duration { return time.Since(time.UnixMilli(ms)) }
+
+// Join registers connection conn of user in room, held by edge. It returns
+// the roster revision after the change. The user's first connection (with
+// no entry, or an entry already leaving) is a join transition, announced
+// before Join returns; a connection arriving in the grace period after the
+// last one left, or a second device, changes nothing visible.
+func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64, error) {
+	key := Key(room, user)
+	fresh := false
+	for attempts := 0; attempts < maxAttempts; {
+		cur, err := s.load(ctx, key, fresh)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case cur.entry.User == "": // absent (or corrupt): first connection
+			e := Entry{User: user, Conns: map[string]string{conn: edge}, Epoch: nuid.Next(), Since: nowMS()}
+			rev, err := s.put(ctx, key, e, cur.rev)
+			if isConflict(err) {
+				fresh = true
+				attempts++
+				continue
+			}
+			if err != nil {
+				return 0, fmt.Errorf("create %s: %w", key, err)
+			}
+			s.announceJoin(ctx, Transition{Event: wire.EventJoin, Key: key, Room: room, User: user, Epoch: e.Epoch, Rev: rev})
+			return rev, nil
+		case cur.entry.Leaving != 0:
+			// The previous session is ending. Let the replica that decided
+			// the leave finish it (waiting, bounded by ctx); take over if it
+			// seems stuck.
+			if since(cur.entry.Leaving) < s.cfg.Retry {
+				if err := sleep(ctx, 20*time.Millisecond); err != nil {
+					return 0, err
+				}
+			} else if err := s.finishLeave(ctx, key, cur.rev, cur.entry); err != nil {
+				return 0, err
+			}
+			fresh = true
+			continue
+		case cur.entry.EmptySince == 0 && cur.entry.has(conn, edge):
+			if !cur.fresh {
+				fresh = true
+				continue
+			}
+			return cur.rev, nil // already registered: a retried request
+		}
+		e := cur.entry.clone()
+		e.Conns[conn] = edge
+		e.EmptySince = 0
+		rev, err := s.put(ctx, key, e, cur.rev)
+		if isConflict(err) {
+			fresh = true
+			attempts++
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("update %s: %w", key, err)
+		}
+		return rev, nil
+	}
+	return 0, fmt.Errorf("join %s: %w", key, ErrConflict)
+}
+
+// Leave removes connection conn of user from room. When it was the last
+// connection the entry enters its grace period; the leave is announced by
+// Sweep once the grace period passes without a new connection. It returns
+// the roster revision after the change (0 when the user has no entry).
+func (s *Store) Leave(ctx context.Context, room, user, conn string) (uint64, error) {
+	key := Key(room, user)
+	return s.removeConns(ctx, key, func(c, _ string) bool { return c == conn })
+}
+
+// RemoveEdge removes every connection held by edge from every roster (its
+// lease is gone: the edge died or shut down). It returns how many entries
+// changed.
+func (s *Store) RemoveEdge(ctx context.Context, edge string) (int, error) {
+	changed := 0
+	var errs []error
+	for _, it := range s.view.OnEdge(edge) {
+		before := it.Rev
+		rev, err := s.removeConns(ctx, it.Key, func(_, e string) bool { return e == edge })
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if rev != before {
+			changed++
+		}
+	}
+	return changed, errors.Join(errs...)
+}
+
+func (s *Store) removeConns(ctx context.Context, key string, match func(conn, edge string) bool) (uint64, error) {
+	fresh := false
+	for range maxAttempts {
+		cur, err := s.load(ctx, key, fresh)
+		if err != nil {
+			return 0, err
+		}
+		e := cur.entry.clone()
+		for c, ed := range cur.entry.Conns {
+			if match(c, ed) {
+				delete(e.Conns, c)
+			}
+		}
+		if cur.entry.User == "" || cur.entry.Leaving != 0 || len(e.Conns) == len(cur.entry.Conns) {
+			if !cur.fresh {
+				fresh = true
+				continue
+			}
+			return cur.rev, nil // nothing to remove
+		}
+		if len(e.Conns) == 0 {
+			e.EmptySince = nowMS()
+		}
+		rev, err := s.put(ctx, key, e, cur.rev)
+		if isConflict(err) {
+			fresh = true
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("update %s: %w", key, err)
+		}
+		return rev, nil
+	}
+	return 0, fmt.Errorf("remove connections from %s: %w", key, ErrConflict)
+}
+
+// announceJoin publishes a join and records that it did. A failure is
+// logged and left to Sweep, which retries unannounced joins.
+func (s *Store) announceJoin(ctx context.Context, t Transition) {
+	if err := s.announce(ctx, t); err != nil {
+		s.log.Warn("announce join failed; sweeper will retry", "key", t.Key, "err", err)
+		return
+	}
+	for range maxAttempts {
+		cur, err := s.load(ctx, t.Key, true)
+		if err != nil {
+			s.log.Warn("mark join announced", "key", t.Key, "err", err)
+			return
+		}
+		if cur.entry.Epoch != t.Epoch || cur.entry.Announced || cur.entry.Leaving != 0 {
+			return
+		}
+		e := cur.entry.clone()
+		e.Announced = true
+		if _, err := s.put(ctx, t.Key, e, cur.rev); !isConflict(err) {
+			if err != nil {
+				s.log.Warn("mark join announced", "key", t.Key, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// finishLeave announces the leave of an entry marked leaving at rev and
+// deletes it (CAS on rev).
+func (s *Store) finishLeave(ctx context.Context, key string, rev uint64, e Entry) error {
+	room, _, err := SplitKey(key)
+	if err != nil {
+		return err
+	}
+	t := Transition{Event: wire.EventLeave, Key: key, Room: room, User: e.User, Epoch: e.Epoch, Rev: rev}
+	if err := s.announce(ctx, t); err != nil {
+		return fmt.Errorf("announce leave %s: %w", key, err)
+	}
+	err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	if err != nil && !isConflict(err) {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// SweepStats counts what one Sweep did.
+type SweepStats struct {
+	// Leaves is the number of leave transitions this call performed.
+	Leaves int
+	// Resumed counts announcements taken over from a stuck replica.
+	Resumed int
+}
+
+// Sweep performs the leave of every entry whose grace period has passed,
+// and finishes announcements another replica started but did not complete.
+// Several replicas may sweep at once: each transition is decided by one
+// compare-and-set, so exactly one of them performs it.
+func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
+	var st SweepStats
+	var errs []error
+	for _, it := range s.view.Attention() {
+		if ctx.Err() != nil {
+			break
+		}
+		e := it.Entry
+		switch {
+		case e.Leaving != 0:
+			if since(e.Leaving) >= s.cfg.Retry {
+				if err := s.finishLeave(ctx, it.Key, it.Rev, e); err != nil {
+					errs = append(errs, err)
+				} else {
+					st.Resumed++
+				}
+			}
+		case len(e.Conns) == 0 && e.EmptySince != 0 && since(e.EmptySince) >= s.cfg.Grace:
+			n := e.clone()
+			n.Leaving = nowMS()
+			rev, err := s.put(ctx, it.Key, n, it.Rev)
+			if isConflict(err) {
+				continue // another replica won, or the user came back
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("mark %s leaving: %w", it.Key, err))
+				continue
+			}
+			if err := s.finishLeave(ctx, it.Key, rev, n); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			st.Leaves++
+		case !e.Announced && since(e.Since) >= s.cfg.Retry:
+			s.announceJoin(ctx, Transition{Event: wire.EventJoin, Key: it.Key, Room: it.Room, User: e.User, Epoch: e.Epoch, Rev: it.Rev})
+			st.Resumed++
+		}
+	}
+	return st, errors.Join(errs...)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,176 @@
+// Package watch follows every key of a JetStream KV bucket and feeds the
+// entries to an in-memory view: first the whole current content in one batch,
+// then each change as it happens. A watch that breaks or stalls is
+// re-established and the view replaced with a fresh snapshot, so a view
+// always converges on the bucket's content.
+//
+// Stalls are real: a KV watch is an ordered push consumer, and after the
+// server restarts it can stay silent for a long time. Follow therefore
+// restarts the watch when the client reconnects, and when the bucket's
+// stream holds a sequence the watch has not delivered one check interval
+// after it was first seen.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// View receives a bucket's content.
+type View interface {
+	// Replace swaps the whole content for entries: the latest revision of
+	// every key, deleted and purged keys included (Operation() tells). It
+	// is called once per (re)established watch, before any Apply.
+	Replace(entries []jetstream.KeyValueEntry)
+	// Apply applies one change: a put, or a delete/purge (Operation() !=
+	// KeyValuePut), including the markers JetStream places when a key expires
+	// by TTL (reported as KeyValuePurge).
+	Apply(entry jetstream.KeyValueEntry)
+}
+
+// Errors ending one watch (Follow re-establishes it).
+var (
+	// ErrWatchClosed: the server side of the watch ended.
+	ErrWatchClosed = errors.New("kv watch closed")
+	// ErrStalled: the watch missed a revision the bucket holds.
+	ErrStalled = errors.New("kv watch stalled")
+	// ErrReconnected: the client reconnected; the watch may have missed
+	// changes.
+	ErrReconnected = errors.New("nats reconnected")
+)
+
+// Bucket opens the KV bucket for each (re)established watch, so a bucket that
+// had to be re-created is picked up.
+type Bucket func(ctx context.Context) (jetstream.KeyValue, error)
+
+// Options tune Follow.
+type Options struct {
+	// Loaded is called after each snapshot has been handed to Replace.
+	Loaded func()
+	// CheckEvery is the interval of the stall and reconnect checks
+	// (default 2 s).
+	CheckEvery time.Duration
+	// Reconnects returns the connection's reconnect count (e.g.
+	// nc.Stats().Reconnects); a change restarts the watch. Optional.
+	Reconnects func() uint64
+	// Log receives retry warnings (required).
+	Log *slog.Logger
+}
+
+// Follow keeps v in step with the bucket until ctx ends, re-establishing the
+// watch with backoff whenever it fails. It returns nil when ctx ends.
+func Follow(ctx context.Context, bucket Bucket, v View, o Options) error {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := Once(ctx, bucket, v, o)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		o.Log.Warn("kv watch interrupted; re-establishing", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// Once runs one watch: snapshot, then changes, until ctx ends (nil) or the
+// watch fails or stalls (an error).
+func Once(ctx context.Context, bucket Bucket, v View, o Options) error {
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = 2 * time.Second
+	}
+	reconnects := func() uint64 { return 0 }
+	if o.Reconnects != nil {
+		reconnects = o.Reconnects
+	}
+	kv, err := bucket(ctx)
+	if err != nil {
+		return fmt.Errorf("open bucket: %w", err)
+	}
+	startReconnects := reconnects()
+	// Everything up to the stream's last sequence now is either delivered
+	// by the watch or gone.
+	seen, err := lastSeq(ctx, kv)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
+	}
+	defer func() { _ = w.Stop() }()
+	check := time.NewTicker(o.CheckEvery)
+	defer check.Stop()
+	var snapshot []jetstream.KeyValueEntry
+	initial := true
+	var pending uint64 // a sequence the stream held at the last check
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-check.C:
+			if reconnects() != startReconnects {
+				return ErrReconnected
+			}
+			if pending > seen {
+				return fmt.Errorf("%w: %s at revision %d, bucket has %d", ErrStalled, kv.Bucket(), seen, pending)
+			}
+			last, err := lastSeq(ctx, kv)
+			if err != nil {
+				return err
+			}
+			pending = last
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("%w: %s", ErrWatchClosed, kv.Bucket())
+			}
+			if e != nil && e.Revision() > seen {
+				seen = e.Revision()
+			}
+			switch {
+			case e == nil && initial:
+				v.Replace(snapshot)
+				snapshot = nil
+				initial = false
+				if o.Loaded != nil {
+					o.Loaded()
+				}
+			case e == nil:
+			case initial:
+				snapshot = append(snapshot, e)
+			default:
+				v.Apply(e)
+			}
+		}
+	}
+}
+
+// lastSeq is the last sequence of the bucket's stream.
+func lastSeq(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("status of %s: %w", kv.Bucket(), err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, nil
+	}
+	return bs.StreamInfo().State.LastSeq, nil
+}
