@@ -2,7 +2,7 @@
 GO        ?= go
 MODULES   := shared services/edge services/history services/presence cmd/hubbub deploy
 PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: run test test-short lint fmt build bench fuzz
 
