@@ -376,14 +376,12 @@ func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins deploy.Bi
 	ft := subset(t, all[:c.fanoutEdges])
 	if want["fanout"] {
 		for i, p := range fanouts {
-			var stopProf func()
 			if profAddr != "" && i == len(fanouts)-1 {
-				stopProf = profileNATS(ctx, profAddr, p.Duration, filepath.Join(outDir, "nats-server-fanout.pprof"), bins.NATSServer, run)
+				p.DuringRun = func() func() {
+					return profileNATS(ctx, profAddr, p.Duration, filepath.Join(outDir, "nats-server-fanout.pprof"), bins.NATSServer, run)
+				}
 			}
 			add(runner.Fanout(ctx, ft, p))
-			if stopProf != nil {
-				stopProf()
-			}
 			quiesce()
 		}
 	}
@@ -473,13 +471,13 @@ func redact(s string) string {
 	return u.Redacted()
 }
 
-// profileNATS captures a CPU profile of nats-server over the next
-// duration+2s in the background and summarises it with go tool pprof.
+// profileNATS captures a CPU profile of nats-server over the next d in the
+// background and summarises it with go tool pprof.
 func profileNATS(ctx context.Context, addr string, d time.Duration, path, bin string, run *report.Run) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		secs := int((d + 8*time.Second).Seconds())
+		secs := max(1, int(d.Seconds()))
 		cl := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
 		resp, err := cl.Do(req)

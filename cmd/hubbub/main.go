@@ -30,10 +30,10 @@ func main() {
 func run(args []string) error {
 	f := config.New("hubbub")
 	var (
-		common     config.Common
-		cfg        app.Config
-		natsURL    string
-		httpAddr   string
+		common   config.Common
+		cfg      app.Config
+		natsURL  string
+		httpAddr string
 	)
 	common.Register(f)
 	f.String(&httpAddr, "http-addr", "HUBBUB_HTTP_ADDR", ":8080", "HTTP address of the web UI, /ws and /api")

@@ -20,6 +20,9 @@ type Fanout struct {
 	BodySize int
 	// Name labels the result ("fanout" or "latency").
 	Name string
+	// DuringRun, when set, is called as sending starts; the function it
+	// returns is called when the run has drained (e.g. a profile capture).
+	DuringRun func() func()
 }
 
 // Offered is the delivery rate the point asks for.
@@ -88,7 +91,14 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 		return res
 	}
 	meter := startCPU(t, st)
+	var after func()
+	if f.DuringRun != nil {
+		after = f.DuringRun()
+	}
 	st, err = pool.Each(worker.Command{Op: worker.OpRun, Run: spec})
+	if after != nil {
+		after()
+	}
 	if err != nil {
 		res.Failed = err.Error()
 	}

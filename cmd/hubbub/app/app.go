@@ -62,11 +62,11 @@ type System struct {
 	presence *presence.Service
 	registry *prometheus.Registry
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	errs   []error
-	done   chan struct{}
+	cancelEdge context.CancelFunc
+	cancelBack context.CancelFunc
+	mu         sync.Mutex
+	errs       []error
+	done       chan struct{}
 }
 
 // ErrConfig reports an unusable configuration.
@@ -169,13 +169,21 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	s.run(rctx, "history", s.history.Run)
-	s.run(rctx, "presence", s.presence.Run)
-	s.run(rctx, "edge", s.edge.Run)
+	// The edge stops first (it drains its connections and tells presence
+	// they left), then history and presence.
+	base := context.WithoutCancel(ctx)
+	backCtx, cancelBack := context.WithCancel(base)
+	edgeCtx, cancelEdge := context.WithCancel(base)
+	s.cancelEdge, s.cancelBack = cancelEdge, cancelBack
+	var back sync.WaitGroup
+	s.run(backCtx, &back, "history", s.history.Run)
+	s.run(backCtx, &back, "presence", s.presence.Run)
+	var front sync.WaitGroup
+	s.run(edgeCtx, &front, "edge", s.edge.Run)
 	go func() {
-		s.wg.Wait()
+		front.Wait()
+		cancelBack()
+		back.Wait()
 		s.closeNATS()
 		close(s.done)
 	}()
@@ -207,16 +215,17 @@ func (s *System) waitReady(ctx context.Context) error {
 	}
 }
 
-func (s *System) run(ctx context.Context, name string, f func(context.Context) error) {
-	s.wg.Add(1)
+func (s *System) run(ctx context.Context, wg *sync.WaitGroup, name string, f func(context.Context) error) {
+	wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer wg.Done()
 		if err := f(ctx); err != nil {
 			s.mu.Lock()
 			s.errs = append(s.errs, fmt.Errorf("%s: %w", name, err))
 			s.mu.Unlock()
 			s.log.Error("service stopped with an error; stopping the system", "service", name, "err", err)
-			s.cancel()
+			s.cancelEdge()
+			s.cancelBack()
 		}
 	}()
 }
@@ -255,7 +264,7 @@ func (s *System) Err() error {
 
 // Stop shuts everything down (the edge drains first) and waits.
 func (s *System) Stop() error {
-	s.cancel()
+	s.cancelEdge()
 	<-s.done
 	return s.Err()
 }

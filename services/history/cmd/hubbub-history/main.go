@@ -22,7 +22,6 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/shared/config"
-	"github.com/hubbub-chat/hubbub/shared/logging"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/ops"
 	"github.com/hubbub-chat/hubbub/shared/provision"
@@ -36,33 +35,28 @@ func main() {
 }
 
 type settings struct {
-	nats                      natsconn.Config
-	logFormat, logLevel, addr string
-	replicas                  int
-	svc                       history.Config
+	common config.Common
+	addr   string
+	svc    history.Config
 }
 
 func parse(args []string) (settings, error) {
 	var st settings
 	f := config.New("hubbub-history")
-	f.String(&st.nats.URL, "nats-url", "HUBBUB_NATS_URL", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
-	f.String(&st.nats.User, "nats-user", "HUBBUB_NATS_USER", "", "NATS user")
-	f.String(&st.nats.Password, "nats-password", "HUBBUB_NATS_PASSWORD", "", "NATS password")
-	f.String(&st.nats.CredsFile, "nats-creds", "HUBBUB_NATS_CREDS", "", "NATS credentials file")
-	f.String(&st.logFormat, "log-format", "HUBBUB_LOG_FORMAT", "json", "log format: json or text")
-	f.String(&st.logLevel, "log-level", "HUBBUB_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	st.common.Register(f)
 	f.String(&st.addr, "http-addr", "HUBBUB_HTTP_ADDR", ":8081", "listen address of /healthz, /readyz, /metrics")
-	f.Int(&st.replicas, "stream-replicas", "HUBBUB_STREAM_REPLICAS", 1, "JetStream replicas of the stream and buckets")
 	f.String(&st.svc.DatabaseURL, "database-url", "HUBBUB_DATABASE_URL", "", "Postgres URL (postgres://…); empty: SQLite in the data dir")
 	f.String(&st.svc.DataDir, "data-dir", "HUBBUB_DATA_DIR", "./hubbub-data", "directory of the SQLite database history.db")
 	f.Duration(&st.svc.Retention, "retention", "HUBBUB_HISTORY_RETENTION", 0, "delete messages older than this; 0 keeps everything")
 	f.Int(&st.svc.BatchSize, "batch-size", "HUBBUB_HISTORY_BATCH_SIZE", 500, "most messages inserted per transaction")
 	f.Duration(&st.svc.BatchWait, "batch-wait", "HUBBUB_HISTORY_BATCH_WAIT", 20*time.Millisecond, "how long a partial batch waits for more messages")
+	f.Duration(&st.svc.AckWait, "ack-wait", "HUBBUB_HISTORY_ACK_WAIT", 30*time.Second, "how long a delivered, unacknowledged message waits before redelivery")
+	f.Int(&st.svc.MaxAckPending, "max-ack-pending", "HUBBUB_HISTORY_MAX_ACK_PENDING", 0, "most unacknowledged messages in flight (0: 8 × batch size)")
+	f.Int(&st.svc.Workers, "workers", "HUBBUB_HISTORY_WORKERS", 64, "requests handled concurrently")
 	f.Bool(&st.svc.ReadOnly, "read-only", "HUBBUB_HISTORY_READ_ONLY", false, "serve requests without consuming the stream")
 	if err := f.Parse(args); err != nil {
 		return settings{}, err
 	}
-	st.nats.Name = "hubbub-history"
 	return st, nil
 }
 
@@ -71,14 +65,14 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(os.Stderr, st.logFormat, st.logLevel)
+	log, err := st.common.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	nc, err := natsconn.Connect(st.nats, log)
+	nc, err := natsconn.Connect(st.common.NATS("hubbub-history"), log)
 	if err != nil {
 		return err
 	}
@@ -101,7 +95,7 @@ func run(args []string) error {
 	httpErr := make(chan error, 1)
 	wg.Go(func() { httpErr <- ops.Serve(ctx, st.addr, mux, log) })
 
-	if err := ensure(ctx, js, provision.Config{Replicas: st.replicas}, log); err != nil {
+	if err := ensure(ctx, js, st.common.Provision(), log); err != nil {
 		stop()
 		wg.Wait()
 		if ctx.Err() != nil {

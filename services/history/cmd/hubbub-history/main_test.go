@@ -44,38 +44,10 @@ func TestParseEnv(t *testing.T) {
 // against an external NATS server: it provisions, becomes ready, stores
 // and serves a message, and exits 0 on SIGTERM.
 func TestBinary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "hubbub-history")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
+	bin := buildBinary(t)
 	srv := natstest.Start(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(),
-		"HUBBUB_NATS_URL="+srv.URL(), "HUBBUB_DATA_DIR="+t.TempDir(), "HUBBUB_HTTP_ADDR="+addr,
-		"HUBBUB_LOG_FORMAT=text", "HUBBUB_DATABASE_URL=")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("process output:\n%s", logs.String())
-		}
-	})
+	p := startProcess(t, bin, "HUBBUB_NATS_URL="+srv.URL(), "HUBBUB_DATA_DIR="+t.TempDir(), "HUBBUB_DATABASE_URL=")
+	addr, cmd, exited := p.addr, p.cmd, p.exited
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
@@ -136,6 +108,58 @@ func TestBinary(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no exit after SIGTERM")
 	}
+}
+
+// buildBinary compiles hubbub-history into a temporary directory and
+// returns its path.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hubbub-history")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	return bin
+}
+
+// process is a running hubbub-history.
+type process struct {
+	cmd    *exec.Cmd
+	addr   string     // ops HTTP address
+	exited chan error // receives Wait's result once (put back by readers)
+	logs   *strings.Builder
+}
+
+// startProcess runs bin with the environment plus env (text logs, a free
+// ops address) and kills it when the test ends, logging its output if the
+// test failed.
+func startProcess(t *testing.T, bin string, env ...string) *process {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "HUBBUB_HTTP_ADDR="+addr, "HUBBUB_LOG_FORMAT=text")
+	cmd.Env = append(cmd.Env, env...)
+	p := &process{cmd: cmd, addr: addr, exited: make(chan error, 1), logs: &strings.Builder{}}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		err := <-p.exited
+		p.exited <- err
+		if t.Failed() {
+			t.Logf("process %d output:\n%s", cmd.Process.Pid, p.logs.String())
+		}
+	})
+	return p
 }
 
 func poll(t *testing.T, f func() error) {
