@@ -155,14 +155,7 @@ func TestHubbubServices(t *testing.T) {
 			}
 
 			// Every HUBBUB_* variable set here is one the binary reads.
-			src, err := os.ReadFile(filepath.Join(root, want.main))
-			if err != nil {
-				t.Fatalf("%s: %v (the service's main is not written yet?)", want.main, err)
-			}
-			read := map[string]bool{}
-			for _, m := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
-				read[m[1]] = true
-			}
+			read := variablesRead(t, want.main)
 			for k := range s.Environment {
 				if strings.HasPrefix(k, "HUBBUB_") && !read[k] {
 					t.Errorf("%s is set but %s never reads it", k, want.main)
@@ -394,6 +387,29 @@ func TestLoadBalancer(t *testing.T) {
 	if test := strings.Join(s.HealthCheck.Test, " "); !strings.Contains(test, "/lb-healthz") {
 		t.Errorf("lb healthcheck %q", test)
 	}
+}
+
+// variablesRead returns the HUBBUB_* variables a main package reads: those
+// named in its source, plus the common ones of shared/config when it
+// registers config.Common.
+func variablesRead(t *testing.T, main string) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(root, main))
+	if err != nil {
+		t.Fatalf("%s: %v (the service's main is not written yet?)", main, err)
+	}
+	if strings.Contains(string(src), "config.Common") {
+		common, err := os.ReadFile(filepath.Join(root, "shared", "config", "common.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, common...)
+	}
+	read := map[string]bool{}
+	for _, m := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
+		read[m[1]] = true
+	}
+	return read
 }
 
 func mustAbs(t *testing.T, p string) string {

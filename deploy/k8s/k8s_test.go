@@ -632,14 +632,7 @@ func checkConfiguration(t *testing.T, m *manifests, o overlay) {
 			}
 
 			// Every HUBBUB_* variable given is one the binary reads.
-			src, err := os.ReadFile(filepath.Join(root, want.main))
-			if err != nil {
-				t.Fatalf("%s: %v (the service's main is not written yet?)", want.main, err)
-			}
-			read := map[string]bool{}
-			for _, mm := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
-				read[mm[1]] = true
-			}
+			read := variablesRead(t, want.main)
 			for _, e := range c.Env {
 				if strings.HasPrefix(e.Name, "HUBBUB_") && !read[e.Name] {
 					t.Errorf("%s is set but %s never reads it", e.Name, want.main)
@@ -757,6 +750,29 @@ func checkServices(t *testing.T, m *manifests) {
 }
 
 // helpers
+
+// variablesRead returns the HUBBUB_* variables a main package reads: those
+// named in its source, plus the common ones of shared/config when it
+// registers config.Common.
+func variablesRead(t *testing.T, main string) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(root, main))
+	if err != nil {
+		t.Fatalf("%s: %v (the service's main is not written yet?)", main, err)
+	}
+	if strings.Contains(string(src), "config.Common") {
+		common, err := os.ReadFile(filepath.Join(root, "shared", "config", "common.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, common...)
+	}
+	read := map[string]bool{}
+	for _, m := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
+		read[m[1]] = true
+	}
+	return read
+}
 
 func container(t *testing.T, w workload, name string) corev1.Container {
 	t.Helper()

@@ -290,7 +290,8 @@ func TestPublishPermissions(t *testing.T) {
 		{"history", "$KV.hubbub_edges.edge-1", false},
 		{"history", "$JS.ACK.CHAT.history.1.1.1.1.1.1", true},
 		{"history", "$JS.API.CONSUMER.CREATE.CHAT.evil", false},
-		{"history", "$JS.API.CONSUMER.DELETE.CHAT.history", false},
+		{"history", "$JS.API.CONSUMER.DELETE.CHAT.history", true}, // a fresh database replays the stream
+		{"history", "$JS.API.CONSUMER.DELETE.CHAT.other", false},
 		{"history", "$JS.API.STREAM.DELETE.CHAT", false},
 		{"history", "$JS.API.STREAM.MSG.DELETE.CHAT", false},
 		// presence
@@ -563,6 +564,17 @@ func TestServicesWorkWithTheirPermissions(t *testing.T) {
 		}
 	})
 
+	t.Run("history restarts its own consumer", func(t *testing.T) {
+		if err := history.js.DeleteConsumer(within(t), subjects.Stream, "history"); err != nil {
+			t.Fatalf("delete own consumer: %v", err)
+		}
+		if _, err := history.js.CreateOrUpdateConsumer(within(t), subjects.Stream, jetstream.ConsumerConfig{
+			Durable: "history", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: subjects.RoomAll,
+		}); err != nil {
+			t.Fatalf("recreate own consumer: %v", err)
+		}
+	})
+
 	t.Run("history cannot publish rooms, other consumers or delete", func(t *testing.T) {
 		history.deniedOp(t, subjects.Room("general"), func(ctx context.Context) error {
 			_, err := history.js.Publish(ctx, subjects.Room("general"), []byte(`{}`))
@@ -572,8 +584,11 @@ func TestServicesWorkWithTheirPermissions(t *testing.T) {
 			_, err := history.js.CreateOrUpdateConsumer(ctx, subjects.Stream, jetstream.ConsumerConfig{Durable: "other"})
 			return err
 		})
-		history.deniedOp(t, "$JS.API.CONSUMER.DELETE.CHAT.history", func(ctx context.Context) error {
-			return history.js.DeleteConsumer(ctx, subjects.Stream, "history")
+		if _, err := admin.js.CreateOrUpdateConsumer(within(t), subjects.Stream, jetstream.ConsumerConfig{Durable: "other"}); err != nil {
+			t.Fatal(err)
+		}
+		history.deniedOp(t, "$JS.API.CONSUMER.DELETE.CHAT.other", func(ctx context.Context) error {
+			return history.js.DeleteConsumer(ctx, subjects.Stream, "other")
 		})
 		history.deniedOp(t, "$JS.API.STREAM.DELETE.CHAT", func(ctx context.Context) error {
 			return history.js.DeleteStream(ctx, subjects.Stream)

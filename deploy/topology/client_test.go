@@ -60,7 +60,8 @@ func newClient(user, room string, urls []string) *client {
 	}
 }
 
-// run connects and keeps the client connected until ctx ends.
+// run connects and keeps the client connected until ctx ends. A lost
+// connection is retried on the next edge, as behind a load balancer.
 func (c *client) run(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for i := 0; ctx.Err() == nil; i++ {
@@ -77,11 +78,6 @@ func (c *client) run(ctx context.Context) {
 		}
 		backoff = 50 * time.Millisecond
 		c.read(ctx, conn, r, url)
-		i-- // retry the same edge first; read moves on when it is gone
-		if ctx.Err() == nil {
-			// the edge went away: try the next one
-			i++
-		}
 	}
 }
 

@@ -175,14 +175,6 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	}
 }
 
-func must[T any](t *testing.T, v T, err error) T {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 func envList(kv map[string]string) []string {
 	out := make([]string, 0, len(kv))
 	for k, v := range kv {

@@ -361,8 +361,9 @@ func (s *Service) addService() (micro.Service, error) {
 }
 
 // announce publishes a transition: the system message (JetStream, with the
-// transition's Nats-Msg-Id so it is stored once whoever retries) and the
-// roster diff. A leave also clears the user's typing state.
+// transition's Nats-Msg-Id so it is stored once whoever retries) and, by the
+// announcer whose message was stored (not a duplicate), the roster diff. A
+// leave also clears the user's typing state.
 func (s *Service) announce(ctx context.Context, t roster.Transition) error {
 	body := t.User + " joined"
 	if t.Event == wire.EventLeave {
@@ -372,8 +373,19 @@ func (s *Service) announce(ctx context.Context, t roster.Transition) error {
 	if err != nil {
 		return fmt.Errorf("encode system message: %w", err)
 	}
-	if _, err := s.js.Publish(ctx, subjects.Room(t.Room), post, jetstream.WithMsgID(t.MsgID())); err != nil {
+	ack, err := s.js.Publish(ctx, subjects.Room(t.Room), post, jetstream.WithMsgID(t.MsgID()))
+	if err != nil {
 		return fmt.Errorf("publish system message: %w", err)
+	}
+	if ack.Duplicate {
+		// Someone already announced this transition (a sweeper retrying a
+		// slow announcement, or a replica taking over a stuck one): the
+		// one whose message was stored publishes the diff, so clients see
+		// it once.
+		if t.Event == wire.EventLeave {
+			s.clearTyping(ctx, t)
+		}
+		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	s.view.WaitRev(wctx, t.Rev)
@@ -390,10 +402,15 @@ func (s *Service) announce(ctx context.Context, t roster.Transition) error {
 		return nil
 	}
 	s.metrics.leaves.Inc()
+	s.clearTyping(ctx, t)
+	return nil
+}
+
+// clearTyping removes a leaving user's typing state.
+func (s *Service) clearTyping(ctx context.Context, t roster.Transition) {
 	if err := s.typing.Clear(ctx, t.Room, t.User); err != nil {
 		s.log.Warn("clear typing on leave", "room", t.Room, "err", err)
 	}
-	return nil
 }
 
 // reap removes the connections of edges whose lease went away.

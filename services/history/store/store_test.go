@@ -13,7 +13,10 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-func openSQLite(t *testing.T) store.Store {
+func openSQLite(t *testing.T) store.Store   { return openSQLiteTB(t) }
+func openPostgres(t *testing.T) store.Store { return openPostgresTB(t) }
+
+func openSQLiteTB(t testing.TB) store.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
@@ -23,7 +26,7 @@ func openSQLite(t *testing.T) store.Store {
 	return s
 }
 
-func openPostgres(t *testing.T) store.Store {
+func openPostgresTB(t testing.TB) store.Store {
 	url, _ := pgtest.Database(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
