@@ -123,6 +123,11 @@ func (c *client) read(ctx context.Context, conn net.Conn, r io.Reader, url strin
 	for {
 		h, err := ws.ReadHeader(br)
 		if err != nil {
+			if ctx.Err() == nil {
+				c.mu.Lock()
+				c.errorCodes["dropped by "+url]++
+				c.mu.Unlock()
+			}
 			return
 		}
 		payload := make([]byte, h.Length)
@@ -141,6 +146,10 @@ func (c *client) read(ctx context.Context, conn net.Conn, r io.Reader, url strin
 				return
 			}
 		case ws.OpClose:
+			code, _ := ws.ParseCloseFrameData(payload)
+			c.mu.Lock()
+			c.errorCodes[fmt.Sprintf("close %d", code)]++
+			c.mu.Unlock()
 			return
 		case ws.OpText, ws.OpContinuation:
 			text = append(text, payload...)
@@ -187,9 +196,9 @@ func (c *client) handle(data []byte, url string) {
 		delete(c.pending, f.CID)
 	case wire.TypeError:
 		c.errorCodes[f.Code]++
-		if f.CID != "" {
+		if _, ok := c.pending[f.CID]; ok {
 			// not stored (unavailable, rate limited...): resend later
-			c.pending[f.CID] = time.Time{}
+			c.pending[f.CID] = time.Now()
 		}
 	}
 }
@@ -267,7 +276,8 @@ func (c *client) resend(olderThan time.Duration) {
 	}
 	var cids []string
 	for cid, at := range c.pending {
-		if time.Since(at) > olderThan {
+		// a few at a time: the edge limits messages per connection
+		if time.Since(at) > olderThan && len(cids) < 3 {
 			cids = append(cids, cid)
 			c.pending[cid] = time.Now()
 		}

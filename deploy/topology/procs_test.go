@@ -27,6 +27,7 @@ func build(t *testing.T) string {
 		"./services/history/cmd/hubbub-history",
 		"./services/presence/cmd/hubbub-presence",
 		"github.com/nats-io/nats-server/v2",
+		"./deploy/cmd/hubbub-healthcheck",
 	)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
@@ -173,6 +174,19 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 		case <-tick.C:
 		}
 	}
+}
+
+// healthcheck runs hubbub-healthcheck the way the images' HEALTHCHECK and
+// the compose healthchecks do: with only HUBBUB_HTTP_ADDR set.
+func healthcheck(t *testing.T, bin string, port int, path string) error {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "hubbub-healthcheck"), "-path", path)
+	cmd.Env = []string{fmt.Sprintf("HUBBUB_HTTP_ADDR=127.0.0.1:%d", port)}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
 }
 
 func envList(kv map[string]string) []string {

@@ -146,6 +146,13 @@ include ./auth.conf
 	for name, p := range procs {
 		waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[name]), p, 60*time.Second)
 	}
+	for name := range procs {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			if err := healthcheck(t, bin, ports[name], path); err != nil {
+				t.Fatalf("hubbub-healthcheck %s on %s: %v", path, name, err)
+			}
+		}
+	}
 	chat, err := js.Stream(ctx, subjects.Stream)
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +243,9 @@ include ./auth.conf
 	// Fault 2: SIGKILL edge A; its clients reconnect to edge B with since.
 	t.Logf("killing edge-a after %d acks", acked())
 	procs["edge-a"].kill(t)
+	if err := healthcheck(t, bin, ports["edge-a"], "/healthz"); err == nil {
+		t.Error("hubbub-healthcheck reports a killed edge healthy")
+	}
 	waitFor(t, "alice and bob reconnected to edge B", 30*time.Second, func() bool {
 		for _, c := range clients[:2] {
 			s := c.snapshot()

@@ -120,12 +120,12 @@ func Markdown(w io.Writer, r *Run) {
 	}
 }
 
-var fanCols = []string{"target", "rooms", "members", "msg/s/room", "offered/s", "deliveries/s", "reach", "p50 ms", "p90 ms", "p99 ms", "max ms", "ack p50 ms", "gaps", "dups", "server CPU", "gen CPU", "load"}
+var fanCols = []string{"target", "rooms", "members", "msg/s/room", "offered/s", "deliveries/s", "reach", "p50 ms", "p90 ms", "p99 ms", "max ms", "ack p50 ms", "gaps", "dups", "server CPU", "gen CPU", "server µs/delivery", "gen µs/delivery", "load"}
 
 func fanRow(x scenario.Result) []string {
 	return []string{x.Target, num(x.Params["rooms"]), num(x.Params["members"]), num(x.Params["rate_per_room"]), f0(x.OfferedSec), f0(x.DeliveriesSec),
 		pct(x.Reach), f2(x.Latency.P50), f2(x.Latency.P90), f2(x.Latency.P99), f1(x.Latency.Max), f2(x.AckLatency.P50), i64(x.Gaps), i64(x.Dups),
-		cpus(x.ServerCPU), f2(x.GenCPU), f2(x.LoadAvg)}
+		cpus(x.ServerCPU), f2(x.GenCPU), f2(x.ServerUsPerDelivery), f2(x.GenUsPerDelivery), f2(x.LoadAvg)}
 }
 
 // summary compares the headline figures with DESIGN.md §5.

@@ -102,8 +102,17 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 	if err != nil {
 		res.Failed = err.Error()
 	}
-	res.ServerCPU, res.GenCPU = meter.stop(st)
+	var wall float64
+	res.ServerCPU, res.GenCPU, wall = meter.stopWall(st)
 	m := merge(st)
+	if m.received > 0 {
+		var cores float64
+		for _, v := range res.ServerCPU {
+			cores += v
+		}
+		res.ServerUsPerDelivery = round(cores*wall*1e6/float64(m.received), 2)
+		res.GenUsPerDelivery = round(res.GenCPU*wall*1e6/float64(m.received), 2)
+	}
 	res.Sent, res.Acked, res.Received = m.sent, m.acked, m.received
 	res.Expected = m.expected()
 	if res.Expected > 0 {

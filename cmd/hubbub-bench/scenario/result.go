@@ -56,6 +56,10 @@ type Result struct {
 	IngestSec   float64 `json:"ingest_per_s,omitempty"`
 	PublishSec  float64 `json:"publish_per_s,omitempty"`
 
+	// CPU time per delivery (fan-out): all server processes, and the generator.
+	ServerUsPerDelivery float64 `json:"server_cpu_us_per_delivery,omitempty"`
+	GenUsPerDelivery    float64 `json:"generator_cpu_us_per_delivery,omitempty"`
+
 	GenCPU    float64            `json:"generator_cpu_cores"`
 	ServerCPU map[string]float64 `json:"server_cpu_cores,omitempty"`
 	Errors    map[string]int64   `json:"errors,omitempty"`

@@ -209,6 +209,12 @@ func startCPU(t Target, workers []*worker.Stats) *cpuMeter {
 // stop returns cores used by each server role (edges summed as "edges")
 // and by the generator.
 func (c *cpuMeter) stop(workers []*worker.Stats) (map[string]float64, float64) {
+	servers, gen, _ := c.stopWall(workers)
+	return servers, gen
+}
+
+// stopWall is stop that also returns the window's length in seconds.
+func (c *cpuMeter) stopWall(workers []*worker.Stats) (map[string]float64, float64, float64) {
 	wall := time.Since(c.start).Seconds()
 	out := map[string]float64{}
 	for name, p := range c.procs {
@@ -228,7 +234,7 @@ func (c *cpuMeter) stop(workers []*worker.Stats) (map[string]float64, float64) {
 	}
 	self, _, _ := proc.Self()
 	gen := (merge(workers).cpu.Sub(c.workers).Total() + self.Sub(c.self).Total()).Seconds() / wall
-	return out, round(gen, 2)
+	return out, round(gen, 2), wall
 }
 
 func round(v float64, digits int) float64 {

@@ -32,6 +32,7 @@ type fleet struct {
 
 	tag        atomic.Value // string: the current run's tag
 	bodyPrefix atomic.Value // []byte: "bench <tag> "
+	cidPrefix  atomic.Value // []byte: "<tag>."
 
 	mu          sync.Mutex
 	ws          []*wsClient
@@ -85,6 +86,7 @@ func (f *fleet) putBuf(b *[]byte) {
 func (f *fleet) setTag(tag string) {
 	f.tag.Store(tag)
 	f.bodyPrefix.Store([]byte("bench " + tag + " "))
+	f.cidPrefix.Store([]byte(tag + "."))
 }
 
 func (f *fleet) noteRecv(now int64) {

@@ -41,8 +41,8 @@ func (c *natsClient) connect() error {
 		if !ok {
 			return
 		}
-		sent, err := strconv.ParseInt(string(firstField(rest)), 10, 64)
-		if err != nil {
+		sent, ok := digits(firstField(rest))
+		if !ok {
 			return
 		}
 		now := time.Now().UnixNano()

@@ -267,7 +267,7 @@ func (c *wsClient) handle(data []byte) (bool, error) {
 	case wire.TypeMessage:
 		c.chain(fr.MsgID, fr.MsgPrev)
 		if rest, ok := bytes.CutPrefix(fr.Body, f.bodyPrefix.Load().([]byte)); ok {
-			if sent, err := strconv.ParseInt(string(firstField(rest)), 10, 64); err == nil {
+			if sent, ok := digits(firstField(rest)); ok {
 				f.received.Add(1)
 				now := time.Now().UnixNano()
 				f.latency.Record(time.Duration(now - sent))
@@ -275,9 +275,8 @@ func (c *wsClient) handle(data []byte) (bool, error) {
 			}
 		}
 	case wire.TypeAck:
-		tag := f.tag.Load().(string)
-		if rest, ok := bytes.CutPrefix(fr.CID, []byte(tag+".")); ok {
-			if sent, err := strconv.ParseInt(string(rest), 10, 64); err == nil {
+		if rest, ok := bytes.CutPrefix(fr.CID, f.cidPrefix.Load().([]byte)); ok {
+			if sent, ok := digits(rest); ok {
 				f.latencyAck.Record(time.Duration(time.Now().UnixNano() - sent))
 				f.ack(c.room)
 			}
@@ -346,6 +345,24 @@ func (c *wsClient) noteDirty(unrecovered bool) {
 		c.unrecov = true
 	}
 	c.f.mu.Unlock()
+}
+
+// digits parses a non-negative decimal integer without allocating.
+func digits(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	if v > 1<<63-1 {
+		return 0, false
+	}
+	return int64(v), true
 }
 
 // firstField returns b up to the first space.

@@ -32,12 +32,9 @@ func decode(data []byte, v any) error {
 	if len(data) > MaxBody {
 		return fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrBadRequest, len(data), MaxBody)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
+	// Unmarshal refuses trailing data after the value, as it must.
+	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: body is not a JSON object: %w", ErrBadRequest, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data after JSON object", ErrBadRequest)
 	}
 	return nil
 }

@@ -14,34 +14,52 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// Postgres is the production store (pgx connection pool).
+// Postgres is the production store. It keeps two connection pools: a
+// small one for writes (ingest batches, retention, binding) and one for
+// reads, whose sessions run with plan_cache_mode=force_generic_plan: the
+// read statements are prepared once per connection and each has one
+// sensible plan (an index range scan on (room, id) or a key lookup), so
+// re-planning them for every execution, as Postgres otherwise does when
+// it estimates a custom plan cheaper, would only spend CPU (about as much
+// as executing them).
 type Postgres struct {
-	pool *pgxpool.Pool
+	w *pgxpool.Pool
+	r *pgxpool.Pool
 }
 
 var _ Store = (*Postgres)(nil)
 
-// pgDefaultConns is the pool size unless the URL sets pool_max_conns.
-const pgDefaultConns = 16
+// Pool sizes. pool_max_conns in the URL overrides the read pool's.
+const (
+	pgReadConns  = 8
+	pgWriteConns = 4
+)
 
 // OpenPostgres connects to url and migrates the schema. Concurrent
 // openers (replicas starting together) serialise on an advisory lock.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	rcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres url: %w", err)
 	}
+	wcfg := rcfg.Copy()
 	if !strings.Contains(url, "pool_max_conns") {
-		cfg.MaxConns = pgDefaultConns
+		rcfg.MaxConns = pgReadConns
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	wcfg.MaxConns = pgWriteConns
+	rcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	w, err := pgxpool.NewWithConfig(ctx, wcfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres connect: %w", err)
 	}
-	p := &Postgres{pool: pool}
+	p := &Postgres{w: w}
 	if err := p.migrate(ctx); err != nil {
-		pool.Close()
+		w.Close()
 		return nil, err
+	}
+	if p.r, err = pgxpool.NewWithConfig(ctx, rcfg); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("postgres connect: %w", err)
 	}
 	return p, nil
 }
@@ -51,7 +69,7 @@ func (p *Postgres) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('hubbub_history_migrate'))`); err != nil {
 			return fmt.Errorf("postgres migrate lock: %w", err)
 		}
@@ -81,13 +99,14 @@ func (p *Postgres) migrate(ctx context.Context) error {
 
 // Close implements Store.
 func (p *Postgres) Close() error {
-	p.pool.Close()
+	p.r.Close()
+	p.w.Close()
 	return nil
 }
 
 // Ping implements Store.
 func (p *Postgres) Ping(ctx context.Context) error {
-	if err := p.pool.Ping(ctx); err != nil {
+	if err := p.r.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres ping: %w", err)
 	}
 	return nil
@@ -96,7 +115,7 @@ func (p *Postgres) Ping(ctx context.Context) error {
 // Bind implements Store.
 func (p *Postgres) Bind(ctx context.Context, id Identity) (bool, error) {
 	var fresh bool
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2), ($3, $4)
 			ON CONFLICT (key) DO NOTHING`, metaStream, id.Stream, metaCreated, formatCreated(id.Created))
 		if err != nil {
@@ -167,7 +186,7 @@ func (p *Postgres) Insert(ctx context.Context, msgs []wire.Message) (int, error)
 		ids[i], rooms[i], users[i], bodies[i], kinds[i], tss[i], cids[i] = int64(m.ID), m.Room, m.User, m.Body, m.Kind, m.TS, m.CID
 	}
 	var inserted, updated int64
-	if err := p.pool.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids).Scan(&inserted, &updated); err != nil {
+	if err := p.w.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids).Scan(&inserted, &updated); err != nil {
 		return 0, fmt.Errorf("postgres insert: %w", err)
 	}
 	return int(inserted), nil
@@ -193,25 +212,47 @@ func scanPG(rows pgx.Rows) ([]wire.Message, error) {
 	return out, nil
 }
 
+// pgRoomCols are the columns read for one room's pages: the room is known.
+const pgRoomCols = `id, user_id, body, kind, ts, cid`
+
+// scanRoomPG reads rows of pgRoomCols, all of room.
+func scanRoomPG(rows pgx.Rows, room string) ([]wire.Message, error) {
+	defer rows.Close()
+	var out []wire.Message
+	for rows.Next() {
+		m := wire.Message{Room: room}
+		var id int64
+		if err := rows.Scan(&id, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
+			return nil, fmt.Errorf("postgres scan: %w", err)
+		}
+		m.ID = uint64(id)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres rows: %w", err)
+	}
+	return out, nil
+}
+
 func (p *Postgres) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+pgCols+` FROM messages
+	rows, err := p.r.Query(ctx, `SELECT `+pgRoomCols+` FROM messages
 		WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, room, bound(before), n)
 	if err != nil {
 		return nil, fmt.Errorf("postgres recent: %w", err)
 	}
-	return scanPG(rows)
+	return scanRoomPG(rows, room)
 }
 
 func (p *Postgres) oldest(ctx context.Context, room string, after uint64, n int) (uint64, []wire.Message, error) {
-	rows, err := p.pool.Query(ctx, `(SELECT `+pgCols+` FROM messages
+	rows, err := p.r.Query(ctx, `(SELECT `+pgRoomCols+` FROM messages
 			WHERE room = $1 AND id <= $2 ORDER BY id DESC LIMIT 1)
 		UNION ALL
-		(SELECT `+pgCols+` FROM messages WHERE room = $1 AND id > $2 ORDER BY id LIMIT $3)`,
+		(SELECT `+pgRoomCols+` FROM messages WHERE room = $1 AND id > $2 ORDER BY id LIMIT $3)`,
 		room, idArg(after), n)
 	if err != nil {
 		return 0, nil, fmt.Errorf("postgres since: %w", err)
 	}
-	ms, err := scanPG(rows)
+	ms, err := scanRoomPG(rows, room)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -240,7 +281,7 @@ func cmpID(a, b uint64) int {
 
 func (p *Postgres) below(ctx context.Context, room string, id uint64) (uint64, error) {
 	var v *int64
-	if err := p.pool.QueryRow(ctx, `SELECT MAX(id) FROM messages WHERE room = $1 AND id < $2`,
+	if err := p.r.QueryRow(ctx, `SELECT MAX(id) FROM messages WHERE room = $1 AND id < $2`,
 		room, bound(id)).Scan(&v); err != nil {
 		return 0, fmt.Errorf("postgres prev: %w", err)
 	}
@@ -252,7 +293,7 @@ func (p *Postgres) below(ctx context.Context, room string, id uint64) (uint64, e
 
 func (p *Postgres) trimmed(ctx context.Context, room string) (uint64, error) {
 	var t int64
-	err := p.pool.QueryRow(ctx, `SELECT trimmed_through FROM rooms WHERE room = $1`, room).Scan(&t)
+	err := p.r.QueryRow(ctx, `SELECT trimmed_through FROM rooms WHERE room = $1`, room).Scan(&t)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("postgres watermark: %w", err)
 	}
@@ -277,7 +318,7 @@ func (p *Postgres) Prev(ctx context.Context, room string, below uint64) (uint64,
 // Lobby implements Store.
 func (p *Postgres) Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error) {
 	limit = clampLimit(limit, lobbyDefault, lobbyMax)
-	rows, err := p.pool.Query(ctx, `SELECT r.room, r.last_id, r.last_ts, r.message_count,
+	rows, err := p.r.Query(ctx, `SELECT r.room, r.last_id, r.last_ts, r.message_count,
 			r.last_user, r.last_body, r.last_kind, r.last_cid,
 			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
 		FROM rooms r ORDER BY r.last_id DESC LIMIT $1`, limit)
@@ -308,7 +349,7 @@ func (p *Postgres) Trim(ctx context.Context, cutoff time.Time, batch int) (int, 
 		return 0, fmt.Errorf("%w: batch %d", ErrInvalidArgument, batch)
 	}
 	var n int
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+pgCols+` FROM messages ORDER BY id LIMIT $1`, batch)
 		if err != nil {
 			return fmt.Errorf("postgres trim: %w", err)

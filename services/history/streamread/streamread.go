@@ -60,17 +60,59 @@ type directRequest struct {
 
 // Scan calls fn with every message on subject with sequence >= from, in
 // order, until fn returns false, ctx ends or no message is left.
+//
+// The first message is fetched with a single direct get over the
+// connection's shared reply subscription; only when there is one does the
+// scan go on in batches over a subscription of its own. Most scans (a
+// database that keeps up with the stream) find nothing and so cost one
+// round trip and no subscription.
 func (r *Reader) Scan(ctx context.Context, subject string, from uint64, fn func(Msg) bool) error {
 	if from == 0 {
 		from = 1
 	}
+	subj := r.prefix + ".DIRECT.GET." + r.stream
+	req, err := json.Marshal(directRequest{Seq: from, NextFor: subject})
+	if err != nil {
+		return fmt.Errorf("direct get request: %w", err)
+	}
+	m, err := r.nc.RequestWithContext(ctx, subj, req)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return r.scanFallback(ctx, subject, from, fn)
+	}
+	if err != nil {
+		return fmt.Errorf("direct get %s from %d: %w", subject, from, err)
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+		switch m.Header.Get("Status") {
+		case "404": // nothing at or after from
+			return nil
+		case "503":
+			return r.scanFallback(ctx, subject, from, fn)
+		default:
+			return fmt.Errorf("direct get %s: status %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+	}
+	first, err := parse(m)
+	if err != nil {
+		return err
+	}
+	if !fn(first) {
+		return nil
+	}
+	return r.scanBatches(ctx, subj, subject, first.Seq+1, fn)
+}
+
+// scanBatches goes on with Scan from from in batches of Batch.
+func (r *Reader) scanBatches(ctx context.Context, subj, subject string, from uint64, fn func(Msg) bool) error {
 	inbox := r.nc.NewInbox()
-	sub, err := r.nc.SubscribeSync(inbox)
+	// A channel sized for one batch (and its end-of-batch status): a
+	// synchronous subscription would allocate a 64k-slot channel per scan.
+	ch := make(chan *nats.Msg, Batch+2)
+	sub, err := r.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return fmt.Errorf("direct get subscribe: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	subj := r.prefix + ".DIRECT.GET." + r.stream
 	for {
 		req, err := json.Marshal(directRequest{Seq: from, NextFor: subject, Batch: Batch})
 		if err != nil {
@@ -85,12 +127,11 @@ func (r *Reader) Scan(ctx context.Context, subject string, from uint64, fn func(
 			done    bool
 		)
 		for !done {
-			m, err := sub.NextMsgWithContext(ctx)
-			if errors.Is(err, nats.ErrNoResponders) {
-				return r.scanFallback(ctx, subject, from, fn)
-			}
-			if err != nil {
-				return fmt.Errorf("direct get %s from %d: %w", subject, from, err)
+			var m *nats.Msg
+			select {
+			case m = <-ch:
+			case <-ctx.Done():
+				return fmt.Errorf("direct get %s from %d: %w", subject, from, ctx.Err())
 			}
 			if len(m.Data) == 0 && m.Header.Get("Status") != "" {
 				switch m.Header.Get("Status") {

@@ -16,6 +16,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -73,6 +74,7 @@ type options struct {
 	duration   time.Duration
 	profileDir string
 	skipRecent bool
+	verify     bool
 	verbose    bool
 }
 
@@ -93,6 +95,7 @@ func parse(args []string) (options, error) {
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long the recent phase runs")
 	f.StringVar(&o.profileDir, "profile-dir", "", "write ingest.pprof and recent.pprof CPU profiles here")
 	f.BoolVar(&o.skipRecent, "skip-recent", false, "measure ingest only")
+	f.BoolVar(&o.verify, "verify", false, "decode every recent reply fully (costs the load generator CPU the service could use)")
 	f.BoolVar(&o.verbose, "v", false, "log the service's warnings")
 	if err := f.Parse(args); err != nil {
 		return o, err
@@ -176,7 +179,7 @@ func run(args []string) error {
 		cancel()
 		return err
 	}
-	load := loadavg()
+	load, cpu0 := loadavg(), cpuNow()
 	start := time.Now()
 	go func() { done <- svc.Run(sctx) }()
 	err = waitStored(ctx, js, last, done)
@@ -188,6 +191,7 @@ func run(args []string) error {
 	}
 	fmt.Printf("ingest: %d messages in %v = %.0f msgs/s (batch %d; loadavg before %s, after %s)\n",
 		o.n, took.Round(time.Millisecond), float64(o.n)/took.Seconds(), cfg.WithDefaults().BatchSize, load, loadavg())
+	fmt.Printf("ingest: %s\n", per(cpu0, cpuNow(), float64(o.n), "message"))
 
 	if !o.skipRecent {
 		if err := waitReady(ctx, svc); err != nil {
@@ -372,7 +376,7 @@ func recentLoad(ctx context.Context, natsURL string, o options) error {
 		return err
 	}
 	defer stopProfile()
-	load := loadavg()
+	load, cpu0 := loadavg(), cpuNow()
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	var (
@@ -399,7 +403,7 @@ func recentLoad(ctx context.Context, natsURL string, o options) error {
 					}
 					continue
 				}
-				if err := checkPage(msg, o.limit); err != nil {
+				if err := checkPage(msg, o.limit, o.verify); err != nil {
 					failures.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
@@ -414,6 +418,7 @@ func recentLoad(ctx context.Context, natsURL string, o options) error {
 	}
 	wg.Wait()
 	took := time.Since(start)
+	cpu1 := cpuNow()
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
 		if len(lat) == 0 {
@@ -424,16 +429,24 @@ func recentLoad(ctx context.Context, natsURL string, o options) error {
 	fmt.Printf("recent: %d pages of %d in %v = %.0f pages/s, p50 %v p99 %v, %d failures (%d requesters on %d conns; loadavg before %s, after %s)\n",
 		pages.Load(), o.limit, took.Round(time.Millisecond), float64(pages.Load())/took.Seconds(), pct(0.5), pct(0.99),
 		failures.Load(), o.requesters, o.conns, load, loadavg())
+	fmt.Printf("recent: %s\n", per(cpu0, cpu1, float64(pages.Load()), "page"))
 	if e := firstErr.Load(); e != nil {
 		fmt.Printf("recent: first failure: %v\n", e)
 	}
 	return nil
 }
 
-// checkPage verifies a reply is a full page (the rooms hold enough).
-func checkPage(msg *nats.Msg, limit int) error {
+// checkPage verifies a reply is a full page (the rooms hold enough): by
+// counting its ids, or with full a complete decode.
+func checkPage(msg *nats.Msg, limit int, full bool) error {
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
 		return fmt.Errorf("error %s: %s", code, msg.Header.Get(micro.ErrorHeader))
+	}
+	if !full {
+		if n := bytes.Count(msg.Data, []byte(`{"id":`)); n != limit {
+			return fmt.Errorf("page has %d items, want %d", n, limit)
+		}
+		return nil
 	}
 	var p wire.Page
 	if err := json.Unmarshal(msg.Data, &p); err != nil {
@@ -469,6 +482,58 @@ func profile(dir, name string) (func(), error) {
 			_ = f.Close()
 		})
 	}, nil
+}
+
+// cpuUsage is CPU time consumed so far by this process and by the
+// machine's postgres processes (when readable: same host), in seconds.
+type cpuUsage struct{ self, postgres float64 }
+
+func cpuNow() cpuUsage {
+	u := cpuUsage{self: procCPU("/proc/self/stat")}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, c := range dirs {
+		b, err := os.ReadFile(c)
+		if err != nil || strings.TrimSpace(string(b)) != "postgres" {
+			continue
+		}
+		u.postgres += procCPU(filepath.Join(filepath.Dir(c), "stat"))
+	}
+	return u
+}
+
+// procCPU reads utime+stime of a /proc/<pid>/stat file, in seconds
+// (assuming the usual 100 clock ticks per second).
+func procCPU(path string) float64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	var ticks float64
+	for _, v := range f[11:13] { // utime, stime
+		var n float64
+		_, _ = fmt.Sscan(v, &n)
+		ticks += n
+	}
+	return ticks / 100
+}
+
+// per describes CPU spent between a and b per unit of work.
+func per(a, b cpuUsage, units float64, unit string) string {
+	if units <= 0 {
+		return ""
+	}
+	self, pg := (b.self-a.self)/units*1e6, (b.postgres-a.postgres)/units*1e6
+	return fmt.Sprintf("CPU per %s: %.1fµs this process (nats-server, history, load generator) + %.1fµs postgres = %.1fµs, i.e. at most %.0f %ss/s on 2 dedicated cores",
+		unit, self, pg, self+pg, 2e6/(self+pg), unit)
 }
 
 // loadavg returns the 1/5/15-minute load averages of the machine.
