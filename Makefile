@@ -1,6 +1,6 @@
 # Hubbub — common tasks. Every target works from a fresh clone.
 GO        ?= go
-MODULES   := shared services/edge services/history services/presence cmd/hubbub deploy
+MODULES   := shared services/edge services/history services/presence cmd/hubbub cmd/hubbub-bench deploy
 PKGS      := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

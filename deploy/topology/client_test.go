@@ -47,6 +47,7 @@ type client struct {
 	bodies      map[string]string
 	violations  []string
 	errorCodes  map[string]int
+	events      []string
 	seq         int
 
 	wmu sync.Mutex // one writer at a time on conn
@@ -95,6 +96,9 @@ func (c *client) dial(ctx context.Context, url string) (net.Conn, io.Reader, err
 	c.mu.Lock()
 	since := c.last()
 	c.conn = conn
+	c.connections++
+	c.edge = url
+	c.events = append(c.events, fmt.Sprintf("connected to %s since %d", url, since))
 	c.mu.Unlock()
 	join := map[string]any{"type": wire.TypeJoin, "room": c.room}
 	if since > 0 {
@@ -102,6 +106,9 @@ func (c *client) dial(ctx context.Context, url string) (net.Conn, io.Reader, err
 	}
 	if err := c.write(join); err != nil {
 		_ = conn.Close()
+		c.mu.Lock()
+		c.events = append(c.events, "join failed: "+err.Error())
+		c.mu.Unlock()
 		return nil, nil, err
 	}
 	return conn, r, nil
@@ -120,18 +127,22 @@ func (c *client) read(ctx context.Context, conn net.Conn, r io.Reader, url strin
 	}()
 	br := bufio.NewReader(r)
 	var text []byte
+	ended := func(reason string) {
+		if ctx.Err() == nil {
+			c.mu.Lock()
+			c.events = append(c.events, fmt.Sprintf("lost %s: %s", url, reason))
+			c.mu.Unlock()
+		}
+	}
 	for {
 		h, err := ws.ReadHeader(br)
 		if err != nil {
-			if ctx.Err() == nil {
-				c.mu.Lock()
-				c.errorCodes["dropped by "+url]++
-				c.mu.Unlock()
-			}
+			ended(err.Error())
 			return
 		}
 		payload := make([]byte, h.Length)
 		if _, err := io.ReadFull(br, payload); err != nil {
+			ended(err.Error())
 			return
 		}
 		if h.Masked {
@@ -140,29 +151,29 @@ func (c *client) read(ctx context.Context, conn net.Conn, r io.Reader, url strin
 		switch h.OpCode {
 		case ws.OpPing:
 			c.wmu.Lock()
+			_ = conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			err := ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewPongFrame(payload)))
 			c.wmu.Unlock()
 			if err != nil {
+				ended("pong: " + err.Error())
 				return
 			}
 		case ws.OpClose:
-			code, _ := ws.ParseCloseFrameData(payload)
-			c.mu.Lock()
-			c.errorCodes[fmt.Sprintf("close %d", code)]++
-			c.mu.Unlock()
+			code, reason := ws.ParseCloseFrameData(payload)
+			ended(fmt.Sprintf("close %d %s", code, reason))
 			return
 		case ws.OpText, ws.OpContinuation:
 			text = append(text, payload...)
 			if !h.Fin {
 				continue
 			}
-			c.handle(text, url)
+			c.handle(text)
 			text = nil
 		}
 	}
 }
 
-func (c *client) handle(data []byte, url string) {
+func (c *client) handle(data []byte) {
 	var f serverFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.violate("undecodable frame %q: %v", data, err)
@@ -179,8 +190,6 @@ func (c *client) handle(data []byte, url string) {
 			c.applyLocked(m)
 		}
 		c.connected = true
-		c.connections++
-		c.edge = url
 	case wire.TypeMessage:
 		var m wire.Message
 		if err := json.Unmarshal(f.Message, &m); err != nil {
@@ -297,6 +306,7 @@ type snapshot struct {
 	edge        string
 	violations  []string
 	errorCodes  map[string]int
+	events      []string
 }
 
 func (c *client) snapshot() snapshot {
@@ -306,6 +316,7 @@ func (c *client) snapshot() snapshot {
 		view: append([]wire.Message(nil), c.view...), acks: map[string]uint64{},
 		pending: len(c.pending), connected: c.connected, connections: c.connections, edge: c.edge,
 		violations: append([]string(nil), c.violations...), errorCodes: map[string]int{},
+		events: append([]string(nil), c.events...),
 	}
 	for k, v := range c.acks {
 		s.acks[k] = v

@@ -46,7 +46,10 @@ func (n *natsNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.cl
 // client's view is a complete, gap-free, duplicate-free chain after
 // reconnecting with since; history holds every message exactly once.
 func TestTopologySurvivesKills(t *testing.T) {
+	t0 := time.Now()
 	bin := build(t)
+	t.Logf("built the binaries in %v", time.Since(t0).Round(time.Millisecond))
+	t.Cleanup(func() { t.Logf("stopped everything at %v", time.Since(t0).Round(time.Millisecond)) })
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
 	if err := os.Mkdir(logs, 0o755); err != nil {
@@ -143,9 +146,11 @@ include ./auth.conf
 		"edge-a":   service("edge-a", "edge", ports["edge-a"], map[string]string{"HUBBUB_EDGE_ID": "edge-a", "HUBBUB_DRAIN_PERIOD": "1s"}),
 		"edge-b":   service("edge-b", "edge", ports["edge-b"], map[string]string{"HUBBUB_EDGE_ID": "edge-b", "HUBBUB_DRAIN_PERIOD": "1s"}),
 	}
-	for name, p := range procs {
-		waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[name]), p, 60*time.Second)
+	for _, name := range []string{"history", "presence", "edge-a", "edge-b"} {
+		waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[name]), procs[name], 60*time.Second)
+		t.Logf("%s ready after %v", name, time.Since(t0).Round(time.Millisecond))
 	}
+	t.Logf("system ready after %v", time.Since(t0).Round(time.Millisecond))
 	for name := range procs {
 		for _, path := range []string{"/healthz", "/readyz"} {
 			if err := healthcheck(t, bin, ports[name], path); err != nil {
@@ -215,8 +220,10 @@ include ./auth.conf
 		}
 		return n
 	}
+	began := time.Now()
 	progress := func(what string, more int) {
 		t.Helper()
+		defer func() { t.Logf("%v: %d acks %s", time.Since(began).Round(time.Millisecond), acked(), what) }()
 		target := acked() + more
 		waitFor(t, fmt.Sprintf("%d more acked messages %s", more, what), 60*time.Second, func() bool { return acked() >= target })
 	}
@@ -270,6 +277,8 @@ include ./auth.conf
 		return done
 	})
 
+	t.Logf("%v: every message acked", time.Since(began).Round(time.Millisecond))
+
 	// --- What the stream holds is the truth.
 	stored := readRoom(t, js, room)
 	last := stored[len(stored)-1].ID
@@ -300,8 +309,8 @@ include ./auth.conf
 	for _, c := range clients {
 		s := c.snapshot()
 		totalAcks += len(s.acks)
-		t.Logf("%s: %d acked, view of %d messages (%d..%d), %d connections, errors %v",
-			c.user, len(s.acks), len(s.view), s.view[0].ID, s.view[len(s.view)-1].ID, s.connections, s.errorCodes)
+		t.Logf("%s: %d acked, view of %d messages (%d..%d), connections %q, errors %v",
+			c.user, len(s.acks), len(s.view), s.view[0].ID, s.view[len(s.view)-1].ID, s.events, s.errorCodes)
 		for _, v := range s.violations {
 			t.Errorf("%s: %s", c.user, v)
 		}
@@ -349,6 +358,7 @@ include ./auth.conf
 		t.Errorf("only %d messages acked", totalAcks)
 	}
 
+	t.Logf("%v: views checked", time.Since(began).Round(time.Millisecond))
 	// History (its own process, its own store) holds each message exactly once.
 	waitFor(t, "history caught up, exactly once", 30*time.Second, func() bool {
 		page := historySince(t, admin, room)

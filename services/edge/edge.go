@@ -30,6 +30,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/lease"
 	"github.com/hubbub-chat/hubbub/services/edge/metrics"
 	"github.com/hubbub-chat/hubbub/services/edge/session"
+	"github.com/hubbub-chat/hubbub/services/edge/userlimit"
 	"github.com/hubbub-chat/hubbub/services/edge/web"
 	"github.com/hubbub-chat/hubbub/services/edge/ws"
 	"github.com/hubbub-chat/hubbub/shared/ops"
@@ -75,6 +76,18 @@ type Config struct {
 	// MessageRate / MessageBurst limit messages per connection (10/s, 20).
 	MessageRate  float64
 	MessageBurst int
+	// JoinRate / JoinBurst limit joins per connection (10/s, 100).
+	JoinRate  float64
+	JoinBurst int
+	// TypingRate / TypingBurst limit typing frames per connection (5/s, 10).
+	TypingRate  float64
+	TypingBurst int
+	// UserLimits are shared by all of a user's connections on this edge:
+	// connections per user (20; more are closed with 1008) and message,
+	// join and typing rates.
+	UserLimits userlimit.Config
+	// SSEQueue bounds the bytes queued to one SSE stream (1 MiB).
+	SSEQueue int
 
 	// Fanout tunes the hub (history page sizes, replay cap, buffers).
 	Fanout fanout.Config
@@ -147,6 +160,7 @@ type Service struct {
 	origins   *auth.OriginChecker
 	env       *session.Env
 	lease     *lease.Lease
+	users     *userlimit.Limits
 	handler   http.Handler
 
 	draining atomic.Bool
@@ -197,14 +211,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		}
 	}
 	log := deps.Log.With("edge", cfg.EdgeID)
+	transport := ws.NewTransport(ws.Config{
+		MaxMessage: cfg.MaxFrame, SoftQueue: cfg.SoftQueue, HardQueue: cfg.HardQueue,
+		PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout,
+	}, m)
+	fcfg := cfg.Fanout
+	if fcfg.PaceBytes <= 0 {
+		// Pace catch-ups on the WebSocket soft bound.
+		fcfg.PaceBytes = transport.Config().SoftQueue
+	}
 	s := &Service{
 		cfg: cfg, nc: deps.NC, log: log, ln: ln, gatherer: gatherer, metrics: m, be: be,
-		hub: fanout.New(cfg.Fanout, be, log, m),
-		transport: ws.NewTransport(ws.Config{
-			MaxMessage: cfg.MaxFrame, SoftQueue: cfg.SoftQueue, HardQueue: cfg.HardQueue,
-			PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout,
-		}, m),
-		authn:    authn,
+		hub:       fanout.New(fcfg, be, log, m),
+		transport: transport,
+		users:     userlimit.New(cfg.UserLimits),
+		authn:     authn,
 		origins:  auth.NewOriginChecker(cfg.AllowedOrigins),
 		lease:    lease.New(be.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
 		drainCh:  make(chan struct{}),
@@ -215,12 +236,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		Config: session.Config{
 			EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, MaxRooms: cfg.MaxRooms,
 			MessageRate: rate.Limit(cfg.MessageRate), MessageBurst: cfg.MessageBurst,
+			JoinRate: rate.Limit(cfg.JoinRate), JoinBurst: cfg.JoinBurst,
+			TypingRate: rate.Limit(cfg.TypingRate), TypingBurst: cfg.TypingBurst,
 		}.WithDefaults(),
 		Hub: s.hub, Backend: be, Log: log, Obs: m,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
-	api.New(api.Config{EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, KeepAlive: cfg.PingInterval},
+	s.lease.OnLost(s.rejoin)
+	api.New(api.Config{EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, KeepAlive: cfg.PingInterval,
+		SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout, Users: s.users},
 		be, s.hub, authn, log, m, s.drainCh, s.newConnID).Register(mux)
 	ops.Register(mux, gatherer, s.readyCheck)
 	mux.Handle("/", cfg.Web)
@@ -402,30 +427,22 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 			code, msg = ws.CodeAuthRequired, "authentication required"
 		}
 		s.metrics.ConnRefused(ws.CodeLabel(code))
-		go func() {
-			conn.Close(code, msg)
-			for {
-				if _, err := conn.Read(); err != nil {
-					break
-				}
-			}
-			conn.Finish()
-		}()
+		go closeRefused(conn, code, msg)
+		return
+	}
+	quota, qerr := s.users.Acquire(user)
+	if qerr != nil {
+		s.metrics.ConnRefused("too_many_connections")
+		go closeRefused(conn, ws.CodePolicy, "too many connections for this user")
 		return
 	}
 	sess := session.New(s.env, conn, user, s.newConnID())
+	sess.SetUserLimits(quota)
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
-		go func() {
-			conn.Close(ws.CodeRestart, "service restart: reconnect")
-			for {
-				if _, err := conn.Read(); err != nil {
-					break
-				}
-			}
-			conn.Finish()
-		}()
+		quota.Release()
+		go closeRefused(conn, ws.CodeRestart, "service restart: reconnect")
 		return
 	}
 	s.sessions[sess] = int(s.connSeq.Load() % 8)
@@ -438,8 +455,33 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		delete(s.sessions, sess)
 		s.mu.Unlock()
+		quota.Release()
 		s.metrics.ConnClosed(conn.CloseReason())
 	}()
+}
+
+// closeRefused closes a connection that is not served with code and waits
+// for the close handshake.
+func closeRefused(conn *ws.Conn, code uint16, reason string) {
+	conn.Close(code, reason)
+	for {
+		if _, err := conn.Read(); err != nil {
+			break
+		}
+	}
+	conn.Finish()
+}
+
+// rejoin runs when the edge's lease was lost and re-created: presence has
+// dropped this edge's connections, so register them all again.
+func (s *Service) rejoin(ctx context.Context) {
+	n, err := s.be.Rejoin(ctx)
+	s.metrics.LeaseLost()
+	if err != nil {
+		s.log.Warn("re-registering connections after lease loss", "registered", n, "err", err)
+		return
+	}
+	s.log.Info("re-registered connections after lease loss", "registered", n)
 }
 
 func randomHex(n int) string {

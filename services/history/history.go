@@ -61,6 +61,8 @@ type Config struct {
 	AckWait time.Duration
 	// MaxAckPending bounds unacknowledged messages (8 × BatchSize).
 	MaxAckPending int
+	// Inserts is how many batches are inserted concurrently (2).
+	Inserts int
 	// Workers bounds requests handled concurrently (64).
 	Workers int
 	// RequestTimeout bounds one request (5s).
@@ -83,7 +85,7 @@ func (c Config) WithDefaults() Config {
 		c.RetentionBatch = 500
 	}
 	ic := c.ingestConfig().WithDefaults()
-	c.BatchSize, c.BatchWait, c.AckWait, c.MaxAckPending = ic.BatchSize, ic.BatchWait, ic.AckWait, ic.MaxAckPending
+	c.BatchSize, c.BatchWait, c.AckWait, c.MaxAckPending, c.Inserts = ic.BatchSize, ic.BatchWait, ic.AckWait, ic.MaxAckPending, ic.Inserts
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}
@@ -100,7 +102,7 @@ func (c Config) WithDefaults() Config {
 }
 
 func (c Config) ingestConfig() ingest.Config {
-	return ingest.Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending}
+	return ingest.Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending, Inserts: c.Inserts}
 }
 
 // Deps are the service's collaborators.
@@ -129,6 +131,7 @@ type Service struct {
 	first     atomic.Uint64 // stream first sequence
 	running   atomic.Bool
 	closeOnce sync.Once
+	bufs      sync.Pool // *[]byte reply buffers
 }
 
 // New opens (creating and migrating) the store and prepares the service.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hubbub-chat/hubbub/services/history/chain"
+	"github.com/hubbub-chat/hubbub/services/history/reply"
 	"github.com/hubbub-chat/hubbub/services/history/request"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -74,10 +75,7 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 			out, err := fn(rctx, req.Data())
 			outcome := "ok"
 			if err == nil {
-				var body []byte
-				if body, err = json.Marshal(out); err == nil {
-					err = req.Respond(body)
-				}
+				err = s.respond(req, out)
 				if err != nil {
 					outcome = "error"
 					s.log.Warn("history: respond", "endpoint", name, "err", err)
@@ -101,6 +99,33 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 		}()
 	}
 }
+
+// respond sends out as JSON: pages (every recent and since reply) through
+// the reply encoder into a pooled buffer, anything else through
+// encoding/json. The connection copies the body before Respond returns.
+func (s *Service) respond(req micro.Request, out any) error {
+	page, ok := out.(wire.Page)
+	if !ok {
+		body, err := json.Marshal(out)
+		if err != nil {
+			return fmt.Errorf("encode reply: %w", err)
+		}
+		return req.Respond(body)
+	}
+	buf, _ := s.bufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	*buf = reply.AppendPage((*buf)[:0], page)
+	err := req.Respond(*buf)
+	if cap(*buf) <= maxPooledReply {
+		s.bufs.Put(buf)
+	}
+	return err
+}
+
+// maxPooledReply is the largest reply buffer kept for reuse.
+const maxPooledReply = 1 << 20
 
 func (s *Service) recent(ctx context.Context, data []byte) (any, error) {
 	r, err := request.Recent(data)

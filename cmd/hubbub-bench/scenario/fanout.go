@@ -59,7 +59,7 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 	tag := r.nextTag("f")
 	base := worker.ConnectSpec{
 		Kind: t.Kind, URLs: t.URLs, Rooms: f.Rooms, RoomPrefix: tag + "-", UserPrefix: tag + "u", Edge: -1,
-		Concurrency: 32, Timeout: 30 * time.Second,
+		Concurrency: 64, Timeout: 30 * time.Second,
 	}
 	connStart := time.Now()
 	s := base

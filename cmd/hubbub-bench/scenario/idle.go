@@ -54,7 +54,7 @@ func (r *Runner) Idle(ctx context.Context, t Target, c Idle) []Result {
 			Params: map[string]any{"connections": stage, "members": c.Members, "rooms": rooms, "edges": len(t.Edges)}}
 		spec := worker.ConnectSpec{
 			Kind: worker.KindWS, URLs: t.URLs, First: done, Count: stage - done, Rooms: rooms,
-			RoomPrefix: tag + "-", UserPrefix: tag + "u", Edge: -1, Concurrency: 64, Timeout: 60 * time.Second,
+			RoomPrefix: tag + "-", UserPrefix: tag + "u", Edge: -1, Concurrency: 128, Timeout: 60 * time.Second,
 		}
 		if c.Rate > 0 {
 			spec.Rate = c.Rate / float64(pool.Len())

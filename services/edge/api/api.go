@@ -17,6 +17,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/fanout"
+	"github.com/hubbub-chat/hubbub/services/edge/userlimit"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -41,6 +42,13 @@ type Config struct {
 	SSEQueue int
 	// LobbyLimit is the default number of lobby rooms (50).
 	LobbyLimit int
+	// WriteTimeout bounds one write to an SSE client (10 s); a client that
+	// does not take its events in time is disconnected.
+	WriteTimeout time.Duration
+	// Users holds the limits shared by each user's connections on this
+	// edge: SSE streams count as connections, posts draw on the user's
+	// message rate. Nil: no per-user limits.
+	Users *userlimit.Limits
 }
 
 // API serves the HTTP endpoints.
@@ -67,6 +75,9 @@ func New(cfg Config, be *backend.Client, hub *fanout.Hub, authn auth.Authenticat
 	}
 	if cfg.LobbyLimit <= 0 {
 		cfg.LobbyLimit = 50
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
 	}
 	return &API{cfg: cfg, be: be, hub: hub, authn: authn, log: log, obs: obs, done: done, ids: newID}
 }
@@ -199,6 +210,11 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	f, perr := wire.ParseClientFrame(frameJSON, a.cfg.Limits)
 	if perr != nil {
 		writeError(w, http.StatusBadRequest, perr)
+		return
+	}
+	if a.cfg.Users != nil && !a.cfg.Users.AllowMessage(user) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, wire.Errorf(wire.CodeRateLimited, "too many messages; slow down"))
 		return
 	}
 	start := time.Now()

@@ -38,38 +38,66 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		}
 		since = &n
 	}
+	if a.cfg.Users != nil {
+		u, err := a.cfg.Users.Acquire(user)
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusTooManyRequests, wire.Errorf(wire.CodeRateLimited, "%v", err))
+			return
+		}
+		defer u.Release()
+	}
 	rc := http.NewResponseController(w)
 	sink := &sseSink{max: a.cfg.SSEQueue, notify: make(chan struct{}, 1)}
 	ctx := r.Context()
-	m, err := a.hub.Join(ctx, fanout.JoinRequest{Room: room, User: user, Since: since, Sink: sink})
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	defer m.Leave()
-	a.obs.ConnOpened()
-	reason := "client"
-	defer func() { a.obs.ConnClosed(reason) }()
 
-	conn := wire.ConnEvent{Room: room, User: user, Conn: a.ids(), Edge: a.cfg.EdgeID}
-	if _, err := a.be.Join(ctx, conn); err != nil {
-		a.log.Warn("presence join failed (sse)", "room", room, "err", err)
+	// Join on its own goroutine: a long catch-up is paced on what this
+	// handler writes, so the stream must be served while the join runs.
+	type joinResult struct {
+		m   *fanout.Member
+		err error
 	}
+	jctx, cancelJoin := context.WithCancel(ctx)
+	joined := make(chan joinResult, 1)
+	go func() {
+		m, err := a.hub.Join(jctx, fanout.JoinRequest{Room: room, User: user, Since: since, Sink: sink})
+		joined <- joinResult{m, err}
+	}()
+	var member *fanout.Member
+	var conn *wire.ConnEvent
+	reason := "client"
 	defer func() {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, err := a.be.Leave(lctx, conn); err != nil {
-			a.log.Warn("presence leave failed (sse)", "room", room, "err", err)
+		cancelJoin()
+		if joined != nil {
+			if res := <-joined; res.err == nil {
+				member = res.m
+			}
 		}
+		if member == nil {
+			return
+		}
+		member.Leave()
+		if conn != nil {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, err := a.be.Leave(lctx, *conn); err != nil {
+				a.log.Warn("presence leave failed (sse)", "room", room, "err", err)
+			}
+		}
+		a.obs.ConnClosed(reason)
 	}()
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte("retry: 2000\n\n"))
-	_ = rc.Flush()
+	started := false
+	start := func() {
+		started = true
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("retry: 2000\n\n"))
+		_ = rc.Flush()
+	}
 
 	keep := time.NewTicker(a.cfg.KeepAlive)
 	defer keep.Stop()
@@ -80,14 +108,42 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		case <-a.done:
 			reason = "restart"
 			return
+		case res := <-joined:
+			joined = nil
+			if res.err != nil {
+				if !started {
+					a.fail(w, res.err)
+				}
+				return
+			}
+			member = res.m
+			a.obs.ConnOpened()
+			ev := wire.ConnEvent{Room: room, User: user, Conn: a.ids(), Edge: a.cfg.EdgeID}
+			conn = &ev
+			if _, err := a.be.Join(ctx, ev); err != nil {
+				a.log.Warn("presence join failed (sse)", "room", room, "err", err)
+			}
+			if !started {
+				start()
+			}
 		case <-keep.C:
+			if !started {
+				continue
+			}
+			_ = rc.SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout))
 			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
 				reason = "transport"
 				return
 			}
 			_ = rc.Flush()
 		case <-sink.notify:
+			if !started {
+				start()
+			}
 			frames, over := sink.take()
+			// A reader that stops reading blocks the write: give up on it
+			// after WriteTimeout (it resumes with Last-Event-ID).
+			_ = rc.SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout))
 			for _, f := range frames {
 				if _, err := w.Write(f.SSE()); err != nil {
 					reason = "transport"
@@ -137,6 +193,14 @@ func (s *sseSink) Send(f *frame.Frame) bool {
 	default:
 	}
 	return !s.overflow
+}
+
+// QueuedBytes implements fanout.Backlogged: the bytes not yet taken by
+// the stream's writer.
+func (s *sseSink) QueuedBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
 }
 
 func (s *sseSink) take() ([]*frame.Frame, bool) {

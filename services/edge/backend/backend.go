@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,10 +42,24 @@ func (e *ServiceError) Error() string {
 const DefaultTimeout = 3 * time.Second
 
 // Client talks to JetStream, history and presence over one NATS connection.
+// It remembers every connection it registered with presence (Join without
+// a Leave yet), so that Rejoin can register them again after presence lost
+// them (the edge's lease expired).
 type Client struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	timeout time.Duration
+
+	regMu sync.Mutex
+	regs  map[regKey]registration
+}
+
+// regKey names one connection's presence in one room.
+type regKey struct{ conn, room string }
+
+// registration is what Rejoin needs to register a connection again.
+type registration struct {
+	user, edge string
 }
 
 // New returns a Client; timeout ≤ 0 means DefaultTimeout.
@@ -56,7 +71,7 @@ func New(nc *nats.Conn, timeout time.Duration) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{nc: nc, js: js, timeout: timeout}, nil
+	return &Client{nc: nc, js: js, timeout: timeout, regs: make(map[regKey]registration)}, nil
 }
 
 // JetStream returns the JetStream handle the client uses.
@@ -149,8 +164,16 @@ func (c *Client) Lobby(ctx context.Context, req wire.LobbyRequest) (wire.LobbyRe
 	return r, err
 }
 
-// Join registers a connection in a room with presence.
+// Join registers a connection in a room with presence. The registration
+// is remembered (even when the request fails) until Leave, for Rejoin.
 func (c *Client) Join(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, error) {
+	c.regMu.Lock()
+	c.regs[regKey{ev.Conn, ev.Room}] = registration{user: ev.User, edge: ev.Edge}
+	c.regMu.Unlock()
+	return c.join(ctx, ev)
+}
+
+func (c *Client) join(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, error) {
 	var r wire.ConnReply
 	err := c.request(ctx, subjects.PresenceJoin, ev, &r)
 	return r, err
@@ -158,9 +181,89 @@ func (c *Client) Join(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, e
 
 // Leave removes a connection from a room.
 func (c *Client) Leave(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, error) {
+	c.regMu.Lock()
+	delete(c.regs, regKey{ev.Conn, ev.Room})
+	c.regMu.Unlock()
 	var r wire.ConnReply
 	err := c.request(ctx, subjects.PresenceLeave, ev, &r)
 	return r, err
+}
+
+// Registrations is the number of connection-room pairs registered with
+// presence through this client.
+func (c *Client) Registrations() int {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	return len(c.regs)
+}
+
+// rejoinWorkers bounds the presence requests Rejoin has in flight.
+const rejoinWorkers = 16
+
+// Rejoin registers every remembered connection with presence again, e.g.
+// after the edge's lease was lost and presence removed its connections.
+// A connection that leaves meanwhile is removed again, so none is left
+// behind. It returns how many registrations succeeded and the first error.
+func (c *Client) Rejoin(ctx context.Context) (int, error) {
+	type item struct {
+		key regKey
+		reg registration
+	}
+	c.regMu.Lock()
+	items := make([]item, 0, len(c.regs))
+	for k, r := range c.regs {
+		items = append(items, item{k, r})
+	}
+	c.regMu.Unlock()
+
+	var (
+		mu       sync.Mutex
+		ok       int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	work := make(chan item)
+	for range min(rejoinWorkers, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				ev := wire.ConnEvent{Room: it.key.room, User: it.reg.user, Conn: it.key.conn, Edge: it.reg.edge}
+				_, err := c.join(ctx, ev)
+				c.regMu.Lock()
+				_, still := c.regs[it.key]
+				c.regMu.Unlock()
+				if !still {
+					// It left while being re-registered: undo, in case
+					// this join reached presence after its leave.
+					var r wire.ConnReply
+					_ = c.request(ctx, subjects.PresenceLeave, ev, &r)
+				}
+				mu.Lock()
+				if err == nil {
+					ok++
+				} else if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, it := range items {
+		select {
+		case work <- it:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return ok, firstErr
 }
 
 // Roster asks presence for one page of a room's online users.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -30,10 +31,23 @@ import (
 // ErrClosed is returned by Join after Close.
 var ErrClosed = errors.New("fanout: hub closed")
 
-// Sink receives frames for one member. Send must not block.
+// Sink receives frames for one member. Send must not block; it returns
+// false when the frame was not queued (shed, or the sink is closing).
 type Sink interface {
 	Send(f *frame.Frame) bool
 }
+
+// Backlogged is implemented by sinks that can tell how many bytes wait in
+// their outbound queue. A long catch-up sends its next page only once the
+// backlog is below Config.PaceBytes, so a healthy reader is never pushed
+// past its queue's hard bound; sinks without it are not paced.
+type Backlogged interface {
+	QueuedBytes() int
+}
+
+// ErrStalled is returned by Join when the sink's backlog did not drain
+// during a catch-up for Config.StallTimeout.
+var ErrStalled = errors.New("fanout: member stopped reading during catch-up")
 
 // Observer receives fan-out events for metrics. Methods must not block.
 type Observer interface {
@@ -55,11 +69,24 @@ func (nopObserver) Dropped(string)        {}
 type Config struct {
 	// JoinPage is how many recent messages a join without since gets (50).
 	JoinPage int
-	// PageSize is the page size of since requests (200).
+	// PageSize is the page size of since requests, and so the most items
+	// one catch-up history frame carries (200).
 	PageSize int
-	// MaxReplay caps how many messages a join with since replays; further
-	// behind, the member gets the newest page with recovered:false (1000).
-	MaxReplay int
+	// FrameBytes bounds the JSON size of one history frame (256 KiB): a
+	// page of long messages is split over several frames.
+	FrameBytes int
+	// PaceBytes paces a long catch-up: the next page is fetched and sent
+	// only once the sink's outbound backlog (see Backlogged) is below it
+	// (64 KiB, the WebSocket soft bound by default).
+	PaceBytes int
+	// StallTimeout gives up a catch-up whose sink's backlog stays above
+	// PaceBytes this long (30 s): that reader is not healthy.
+	StallTimeout time.Duration
+	// JoinBuffer bounds the live messages buffered for one member while it
+	// catches up (1024); beyond it the buffer is dropped and the member
+	// catches up from history instead, so memory stays bounded however
+	// long the catch-up takes.
+	JoinBuffer int
 	// Inbox bounds the shared NATS channel (65536 messages).
 	Inbox int
 	// RoomBacklog bounds a room's unprocessed events (8192); beyond it
@@ -74,8 +101,17 @@ func (c Config) withDefaults() Config {
 	if c.PageSize <= 0 {
 		c.PageSize = wire.DefaultMaxPage
 	}
-	if c.MaxReplay <= 0 {
-		c.MaxReplay = 1000
+	if c.FrameBytes <= 0 {
+		c.FrameBytes = 256 << 10
+	}
+	if c.PaceBytes <= 0 {
+		c.PaceBytes = 64 << 10
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 30 * time.Second
+	}
+	if c.JoinBuffer <= 0 {
+		c.JoinBuffer = 1024
 	}
 	if c.Inbox <= 0 {
 		c.Inbox = 1 << 16
@@ -247,7 +283,10 @@ type Member struct {
 	last    uint64
 	idx     int
 	joining bool
+	// While joining, buf holds every message delivered to the room with an
+	// id above bufFrom, at most Config.JoinBuffer of them.
 	buf     []*frame.Frame
+	bufFrom uint64
 	left    bool
 }
 
@@ -255,9 +294,14 @@ type Member struct {
 func (m *Member) Room() string { return m.room.name }
 
 // Join makes sink a member of a room: it subscribes the room if needed,
-// sends the history frame (or an "unavailable" error frame when history
-// does not answer) and then live frames, with no gap and no duplicate
-// between them. An error means the member was not joined.
+// sends the history (or an "unavailable" error frame when history does not
+// answer) and then live frames, with no gap and no duplicate between them.
+//
+// With Since, the history is every message after it, however many: one or
+// more consecutive history frames (each at most Config.PageSize items,
+// ascending, chained by prev), paced on the sink's backlog, followed by the
+// live messages that arrived meanwhile. Join returns once the member is
+// live. An error means the member was not joined.
 func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Member, error) {
 	r, err := h.acquire(ctx, req.Room)
 	if err != nil {
@@ -265,45 +309,15 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Member, error) {
 	}
 	m := &Member{room: r, sink: req.Sink, user: req.User, joining: true, idx: -1}
 	r.mu.Lock()
-	start := r.lastID // everything after start reaches m.buf
+	m.bufFrom = r.lastID // everything after it reaches m.buf
 	r.joining[m] = struct{}{}
 	r.mu.Unlock()
 
-	hist, herr := h.history(ctx, req, start)
-	var first *frame.Frame
-	if herr != nil {
-		h.log.Warn("join without history", "room", req.Room, "err", herr)
-		first = frame.Must(wire.TypeError, wire.Errorf(wire.CodeUnavailable, "history is unavailable; live messages follow").Frame("", req.Room), frame.Essential)
-		hist.last = start
-	} else {
-		first = frame.Must(wire.TypeHistory, wire.History{
-			Type: wire.TypeHistory, Room: req.Room, Items: hist.items, HasMore: hist.hasMore, Recovered: hist.recovered,
-		}, frame.Essential)
-		first.ID = hist.last // SSE resumes after the newest message the history brings
+	c := &catchUp{h: h, r: r, m: m}
+	if err := c.run(ctx, req.Since); err != nil {
+		m.Leave()
+		return nil, fmt.Errorf("join %s: %w", req.Room, err)
 	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if m.left {
-		return nil, fmt.Errorf("join %s: %w", req.Room, ErrClosed)
-	}
-	delete(r.joining, m)
-	m.sink.Send(first)
-	h.obs.Delivered(first.Type, 1)
-	m.last = hist.last
-	n := 0
-	for _, f := range m.buf {
-		if f.ID > m.last {
-			m.sink.Send(f)
-			m.last = f.ID
-			n++
-		}
-	}
-	h.obs.Delivered(wire.TypeMessage, n)
-	m.buf = nil
-	m.joining = false
-	m.idx = len(r.active)
-	r.active = append(r.active, m)
 	return m, nil
 }
 
@@ -331,103 +345,269 @@ func (m *Member) Leave() {
 	r.hub.release(r)
 }
 
-type history struct {
-	items     []wire.Message
-	hasMore   bool
-	recovered bool
-	last      uint64 // id of the last item, or the point the view starts from
+// errHistory marks a failed history request during a catch-up.
+var errHistory = errors.New("history request failed")
+
+// flushLocked is how many buffered live messages are handed over while
+// holding the room lock when a member goes live; a longer buffer is sent
+// paced, outside the lock, first.
+const flushLocked = 64
+
+// catchUp brings one joining member from its starting point to the room's
+// live position: history frames first (the newest page, or everything
+// after since, page by page), then the live messages buffered meanwhile.
+type catchUp struct {
+	h    *Hub
+	r    *room
+	m    *Member
+	last uint64 // end of the member's view: the last id sent to it
+	live bool   // message frames were sent: later catch-up items go as message frames too
+	sent int    // frames sent so far
 }
 
-// history fetches what a joining member sees first: the newest page or
-// everything after since, extended (catch-up) to at least id start, the
-// room's last delivered id when the member started buffering.
-func (h *Hub) history(ctx context.Context, req JoinRequest, start uint64) (history, error) {
-	var out history
-	if req.Since != nil {
-		p, err := h.replay(ctx, req.Room, *req.Since)
-		if err != nil {
-			return out, err
-		}
-		out = p
-	} else {
-		p, err := h.be.Recent(ctx, wire.RecentRequest{Room: req.Room, Limit: h.cfg.JoinPage})
-		if err != nil {
-			return out, err
-		}
-		out = history{items: p.Items, hasMore: p.HasMore, recovered: true}
-		if n := len(p.Items); n > 0 {
-			out.last = p.Items[n-1].ID
-		}
-	}
-	// Catch up to start: history may lag the stream, and messages stored
-	// before the member started buffering must not be missed.
-	for pages := 0; out.last < start; pages++ {
-		if pages > h.cfg.MaxReplay/h.cfg.PageSize+2 {
-			h.log.Warn("history too far behind the stream; joining with a hole", "room", req.Room, "have", out.last, "want", start)
-			out.last = start
-			break
-		}
-		p, err := h.be.Since(ctx, wire.SinceRequest{Room: req.Room, After: out.last, Limit: h.cfg.PageSize})
-		if err != nil {
-			return out, err
-		}
-		if len(p.Items) == 0 || !p.Recovered {
-			h.log.Warn("history cannot reach the room's last id", "room", req.Room, "have", out.last, "want", start)
-			out.last = start
-			break
-		}
-		out.items = append(out.items, p.Items...)
-		out.last = p.Items[len(p.Items)-1].ID
-		if len(out.items) > h.cfg.MaxReplay {
-			drop := len(out.items) - h.cfg.MaxReplay
-			out.items = out.items[drop:]
-			out.hasMore = true
-			if req.Since != nil {
-				out.recovered = false
-			}
-		}
-	}
-	if out.items == nil {
-		out.items = []wire.Message{}
-	}
-	return out, nil
-}
-
-// replay pages through everything after since, up to MaxReplay messages;
-// further behind, the newest page with recovered:false.
-func (h *Hub) replay(ctx context.Context, room string, since uint64) (history, error) {
-	out := history{recovered: true, last: since}
+func (c *catchUp) run(ctx context.Context, since *uint64) error {
+	more, err := c.first(ctx, since)
 	for {
-		p, err := h.be.Since(ctx, wire.SinceRequest{Room: room, After: out.last, Limit: h.cfg.PageSize})
 		if err != nil {
-			return out, err
-		}
-		if !p.Recovered {
-			out = history{items: p.Items, hasMore: p.HasMore, recovered: false}
-			if n := len(p.Items); n > 0 {
-				out.last = p.Items[n-1].ID
+			if !errors.Is(err, errHistory) {
+				return err
 			}
-			return out, nil
-		}
-		out.items = append(out.items, p.Items...)
-		if n := len(p.Items); n > 0 {
-			out.last = p.Items[n-1].ID
-		}
-		if !p.HasMore || len(p.Items) == 0 {
-			return out, nil
-		}
-		if len(out.items) >= h.cfg.MaxReplay {
-			rp, err := h.be.Recent(ctx, wire.RecentRequest{Room: room, Limit: h.cfg.JoinPage})
-			if err != nil {
-				return out, err
+			// History failed: say so and continue from where the member
+			// started buffering. The member sees the hole in the chain and
+			// may re-join with since.
+			c.h.log.Warn("join without complete history", "room", c.r.name, "after", c.last, "err", err)
+			f := frame.Must(wire.TypeError, wire.Errorf(wire.CodeUnavailable, "history is unavailable; live messages follow").Frame("", c.r.name), frame.Essential)
+			if err := c.send(ctx, f); err != nil {
+				return err
 			}
-			out = history{items: rp.Items, hasMore: rp.HasMore, recovered: false}
-			if n := len(rp.Items); n > 0 {
-				out.last = rp.Items[n-1].ID
+			c.r.mu.Lock()
+			c.last = max(c.last, c.m.bufFrom)
+			c.r.mu.Unlock()
+			more, err = false, nil
+		}
+		if more {
+			more, _, err = c.next(ctx)
+			continue
+		}
+		done, behind, ferr := c.flush(ctx)
+		switch {
+		case ferr != nil:
+			return ferr
+		case done:
+			return nil
+		case behind:
+			var progressed bool
+			more, progressed, err = c.next(ctx)
+			if err == nil && !progressed {
+				c.r.mu.Lock()
+				c.h.log.Warn("history cannot reach the room's live position; joining with a hole", "room", c.r.name, "have", c.last, "want", c.m.bufFrom)
+				c.last = max(c.last, c.m.bufFrom)
+				c.r.mu.Unlock()
 			}
-			return out, nil
 		}
 	}
+}
+
+// first sends the first history frame(s): the newest page, or the first
+// page after since. more reports that history has further pages.
+func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err error) {
+	h, room := c.h, c.r.name
+	if since == nil {
+		p, err := h.be.Recent(ctx, wire.RecentRequest{Room: room, Limit: h.cfg.JoinPage})
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", errHistory, err)
+		}
+		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, true)
+	}
+	c.last = *since
+	p, err := h.be.Since(ctx, wire.SinceRequest{Room: room, After: *since, Limit: h.cfg.PageSize})
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errHistory, err)
+	}
+	if !p.Recovered {
+		// since is older than what history keeps: the newest page
+		// instead, and the member resets its view.
+		c.last = 0
+		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, false)
+	}
+	items := after(p.Items, c.last)
+	return p.HasMore && len(items) > 0, c.sendHistory(ctx, items, p.HasMore, true, true)
+}
+
+// next sends the next page after the member's view.
+func (c *catchUp) next(ctx context.Context) (more, progressed bool, err error) {
+	if err := c.pace(ctx); err != nil {
+		return false, false, err
+	}
+	p, err := c.h.be.Since(ctx, wire.SinceRequest{Room: c.r.name, After: c.last, Limit: c.h.cfg.PageSize})
+	if err != nil {
+		return false, false, fmt.Errorf("%w: %w", errHistory, err)
+	}
+	items := after(p.Items, c.last)
+	if !p.Recovered || len(items) == 0 {
+		return false, false, nil
+	}
+	if err := c.sendHistory(ctx, items, p.HasMore, true, true); err != nil {
+		return false, false, err
+	}
+	return p.HasMore, true, nil
+}
+
+// flush hands the buffered live messages to the member. With few of them
+// it makes the member live (done). With many, it sends them paced outside
+// the room lock and returns to be called again. behind means the member's
+// view ends before what the buffer covers: fetch from history first.
+func (c *catchUp) flush(ctx context.Context) (done, behind bool, err error) {
+	r, m := c.r, c.m
+	r.mu.Lock()
+	if m.left {
+		r.mu.Unlock()
+		return false, false, ErrClosed
+	}
+	if c.last < m.bufFrom {
+		r.mu.Unlock()
+		return false, true, nil
+	}
+	i := 0
+	for i < len(m.buf) && m.buf[i].ID <= c.last {
+		i++
+	}
+	pending := m.buf[i:]
+	if len(pending) <= flushLocked {
+		delete(r.joining, m)
+		for _, f := range pending {
+			m.sink.Send(f)
+		}
+		c.h.obs.Delivered(wire.TypeMessage, len(pending))
+		if n := len(pending); n > 0 {
+			c.last = pending[n-1].ID
+		}
+		m.last = c.last
+		m.buf = nil
+		m.joining = false
+		m.idx = len(r.active)
+		r.active = append(r.active, m)
+		r.mu.Unlock()
+		return true, false, nil
+	}
+	m.buf = nil
+	m.bufFrom = pending[len(pending)-1].ID
+	r.mu.Unlock()
+	c.live = true
+	for len(pending) > 0 {
+		n := min(len(pending), c.h.cfg.PageSize)
+		if err := c.pace(ctx); err != nil {
+			return false, false, err
+		}
+		for _, f := range pending[:n] {
+			if err := c.send(ctx, f); err != nil {
+				return false, false, err
+			}
+		}
+		c.h.obs.Delivered(wire.TypeMessage, n)
+		c.last = pending[n-1].ID
+		pending = pending[n:]
+	}
+	return false, false, nil
+}
+
+// sendHistory sends items (ascending, after the member's view): as history
+// frames of at most FrameBytes each while the catch-up is in its history
+// part, as message frames once live messages went out. hasMore is the
+// last frame's has_more, splitMore that of the frames before it.
+func (c *catchUp) sendHistory(ctx context.Context, items []wire.Message, hasMore, splitMore, recovered bool) error {
+	if c.live {
+		for _, it := range items {
+			if err := c.send(ctx, MessageFrame(it)); err != nil {
+				return err
+			}
+		}
+		c.h.obs.Delivered(wire.TypeMessage, len(items))
+	} else {
+		frames := c.h.historyFrames(c.r.name, items, hasMore, splitMore, recovered)
+		for _, f := range frames {
+			if err := c.send(ctx, f); err != nil {
+				return err
+			}
+		}
+		c.h.obs.Delivered(wire.TypeHistory, len(frames))
+	}
+	if n := len(items); n > 0 {
+		c.last = items[n-1].ID
+	}
+	return nil
+}
+
+// send paces (except for the first frame) and hands f to the sink.
+func (c *catchUp) send(ctx context.Context, f *frame.Frame) error {
+	if c.sent > 0 {
+		if err := c.pace(ctx); err != nil {
+			return err
+		}
+	}
+	if !c.m.sink.Send(f) {
+		return ErrClosed
+	}
+	c.sent++
+	return nil
+}
+
+// pace waits until the sink's backlog is below PaceBytes.
+func (c *catchUp) pace(ctx context.Context) error {
+	b, ok := c.m.sink.(Backlogged)
+	if !ok || b.QueuedBytes() < c.h.cfg.PaceBytes {
+		return nil
+	}
+	deadline := time.Now().Add(c.h.cfg.StallTimeout)
+	wait := time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.h.ctx.Done():
+			return ErrClosed
+		case <-t.C:
+		}
+		if b.QueuedBytes() < c.h.cfg.PaceBytes {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return ErrStalled
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+		t.Reset(wait)
+	}
+}
+
+// historyFrames encodes items as one history frame, or several when the
+// encoding passes FrameBytes. Every frame but the last carries splitMore
+// as has_more, the last hasMore. Each frame's ID is its last item's id
+// (the SSE event id), 0 when empty.
+func (h *Hub) historyFrames(room string, items []wire.Message, hasMore, splitMore, recovered bool) []*frame.Frame {
+	if items == nil {
+		items = []wire.Message{}
+	}
+	f := frame.Must(wire.TypeHistory, wire.History{Type: wire.TypeHistory, Room: room, Items: items, HasMore: hasMore, Recovered: recovered}, frame.Essential)
+	if n := len(items); n > 0 {
+		f.ID = items[n-1].ID
+	}
+	if len(f.JSON) <= h.cfg.FrameBytes || len(items) < 2 {
+		return []*frame.Frame{f}
+	}
+	half := len(items) / 2
+	return append(h.historyFrames(room, items[:half], splitMore, splitMore, recovered),
+		h.historyFrames(room, items[half:], hasMore, splitMore, recovered)...)
+}
+
+// after returns the items (ascending) with an id above id.
+func after(items []wire.Message, id uint64) []wire.Message {
+	i := 0
+	for i < len(items) && items[i].ID <= id {
+		i++
+	}
+	return items[i:]
 }
 
 // kindOf tells which subscription a subject belongs to.

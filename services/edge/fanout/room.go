@@ -231,6 +231,14 @@ func (r *room) deliver(f *frame.Frame) {
 		}
 	}
 	for m := range r.joining {
+		if len(m.buf) >= r.hub.cfg.JoinBuffer {
+			// Catching up for long: drop the buffer, the member fetches
+			// these messages from history instead.
+			clear(m.buf)
+			m.buf = m.buf[:0]
+			m.bufFrom = f.ID
+			continue
+		}
 		m.buf = append(m.buf, f)
 	}
 	r.hub.obs.Delivered(wire.TypeMessage, n)

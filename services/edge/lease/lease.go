@@ -1,12 +1,20 @@
 // Package lease keeps an edge's lease alive in the edges KV bucket: the key
-// is the edge id, put again every TTL/3 while the edge runs and deleted on
+// is the edge id, renewed every TTL/3 while the edge runs and deleted on
 // clean shutdown. If the edge dies, the bucket's TTL expires the key and
 // presence removes the edge's connections from every roster.
+//
+// Renewal is a compare-and-set on the revision the edge last wrote, so the
+// edge notices when its key went away while it was alive (a partition let
+// it expire, or an operator deleted it): presence has then removed its
+// connections. The lease is created again and the OnLost callback runs, so
+// the edge can register its connections with presence again.
 package lease
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -18,13 +26,17 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// Lease is one edge's lease.
+// Lease is one edge's lease. Acquire, Run and Release must not overlap.
 type Lease struct {
-	js    jetstream.JetStream
-	value wire.EdgeLease
-	ttl   time.Duration
-	log   *slog.Logger
-	kv    jetstream.KeyValue // set by bucket; used by one goroutine at a time
+	js     jetstream.JetStream
+	value  wire.EdgeLease
+	ttl    time.Duration
+	log    *slog.Logger
+	onLost func(context.Context)
+
+	// Used by one goroutine at a time (see above).
+	kv  jetstream.KeyValue
+	rev uint64 // revision of our last write; 0 before the first
 }
 
 // New prepares the lease of edge (addr is informational). ttl ≤ 0 means
@@ -36,9 +48,15 @@ func New(js jetstream.JetStream, edge, addr string, ttl time.Duration, log *slog
 	return &Lease{js: js, value: wire.EdgeLease{Edge: edge, Addr: addr, Started: time.Now().UnixMilli()}, ttl: ttl, log: log}
 }
 
-// Acquire puts the lease once (call before accepting connections).
+// OnLost sets fn to run (on Run's goroutine, with Run's context) after
+// the lease was found gone and created again. Call it before Run.
+func (l *Lease) OnLost(fn func(context.Context)) { l.onLost = fn }
+
+// Acquire puts the lease once (call before accepting connections). A key
+// left by an earlier incarnation of this edge id is overwritten.
 func (l *Lease) Acquire(ctx context.Context) error {
-	return l.renew(ctx)
+	_, err := l.renew(ctx)
+	return err
 }
 
 func (l *Lease) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -53,8 +71,9 @@ func (l *Lease) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// Run renews the lease (Acquire, Run and Release must not overlap) every TTL/3 until ctx ends. Failures are logged and
-// retried at the next tick (NATS may be reconnecting).
+// Run renews the lease every TTL/3 until ctx ends. Failures are logged and
+// retried at the next tick (NATS may be reconnecting). When a renewal finds
+// the lease lost, OnLost runs once the lease is back.
 func (l *Lease) Run(ctx context.Context) error {
 	t := time.NewTicker(l.ttl / 3)
 	defer t.Stop()
@@ -65,31 +84,71 @@ func (l *Lease) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, l.ttl/3)
-		err := l.renew(rctx)
+		lost, err := l.renew(rctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			l.log.Warn("edge lease renewal failed", "edge", l.value.Edge, "err", err)
 		}
+		if lost && l.onLost != nil && ctx.Err() == nil {
+			l.onLost(ctx)
+		}
 	}
 }
 
-func (l *Lease) renew(ctx context.Context) error {
+// renew writes the lease: a put the first time, then an update on the
+// revision last written. A revision mismatch means the key was deleted or
+// expired (or rewritten) since: the lease is created again and lost is
+// true.
+func (l *Lease) renew(ctx context.Context) (lost bool, err error) {
 	kv, err := l.bucket(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return l.put(ctx, kv)
-}
-
-func (l *Lease) put(ctx context.Context, kv jetstream.KeyValue) error {
 	b, err := json.Marshal(l.value)
 	if err != nil {
-		return fmt.Errorf("marshal lease: %w", err)
+		return false, fmt.Errorf("marshal lease: %w", err)
 	}
-	if _, err := kv.Put(ctx, l.value.Edge, b); err != nil {
-		return fmt.Errorf("put lease %s: %w", l.value.Edge, err)
+	key := l.value.Edge
+	if l.rev == 0 {
+		rev, err := kv.Put(ctx, key, b)
+		if err != nil {
+			return false, fmt.Errorf("put lease %s: %w", key, err)
+		}
+		l.rev = rev
+		return false, nil
 	}
-	return nil
+	rev, err := kv.Update(ctx, key, b, l.rev)
+	if err == nil {
+		l.rev = rev
+		return false, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, fmt.Errorf("renew lease %s: %w", key, err)
+	}
+	rev, err = kv.Create(ctx, key, b)
+	if err == nil {
+		l.rev = rev
+		l.log.Warn("edge lease was lost (expired or deleted) and is re-created; re-registering connections", "edge", key)
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, fmt.Errorf("re-create lease %s: %w", key, err)
+	}
+	// The key is live but not at our revision: our previous update may
+	// have been stored although its answer was lost.
+	e, gerr := kv.Get(ctx, key)
+	if gerr != nil {
+		return false, fmt.Errorf("read lease %s: %w", key, gerr)
+	}
+	if !bytes.Equal(e.Value(), b) {
+		l.log.Error("edge lease key held by another process: is the edge id unique?", "edge", key)
+	}
+	rev, err = kv.Update(ctx, key, b, e.Revision())
+	if err != nil {
+		return false, fmt.Errorf("take over lease %s: %w", key, err)
+	}
+	l.rev = rev
+	return false, nil
 }
 
 // Release deletes the lease (clean shutdown); call it after Run returned.

@@ -31,6 +31,7 @@ type Metrics struct {
 	closes      *prometheus.CounterVec
 	publish     prometheus.Histogram
 	gapFilled   prometheus.Counter
+	leaseLost   prometheus.Counter
 	queueBytes  atomic.Int64
 	collectors  []prometheus.Collector
 }
@@ -49,6 +50,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
 		}),
 		gapFilled: prometheus.NewCounter(prometheus.CounterOpts{Name: "hubbub_edge_gap_filled_total", Help: "Messages recovered from history after a gap in live delivery."}),
+		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "hubbub_edge_lease_lost_total", Help: "Times the edge found its lease gone while alive and re-registered its connections."}),
 	}
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hubbub_edge_frames_in_total", Help: "Client frames received, by type."}, []string{"type"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hubbub_edge_frames_out_total", Help: "Frames queued to clients, by type."}, []string{"type"})
@@ -58,7 +60,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	qb := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hubbub_edge_queue_bytes", Help: "Outbound bytes queued to clients and not yet written."},
 		func() float64 { return float64(m.queueBytes.Load()) })
-	m.collectors = []prometheus.Collector{m.connections, in, out, m.errors, m.drops, m.closes, m.publish, m.gapFilled, qb}
+	m.collectors = []prometheus.Collector{m.connections, in, out, m.errors, m.drops, m.closes, m.publish, m.gapFilled, m.leaseLost, qb}
 	if reg != nil {
 		for _, c := range m.collectors {
 			if err := reg.Register(c); err != nil {
@@ -120,6 +122,12 @@ func (m *Metrics) GapFilled(n int) { m.gapFilled.Add(float64(n)) }
 
 // GapFilledTotal is the number of messages recovered by gap fills so far.
 func (m *Metrics) GapFilledTotal() float64 { return counterValue(m.gapFilled) }
+
+// LeaseLost counts a lease found gone while the edge was alive.
+func (m *Metrics) LeaseLost() { m.leaseLost.Inc() }
+
+// LeaseLostTotal is the number of lease losses so far.
+func (m *Metrics) LeaseLostTotal() float64 { return counterValue(m.leaseLost) }
 
 // Dropped implements fanout.Observer.
 func (m *Metrics) Dropped(reason string) { m.drops.WithLabelValues(reason).Inc() }

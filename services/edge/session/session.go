@@ -16,6 +16,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/userlimit"
 	"github.com/hubbub-chat/hubbub/services/edge/ws"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -51,10 +52,18 @@ type Config struct {
 	// RosterLimit caps the users listed in the roster frame (100).
 	RosterLimit int
 	// MessageRate and MessageBurst limit messages per connection
-	// (default 10/s, burst 20); TypingRate limits typing frames (5/s).
+	// (default 10/s, burst 20).
 	MessageRate  rate.Limit
 	MessageBurst int
-	TypingRate   rate.Limit
+	// JoinRate and JoinBurst limit joins per connection (default 10/s,
+	// burst 100: a reconnecting page re-joins all its rooms at once).
+	JoinRate  rate.Limit
+	JoinBurst int
+	// TypingRate and TypingBurst limit typing frames per connection
+	// (default 5/s, burst 10). A typing renewal over the limit is dropped
+	// silently; other typing frames over it get rate_limited.
+	TypingRate  rate.Limit
+	TypingBurst int
 	// CleanupTimeout bounds the presence leaves after a disconnect (5 s).
 	CleanupTimeout time.Duration
 }
@@ -73,8 +82,17 @@ func (c Config) WithDefaults() Config {
 	if c.MessageBurst <= 0 {
 		c.MessageBurst = 20
 	}
+	if c.JoinRate <= 0 {
+		c.JoinRate = 10
+	}
+	if c.JoinBurst <= 0 {
+		c.JoinBurst = 100
+	}
 	if c.TypingRate <= 0 {
 		c.TypingRate = 5
+	}
+	if c.TypingBurst <= 0 {
+		c.TypingBurst = 10
 	}
 	if c.CleanupTimeout <= 0 {
 		c.CleanupTimeout = 5 * time.Second
@@ -104,7 +122,11 @@ type Session struct {
 	rooms map[string]*membership
 
 	msgLimit    *rate.Limiter
+	joinLimit   *rate.Limiter
 	typingLimit *rate.Limiter
+	// quota holds the limits shared by all of the user's connections on
+	// this edge (nil: none).
+	quota *userlimit.User
 }
 
 type membership struct {
@@ -117,6 +139,10 @@ type membership struct {
 func New(env *Env, conn *ws.Conn, user, id string) *Session {
 	return &Session{env: env, conn: conn, user: user, id: id, rooms: make(map[string]*membership)}
 }
+
+// SetUserLimits makes the session also obey u, the limits shared by all
+// of its user's connections on this edge. Call it before Run.
+func (s *Session) SetUserLimits(u *userlimit.User) { s.quota = u }
 
 // Run sends the welcome frame and serves the connection until it closes,
 // then leaves every room. ctx bounds requests made on the client's behalf.
@@ -192,14 +218,20 @@ func (s *Session) handle(ctx context.Context, payload []byte) {
 }
 
 func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
-	if old, ok := s.rooms[f.Room]; ok {
+	old, rejoin := s.rooms[f.Room]
+	if !rejoin && len(s.rooms) >= s.env.Config.MaxRooms {
+		s.sendError(wire.Errorf(wire.CodeTooManyRooms, "a connection may join at most %d rooms", s.env.Config.MaxRooms), "", f.Room)
+		return
+	}
+	if !s.allowJoin() {
+		s.sendError(wire.Errorf(wire.CodeRateLimited, "too many joins; slow down"), "", f.Room)
+		return
+	}
+	if rejoin {
 		// Re-join (e.g. with since after the client saw a gap): replace the
 		// membership; presence is unchanged.
 		old.m.Leave()
 		delete(s.rooms, f.Room)
-	} else if len(s.rooms) >= s.env.Config.MaxRooms {
-		s.sendError(wire.Errorf(wire.CodeTooManyRooms, "a connection may join at most %d rooms", s.env.Config.MaxRooms), "", f.Room)
-		return
 	}
 	m, err := s.env.Hub.Join(ctx, fanout.JoinRequest{Room: f.Room, User: s.user, Since: f.Since, Sink: s.conn})
 	if err != nil {
@@ -258,8 +290,12 @@ func (s *Session) typing(f wire.ClientFrame) {
 		return
 	}
 	on := f.State == wire.TypingOn
-	if on && ms.typing && !s.allowTyping() {
-		return // a renewal within the rate limit is simply dropped
+	if !s.allowTyping() {
+		if on && ms.typing {
+			return // a renewal over the limit is simply dropped
+		}
+		s.sendError(wire.Errorf(wire.CodeRateLimited, "too many typing notifications; slow down"), "", f.Room)
+		return
 	}
 	ms.typing = on
 	s.publishTyping(f.Room, f.State)
@@ -294,18 +330,27 @@ func (s *Session) leave(ctx context.Context, f wire.ClientFrame) {
 	}
 }
 
+// allowMessage, allowJoin and allowTyping take one token from the
+// connection's limiter and, if that passes, from the user's.
 func (s *Session) allowMessage() bool {
 	if s.msgLimit == nil {
 		s.msgLimit = rate.NewLimiter(s.env.Config.MessageRate, s.env.Config.MessageBurst)
 	}
-	return s.msgLimit.Allow()
+	return s.msgLimit.Allow() && (s.quota == nil || s.quota.AllowMessage())
+}
+
+func (s *Session) allowJoin() bool {
+	if s.joinLimit == nil {
+		s.joinLimit = rate.NewLimiter(s.env.Config.JoinRate, s.env.Config.JoinBurst)
+	}
+	return s.joinLimit.Allow() && (s.quota == nil || s.quota.AllowJoin())
 }
 
 func (s *Session) allowTyping() bool {
 	if s.typingLimit == nil {
-		s.typingLimit = rate.NewLimiter(s.env.Config.TypingRate, 1)
+		s.typingLimit = rate.NewLimiter(s.env.Config.TypingRate, s.env.Config.TypingBurst)
 	}
-	return s.typingLimit.Allow()
+	return s.typingLimit.Allow() && (s.quota == nil || s.quota.AllowTyping())
 }
 
 func (s *Session) publishTyping(room, state string) {

@@ -1,12 +1,16 @@
 // Package ws terminates WebSocket connections (RFC 6455) on top of
-// github.com/gobwas/ws with a small memory footprint: one reader goroutine
-// per connection reading into pooled buffers, and a bounded outbound queue
-// (measured in bytes) flushed by a writer goroutine that exists only while
-// the queue is non-empty and writes every pending frame in one writev.
+// github.com/gobwas/ws with a small memory footprint. An idle connection
+// owns no goroutine and no buffer: Transport.Serve registers it with an
+// epoll poller (package netpoll) and a pool worker reads a readable
+// connection's frames into pooled buffers, hands messages to the
+// connection's Handler and re-arms it (elsewhere than Linux, or with
+// ReadGoroutine, one reader goroutine per connection does the same). The
+// outbound queue is bounded (in bytes) and flushed by a writer goroutine
+// that exists only while the queue is non-empty and writes every pending
+// frame in one writev.
 package ws
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +22,7 @@ import (
 	gws "github.com/gobwas/ws"
 
 	"github.com/hubbub-chat/hubbub/services/edge/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/ws/netpoll"
 )
 
 // ErrClosed is returned by Read once the close handshake is complete.
@@ -44,6 +49,40 @@ type Config struct {
 	CloseTimeout time.Duration
 	// HandshakeTimeout bounds writing the upgrade response (default 5 s).
 	HandshakeTimeout time.Duration
+	// ReadMode selects how served connections are read (ReadAuto).
+	ReadMode ReadMode
+	// ReadTimeout bounds reading the frames a poller reported readable
+	// (default 5 s): a peer that sends part of a frame and stalls (a
+	// slowloris) is closed with 1008 rather than holding a worker.
+	ReadTimeout time.Duration
+	// Workers bounds the poll workers reading and handling at once (1024).
+	Workers int
+}
+
+// ReadMode selects how Transport.Serve reads connections.
+type ReadMode string
+
+// Read modes.
+const (
+	// ReadAuto polls where the platform allows (Linux), else ReadGoroutine.
+	ReadAuto ReadMode = ""
+	// ReadPoll registers connections with an epoll poller; idle ones have
+	// no goroutine. Connections the poller cannot take (not a socket) get
+	// a goroutine.
+	ReadPoll ReadMode = "poll"
+	// ReadGoroutine runs one reader goroutine per connection.
+	ReadGoroutine ReadMode = "goroutine"
+)
+
+// ParseReadMode parses "auto", "poll" or "goroutine".
+func ParseReadMode(s string) (ReadMode, error) {
+	switch s {
+	case "", "auto":
+		return ReadAuto, nil
+	case string(ReadPoll), string(ReadGoroutine):
+		return ReadMode(s), nil
+	}
+	return "", fmt.Errorf("websocket read mode %q: want auto, poll or goroutine", s)
 }
 
 // Defaults for Config.
@@ -53,6 +92,7 @@ const (
 	DefaultHardQueue    = 1 << 20
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultCloseTimeout = 3 * time.Second
+	DefaultReadTimeout  = 5 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -73,6 +113,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.Workers <= 0 {
+		c.Workers = netpoll.DefaultWorkers
 	}
 	return c
 }
@@ -101,6 +147,9 @@ type Transport struct {
 	pool *Pool
 	obs  Observer
 	ping *frame.Frame
+
+	pollOnce sync.Once
+	poller   *netpoll.Poller // nil: goroutine per connection
 }
 
 // NewTransport returns a Transport; obs may be nil.
@@ -128,35 +177,46 @@ func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, erro
 	}
 	// Drop the HTTP server's bufio buffers (8 KiB): keep only bytes the
 	// client pipelined after the handshake, if any.
-	var src io.Reader = nc
+	var pre []byte
 	if n := rw.Reader.Buffered(); n > 0 {
-		pre := make([]byte, n)
+		pre = make([]byte, n)
 		if _, err := io.ReadFull(rw.Reader, pre); err != nil {
 			_ = nc.Close()
 			return nil, fmt.Errorf("websocket upgrade: %w", err)
 		}
-		src = io.MultiReader(bytes.NewReader(pre), nc)
 	}
-	return t.newConn(nc, src), nil
+	return t.newConn(nc, pre), nil
 }
 
 // NewConn wraps an already upgraded connection (tests, custom listeners).
-func (t *Transport) NewConn(nc net.Conn) *Conn { return t.newConn(nc, nc) }
+func (t *Transport) NewConn(nc net.Conn) *Conn { return t.newConn(nc, nil) }
 
-func (t *Transport) newConn(nc net.Conn, src io.Reader) *Conn {
-	c := &Conn{nc: nc, t: t}
-	c.rd = NewReader(src, t.cfg.MaxMessage, t.pool)
+func (t *Transport) newConn(nc net.Conn, pre []byte) *Conn {
+	c := &Conn{nc: nc, t: t, pre: pre}
+	c.rd = Reader{r: source{c}, max: t.cfg.MaxMessage, pool: t.pool}
 	c.touch()
 	return c
 }
 
 // Conn is a server-side WebSocket connection. Read must be called from one
-// goroutine (the connection's reader); Send, Ping and Close may be called
-// from any goroutine and never block.
+// goroutine (the connection's reader) and only on a connection not given to
+// Transport.Serve; Send, Ping and Close may be called from any goroutine
+// and never block.
 type Conn struct {
-	nc net.Conn
-	t  *Transport
-	rd *Reader
+	nc  net.Conn
+	t   *Transport
+	pre []byte // bytes the client sent with the handshake, not yet read
+	rd  Reader
+
+	// Polled connections (Transport.Serve with a poller); guarded by mu
+	// except where noted.
+	pd     *netpoll.Desc
+	h      Handler
+	pstate pollState
+	probe  bool // next socket read must not wait (reader's own)
+	abort  bool // end the running read round
+	heard  bool // something was read since the last ping
+	pinged bool // a ping was sent by Ping
 
 	mu         sync.Mutex
 	queue      []*frame.Frame
@@ -174,9 +234,10 @@ type Conn struct {
 // RemoteAddr is the peer address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// touch pushes the read deadline two ping intervals ahead.
+// touch pushes the read deadline two ping intervals ahead (goroutine
+// reading only: a polled connection's liveness is checked by Ping).
 func (c *Conn) touch() {
-	if c.t.cfg.PingInterval > 0 {
+	if c.t.cfg.PingInterval > 0 && c.pd == nil {
 		_ = c.nc.SetReadDeadline(time.Now().Add(2 * c.t.cfg.PingInterval))
 	}
 }
@@ -205,7 +266,7 @@ func (c *Conn) Read() (Message, error) {
 		c.mu.Unlock()
 		switch m.Op {
 		case gws.OpPing:
-			c.Send(frame.Control(frame.OpPong, bytes.Clone(m.Payload)))
+			c.pong(m.Payload)
 		case gws.OpPong:
 		case gws.OpClose:
 			c.peerClose(m.Payload)
@@ -243,8 +304,28 @@ func (c *Conn) Send(f *frame.Frame) bool {
 	return true
 }
 
-// Ping queues a ping frame.
-func (c *Conn) Ping() { c.Send(c.t.ping) }
+// pong answers a ping with its payload.
+func (c *Conn) pong(p []byte) {
+	c.Send(frame.Control(frame.OpPong, append([]byte(nil), p...)))
+}
+
+// Ping queues a ping frame. The edge calls it once per PingInterval for
+// each connection: a polled connection from which nothing was read since
+// the previous Ping (the peer did not answer it) is closed with 1001.
+func (c *Conn) Ping() {
+	if c.t.cfg.PingInterval > 0 {
+		c.mu.Lock()
+		dead := c.pd != nil && c.pstate == pollArmed && c.pinged && !c.heard && !c.closing
+		c.pinged, c.heard = true, false
+		c.mu.Unlock()
+		if dead {
+			c.closeAs(CodeGoingAway, "ping timeout", "ping_timeout")
+			c.terminate()
+			return
+		}
+	}
+	c.Send(c.t.ping)
+}
 
 // QueuedBytes is the number of outbound bytes not yet written.
 func (c *Conn) QueuedBytes() int {
@@ -326,6 +407,13 @@ func CodeLabel(code uint16) string {
 func (c *Conn) Finish() {
 	c.rd.Release()
 	c.mu.Lock()
+	pd := c.pd
+	c.pstate = pollDone
+	c.mu.Unlock()
+	if pd != nil {
+		pd.Remove()
+	}
+	c.mu.Lock()
 	c.finished = true
 	var wait chan struct{}
 	if c.writing {
@@ -379,7 +467,11 @@ func (c *Conn) startCloseLocked(code uint16, reason, label string, dropQueued bo
 	}
 	f := frame.Close(code, reason)
 	c.enqueueLocked(f, len(f.WS()))
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.t.cfg.CloseTimeout))
+	if c.pd != nil {
+		time.AfterFunc(c.t.cfg.CloseTimeout, c.terminate)
+	} else {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.t.cfg.CloseTimeout))
+	}
 }
 
 func (c *Conn) enqueueLocked(f *frame.Frame, n int) {
@@ -401,9 +493,7 @@ func (c *Conn) writeLoop() {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
 			c.writing = false
-			if c.queue != nil && cap(c.queue) > 32 {
-				c.queue = nil
-			}
+			c.queue = nil // an idle connection keeps no queue array
 			d := c.drained
 			c.drained = nil
 			c.mu.Unlock()

@@ -46,6 +46,9 @@ type Config struct {
 	MaxAckPending int
 	// MaxBackoff caps the retry delay after a failed insert (5s).
 	MaxBackoff time.Duration
+	// Inserts is how many batches are inserted concurrently (2): while
+	// one batch commits, the next is inserted instead of waiting.
+	Inserts int
 }
 
 // WithDefaults fills zero fields.
@@ -64,6 +67,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Inserts <= 0 {
+		c.Inserts = 2
 	}
 	return c
 }
@@ -149,7 +155,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 }
 
-// session runs one consumer iterator until it fails or ctx ends.
+// session runs one consumer iterator until it fails or ctx ends. The
+// loop below gathers batches; cfg.Inserts flushers insert and acknowledge
+// them concurrently (ids are disjoint, inserts idempotent and room rows
+// locked in one order, so concurrent batches commit independently).
 func (in *Ingester) session(ctx context.Context) error {
 	cons, err := EnsureConsumer(ctx, in.js, in.cfg)
 	if err != nil {
@@ -160,7 +169,30 @@ func (in *Ingester) session(ctx context.Context) error {
 		return fmt.Errorf("consume %s: %w", Durable, err)
 	}
 	defer it.Stop()
-	in.log.Info("history ingest consuming", "consumer", Durable, "batch", in.cfg.BatchSize)
+	in.log.Info("history ingest consuming", "consumer", Durable, "batch", in.cfg.BatchSize, "inserts", in.cfg.Inserts)
+
+	batches := make(chan []jetstream.Msg)
+	var wg sync.WaitGroup
+	for range in.cfg.Inserts {
+		wg.Go(func() {
+			for b := range batches {
+				in.flush(ctx, b)
+			}
+		})
+	}
+	// hand passes a full or timed-out batch to a flusher. During shutdown
+	// the flushers are still draining the channel, so it never blocks for
+	// long: flush itself is bounded.
+	hand := func(b []jetstream.Msg) {
+		if len(b) > 0 {
+			batches <- b
+		}
+	}
+	defer func() {
+		close(batches)
+		wg.Wait()
+	}()
+
 	batch := make([]jetstream.Msg, 0, in.cfg.BatchSize)
 	var deadline time.Time
 	for {
@@ -189,15 +221,15 @@ func (in *Ingester) session(ctx context.Context) error {
 			// Shutting down: store what is in hand and hand back what
 			// was prefetched, so another replica gets it at once rather
 			// than after AckWait.
-			in.flush(ctx, batch)
+			hand(batch)
 			release(it)
 			return ctx.Err()
 		default:
-			in.flush(ctx, batch)
+			hand(batch)
 			return fmt.Errorf("consume %s: %w", Durable, err)
 		}
-		in.flush(ctx, batch)
-		batch = batch[:0]
+		hand(batch)
+		batch = make([]jetstream.Msg, 0, in.cfg.BatchSize)
 	}
 }
 

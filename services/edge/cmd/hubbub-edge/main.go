@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/time/rate"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/shared/config"
-	"github.com/hubbub-chat/hubbub/shared/logging"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 )
@@ -34,24 +34,20 @@ func main() {
 }
 
 type settings struct {
-	nats                natsconn.Config
-	logFormat, logLevel string
-	replicas            int
-	origins             string
-	jwtKeysFile         string
-	svc                 edge.Config
+	common      config.Common
+	origins     string
+	jwtKeysFile string
+	svc         edge.Config
+	// Rates as float flags are not offered by config.Flags: per-second
+	// rates are whole numbers here.
+	msgRate, joinRate, typingRate             int
+	userMsgRate, userJoinRate, userTypingRate int
 }
 
 func parse(args []string) (settings, error) {
 	var st settings
 	f := config.New("hubbub-edge")
-	f.String(&st.nats.URL, "nats-url", "HUBBUB_NATS_URL", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
-	f.String(&st.nats.User, "nats-user", "HUBBUB_NATS_USER", "", "NATS user")
-	f.String(&st.nats.Password, "nats-password", "HUBBUB_NATS_PASSWORD", "", "NATS password")
-	f.String(&st.nats.CredsFile, "nats-creds", "HUBBUB_NATS_CREDS", "", "NATS credentials file")
-	f.String(&st.logFormat, "log-format", "HUBBUB_LOG_FORMAT", "json", "log format: json or text")
-	f.String(&st.logLevel, "log-level", "HUBBUB_LOG_LEVEL", "info", "log level: debug, info, warn, error")
-	f.Int(&st.replicas, "stream-replicas", "HUBBUB_STREAM_REPLICAS", 1, "JetStream replicas of the stream and buckets")
+	st.common.Register(f)
 	f.String(&st.svc.HTTPAddr, "http-addr", "HUBBUB_HTTP_ADDR", edge.DefaultHTTPAddr, "listen address (WebSocket, API, UI, ops endpoints)")
 	f.String(&st.svc.EdgeID, "edge-id", "HUBBUB_EDGE_ID", "", "edge id (lease key); default hostname-<random>")
 	f.String(&st.svc.Auth.Mode, "auth", "HUBBUB_AUTH", "none", "authentication: none (?user=NAME) or jwt")
@@ -66,11 +62,29 @@ func parse(args []string) (settings, error) {
 	f.Int(&st.svc.MaxFrame, "max-frame", "HUBBUB_MAX_FRAME", 16<<10, "largest client frame in bytes")
 	f.Int(&st.svc.MaxRooms, "max-rooms", "HUBBUB_MAX_ROOMS", 100, "rooms per connection")
 	f.Duration(&st.svc.PingInterval, "ping-interval", "HUBBUB_PING_INTERVAL", edge.DefaultPingInterval, "WebSocket ping interval")
-	f.Duration(&st.svc.LeaseTTL, "lease-ttl", "HUBBUB_LEASE_TTL", provision.DefaultLeaseTTL, "TTL of the edge lease")
+	f.Int(&st.msgRate, "message-rate", "HUBBUB_MESSAGE_RATE", 10, "messages per second per connection")
+	f.Int(&st.svc.MessageBurst, "message-burst", "HUBBUB_MESSAGE_BURST", 20, "message burst per connection")
+	f.Int(&st.joinRate, "join-rate", "HUBBUB_JOIN_RATE", 10, "joins per second per connection")
+	f.Int(&st.svc.JoinBurst, "join-burst", "HUBBUB_JOIN_BURST", 100, "join burst per connection")
+	f.Int(&st.typingRate, "typing-rate", "HUBBUB_TYPING_RATE", 5, "typing frames per second per connection")
+	f.Int(&st.svc.TypingBurst, "typing-burst", "HUBBUB_TYPING_BURST", 10, "typing burst per connection")
+	f.Int(&st.svc.UserLimits.MaxConns, "user-max-conns", "HUBBUB_USER_MAX_CONNS", 20, "connections (WebSocket and SSE) per user on this edge; more are closed with 1008")
+	f.Int(&st.userMsgRate, "user-message-rate", "HUBBUB_USER_MESSAGE_RATE", 20, "messages per second per user, over all of the user's connections")
+	f.Int(&st.svc.UserLimits.MessageBurst, "user-message-burst", "HUBBUB_USER_MESSAGE_BURST", 40, "message burst per user")
+	f.Int(&st.userJoinRate, "user-join-rate", "HUBBUB_USER_JOIN_RATE", 20, "joins per second per user")
+	f.Int(&st.svc.UserLimits.JoinBurst, "user-join-burst", "HUBBUB_USER_JOIN_BURST", 200, "join burst per user")
+	f.Int(&st.userTypingRate, "user-typing-rate", "HUBBUB_USER_TYPING_RATE", 10, "typing frames per second per user")
+	f.Int(&st.svc.UserLimits.TypingBurst, "user-typing-burst", "HUBBUB_USER_TYPING_BURST", 20, "typing burst per user")
 	if err := f.Parse(args); err != nil {
 		return settings{}, err
 	}
-	st.nats.Name = "hubbub-edge"
+	st.svc.LeaseTTL = st.common.LeaseTTL
+	st.svc.MessageRate = float64(st.msgRate)
+	st.svc.JoinRate = float64(st.joinRate)
+	st.svc.TypingRate = float64(st.typingRate)
+	st.svc.UserLimits.MessageRate = rate.Limit(st.userMsgRate)
+	st.svc.UserLimits.JoinRate = rate.Limit(st.userJoinRate)
+	st.svc.UserLimits.TypingRate = rate.Limit(st.userTypingRate)
 	if st.origins != "" {
 		st.svc.AllowedOrigins = strings.Split(st.origins, ",")
 	}
@@ -89,14 +103,14 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(os.Stderr, st.logFormat, st.logLevel)
+	log, err := st.common.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	nc, err := natsconn.Connect(st.nats, log)
+	nc, err := natsconn.Connect(st.common.NATS("hubbub-edge"), log)
 	if err != nil {
 		return err
 	}
@@ -105,8 +119,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	pcfg := provision.Config{Replicas: st.replicas, LeaseTTL: st.svc.LeaseTTL}
-	if err := ensure(ctx, js, pcfg, log); err != nil || ctx.Err() != nil {
+	if err := ensure(ctx, js, st.common.Provision(), log); err != nil || ctx.Err() != nil {
 		return err
 	}
 

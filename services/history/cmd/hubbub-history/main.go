@@ -52,6 +52,7 @@ func parse(args []string) (settings, error) {
 	f.Duration(&st.svc.BatchWait, "batch-wait", "HUBBUB_HISTORY_BATCH_WAIT", 20*time.Millisecond, "how long a partial batch waits for more messages")
 	f.Duration(&st.svc.AckWait, "ack-wait", "HUBBUB_HISTORY_ACK_WAIT", 30*time.Second, "how long a delivered, unacknowledged message waits before redelivery")
 	f.Int(&st.svc.MaxAckPending, "max-ack-pending", "HUBBUB_HISTORY_MAX_ACK_PENDING", 0, "most unacknowledged messages in flight (0: 8 × batch size)")
+	f.Int(&st.svc.Inserts, "inserts", "HUBBUB_HISTORY_INSERTS", 2, "insert batches in flight at once")
 	f.Int(&st.svc.Workers, "workers", "HUBBUB_HISTORY_WORKERS", 64, "requests handled concurrently")
 	f.Bool(&st.svc.ReadOnly, "read-only", "HUBBUB_HISTORY_READ_ONLY", false, "serve requests without consuming the stream")
 	if err := f.Parse(args); err != nil {

@@ -1,0 +1,417 @@
+// Command memprobe measures the memory an edge process spends per idle,
+// joined WebSocket connection. It runs an embedded JetStream nats-server,
+// history (SQLite) and presence in its own process, starts the real
+// hubbub-edge binary as a child process, opens N connections that each
+// join a room from ceil(N/perProcess) client processes (the per-process
+// open-file limit), waits until the edge's memory settles, and reports
+// (VmRSS after − VmRSS before) / N of the edge process and its goroutine
+// count.
+//
+//	go run ./internal/memprobe -n 1000,5000,19000
+//
+// Environment variables given to memprobe (e.g. HUBBUB_WS_READ) pass
+// through to the edge process. It is a measuring tool, not a test: it
+// asserts nothing.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gws "github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubbub-chat/hubbub/services/history"
+	"github.com/hubbub-chat/hubbub/services/presence"
+	"github.com/hubbub-chat/hubbub/shared/natsembed"
+	"github.com/hubbub-chat/hubbub/shared/provision"
+)
+
+func main() {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "client" {
+		err = clientMain(os.Args[2:])
+	} else {
+		err = probeMain(os.Args[1:])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "memprobe:", err)
+		os.Exit(1)
+	}
+}
+
+type probeConfig struct {
+	counts     []int
+	rooms      int
+	perProcess int
+	edgeBin    string
+	settle     time.Duration
+	keep       bool
+}
+
+func probeMain(args []string) error {
+	fs := flag.NewFlagSet("memprobe", flag.ContinueOnError)
+	var cfg probeConfig
+	counts := fs.String("n", "1000,5000,19000", "connection counts to measure, comma-separated (a fresh edge each)")
+	fs.IntVar(&cfg.rooms, "rooms", 100, "rooms the connections are spread over")
+	fs.IntVar(&cfg.perProcess, "per-process", 15000, "connections per client process")
+	fs.StringVar(&cfg.edgeBin, "edge-bin", "", "hubbub-edge binary (default: go build it)")
+	fs.DurationVar(&cfg.settle, "settle", 20*time.Second, "how long to let the edge settle before reading its memory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, s := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("bad -n %q", s)
+		}
+		cfg.counts = append(cfg.counts, n)
+	}
+	dir, err := os.MkdirTemp("", "memprobe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if cfg.edgeBin == "" {
+		cfg.edgeBin = filepath.Join(dir, "hubbub-edge")
+		out, err := exec.Command("go", "build", "-o", cfg.edgeBin, "github.com/hubbub-chat/hubbub/services/edge/cmd/hubbub-edge").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("build hubbub-edge: %v: %s", err, out)
+		}
+	}
+	fmt.Printf("%-8s %12s %12s %14s %12s %12s\n", "conns", "rss_before", "rss_after", "rss_per_conn", "goroutines0", "goroutines")
+	for i, n := range cfg.counts {
+		r, err := measure(cfg, filepath.Join(dir, strconv.Itoa(i)), n)
+		if err != nil {
+			return fmt.Errorf("n=%d: %w", n, err)
+		}
+		fmt.Printf("%-8d %10dKiB %10dKiB %12.0f B %12d %12d\n", n, r.before>>10, r.after>>10, float64(r.after-r.before)/float64(n), r.gBefore, r.gAfter)
+	}
+	return nil
+}
+
+type result struct {
+	before, after   int64
+	gBefore, gAfter int
+}
+
+// measure runs one edge with n connections.
+func measure(cfg probeConfig, dir string, n int) (result, error) {
+	var res result
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "js")})
+	if err != nil {
+		return res, err
+	}
+	defer ns.Shutdown()
+	url := "nats://" + ns.Addr().String()
+	connect := func() (*nats.Conn, error) { return nats.Connect(url, nats.MaxReconnects(-1)) }
+	nc, err := connect()
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := provision.Ensure(ctx, js, provision.Config{}); err != nil {
+		return res, err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	hnc, err := connect()
+	if err != nil {
+		return res, err
+	}
+	defer hnc.Close()
+	hist, err := history.New(history.Config{DataDir: filepath.Join(dir, "history")}, history.Deps{NC: hnc, Log: log})
+	if err != nil {
+		return res, err
+	}
+	pnc, err := connect()
+	if err != nil {
+		return res, err
+	}
+	defer pnc.Close()
+	pres, err := presence.New(presence.Config{}, presence.Deps{NC: pnc, Log: log})
+	if err != nil {
+		return res, err
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = hist.Run(ctx) }()
+	go func() { defer wg.Done(); _ = pres.Run(ctx) }()
+
+	addr, err := freeAddr()
+	if err != nil {
+		return res, err
+	}
+	edge := exec.Command(cfg.edgeBin)
+	edge.Env = append(os.Environ(), "HUBBUB_NATS_URL="+url, "HUBBUB_HTTP_ADDR="+addr, "HUBBUB_LOG_LEVEL=error")
+	edge.Stdout, edge.Stderr = os.Stderr, os.Stderr
+	if err := edge.Start(); err != nil {
+		return res, err
+	}
+	defer func() {
+		_ = edge.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = edge.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = edge.Process.Kill()
+			<-done
+		}
+	}()
+	base := "http://" + addr
+	if err := waitUntil(30*time.Second, func() bool { return httpStatus(base+"/readyz") == http.StatusOK }); err != nil {
+		return res, errors.New("edge never became ready")
+	}
+	time.Sleep(2 * time.Second)
+	if res.before, err = vmRSS(edge.Process.Pid); err != nil {
+		return res, err
+	}
+	res.gBefore = goroutines(base)
+
+	// Client processes.
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	var clients []*exec.Cmd
+	var stdins []io.Closer
+	defer func() {
+		for _, c := range stdins {
+			_ = c.Close()
+		}
+		for _, c := range clients {
+			_ = c.Wait()
+		}
+	}()
+	ready := make(chan error, (n+cfg.perProcess-1)/cfg.perProcess)
+	for off := 0; off < n; off += cfg.perProcess {
+		cnt := min(cfg.perProcess, n-off)
+		c := exec.Command(self, "client", "-url", "ws://"+addr+"/ws", "-count", strconv.Itoa(cnt),
+			"-offset", strconv.Itoa(off), "-rooms", strconv.Itoa(cfg.rooms))
+		c.Stderr = os.Stderr
+		in, err := c.StdinPipe()
+		if err != nil {
+			return res, err
+		}
+		out, err := c.StdoutPipe()
+		if err != nil {
+			return res, err
+		}
+		if err := c.Start(); err != nil {
+			return res, err
+		}
+		clients = append(clients, c)
+		stdins = append(stdins, in)
+		go func() {
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if err == nil && !strings.HasPrefix(line, "ready") {
+				err = fmt.Errorf("client: %s", line)
+			}
+			ready <- err
+			_, _ = io.Copy(io.Discard, out)
+		}()
+	}
+	for range clients {
+		select {
+		case err := <-ready:
+			if err != nil {
+				return res, fmt.Errorf("client process: %w", err)
+			}
+		case <-time.After(10 * time.Minute):
+			return res, errors.New("clients not ready after 10 minutes")
+		}
+	}
+	time.Sleep(cfg.settle)
+	if res.after, err = vmRSS(edge.Process.Pid); err != nil {
+		return res, err
+	}
+	res.gAfter = goroutines(base)
+	return res, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitUntil(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timeout")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+func httpStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// goroutines reads go_goroutines from the edge's /metrics (-1 if absent).
+func goroutines(base string) int {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return int(f)
+			}
+		}
+	}
+	return -1
+}
+
+// vmRSS reads VmRSS of pid in bytes.
+func vmRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// clientMain opens count connections, joins each to a room, prints
+// "ready" once every join got its history (or error) frame, keeps reading
+// and discarding (answering pings) until stdin closes.
+func clientMain(args []string) error {
+	fs := flag.NewFlagSet("memprobe client", flag.ContinueOnError)
+	url := fs.String("url", "", "ws:// URL of /ws")
+	count := fs.Int("count", 1000, "connections")
+	offset := fs.Int("offset", 0, "first user number")
+	rooms := fs.Int("rooms", 100, "rooms")
+	parallel := fs.Int("parallel", 128, "dials in flight")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var joined atomic.Int64
+	var failed atomic.Int64
+	var conns []net.Conn
+	var mu sync.Mutex
+	sem := make(chan struct{}, *parallel)
+	var wg sync.WaitGroup
+	for i := range *count {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := *offset + i
+			conn, err := dialJoin(*url, id, *rooms, &joined, func() { <-sem })
+			if err != nil {
+				failed.Add(1)
+				fmt.Fprintln(os.Stderr, "memprobe client:", err)
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Minute)
+	for joined.Load()+failed.Load() < int64(*count) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f := failed.Load(); f > 0 {
+		fmt.Printf("failed %d connections\n", f)
+	} else {
+		fmt.Println("ready")
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return nil
+}
+
+// dialJoin connects user u<id>, joins room r<id%rooms> and reads in the
+// background; release is called once the join is answered or failed.
+func dialJoin(url string, id, rooms int, joined *atomic.Int64, release func()) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, br, _, err := gws.Dial(ctx, url+"?user=u"+strconv.Itoa(id))
+	if err != nil {
+		release()
+		return nil, err
+	}
+	var rd io.Reader = conn
+	if br != nil {
+		rd = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{rd, conn}
+	room := "r" + strconv.Itoa(id%rooms)
+	if err := wsutil.WriteClientText(conn, []byte(`{"type":"join","room":"`+room+`"}`)); err != nil {
+		_ = conn.Close()
+		release()
+		return nil, err
+	}
+	go func() {
+		once := sync.Once{}
+		done := func() { once.Do(func() { joined.Add(1); release() }) }
+		defer once.Do(release)
+		for {
+			data, err := wsutil.ReadServerText(rw)
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(data[:min(len(data), 40)]), `"type":"history"`) ||
+				strings.Contains(string(data[:min(len(data), 40)]), `"type":"error"`) {
+				done()
+			}
+		}
+	}()
+	return conn, nil
+}

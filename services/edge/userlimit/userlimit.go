@@ -1,0 +1,143 @@
+// Package userlimit enforces limits per user across all of that user's
+// connections on one edge: how many connections the user may hold, and
+// token-bucket rates of messages, joins and typing frames shared by those
+// connections (in addition to each connection's own limits). A user's
+// entry exists while the user has a connection on the edge.
+package userlimit
+
+import (
+	"errors"
+	"sync"
+
+	"golang.org/x/time/rate"
+)
+
+// ErrTooManyConns is returned by Acquire when the user already holds
+// Config.MaxConns connections on this edge.
+var ErrTooManyConns = errors.New("too many connections for this user")
+
+// Config sets the limits. Zero values take the defaults noted.
+type Config struct {
+	// MaxConns is how many connections (WebSocket and SSE) one user may
+	// hold on this edge (20).
+	MaxConns int
+	// MessageRate and MessageBurst limit the messages of one user (20/s, 40).
+	MessageRate  rate.Limit
+	MessageBurst int
+	// JoinRate and JoinBurst limit the joins of one user (20/s, 200: enough
+	// for a few tabs re-joining their rooms after a reconnect).
+	JoinRate  rate.Limit
+	JoinBurst int
+	// TypingRate and TypingBurst limit the typing frames of one user (10/s, 20).
+	TypingRate  rate.Limit
+	TypingBurst int
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.MaxConns <= 0 {
+		c.MaxConns = 20
+	}
+	if c.MessageRate <= 0 {
+		c.MessageRate = 20
+	}
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = 40
+	}
+	if c.JoinRate <= 0 {
+		c.JoinRate = 20
+	}
+	if c.JoinBurst <= 0 {
+		c.JoinBurst = 200
+	}
+	if c.TypingRate <= 0 {
+		c.TypingRate = 10
+	}
+	if c.TypingBurst <= 0 {
+		c.TypingBurst = 20
+	}
+	return c
+}
+
+// Limits tracks the users connected to one edge.
+type Limits struct {
+	cfg Config
+
+	mu    sync.Mutex
+	users map[string]*User
+}
+
+// New returns Limits with cfg (defaults filled).
+func New(cfg Config) *Limits {
+	return &Limits{cfg: cfg.WithDefaults(), users: make(map[string]*User)}
+}
+
+// Config returns the effective configuration.
+func (l *Limits) Config() Config { return l.cfg }
+
+// Users is the number of users with at least one connection.
+func (l *Limits) Users() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.users)
+}
+
+// Acquire registers one more connection of user. It fails with
+// ErrTooManyConns when the user is at MaxConns. Call Release on the
+// returned User exactly once when the connection ends.
+func (l *Limits) Acquire(user string) (*User, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.users[user]
+	if u == nil {
+		u = &User{l: l, name: user,
+			msg:    rate.NewLimiter(l.cfg.MessageRate, l.cfg.MessageBurst),
+			join:   rate.NewLimiter(l.cfg.JoinRate, l.cfg.JoinBurst),
+			typing: rate.NewLimiter(l.cfg.TypingRate, l.cfg.TypingBurst),
+		}
+		l.users[user] = u
+	} else if u.conns >= l.cfg.MaxConns {
+		return nil, ErrTooManyConns
+	}
+	u.conns++
+	return u, nil
+}
+
+// AllowMessage takes one message from the budget of user if the user has
+// a connection here (a post over HTTP by a user with open connections
+// shares their budget); otherwise it allows.
+func (l *Limits) AllowMessage(user string) bool {
+	l.mu.Lock()
+	u := l.users[user]
+	l.mu.Unlock()
+	return u == nil || u.AllowMessage()
+}
+
+// User is one user's shared limits. Its methods are safe for concurrent
+// use by the user's connections.
+type User struct {
+	l     *Limits
+	name  string
+	conns int // guarded by l.mu
+
+	msg, join, typing *rate.Limiter
+}
+
+// Release ends one connection of the user; the entry goes with the last.
+func (u *User) Release() {
+	u.l.mu.Lock()
+	defer u.l.mu.Unlock()
+	u.conns--
+	if u.conns <= 0 && u.l.users[u.name] == u {
+		delete(u.l.users, u.name)
+	}
+}
+
+// AllowMessage takes one message from the user's budget.
+func (u *User) AllowMessage() bool { return u.msg.Allow() }
+
+// AllowJoin takes one join from the user's budget.
+func (u *User) AllowJoin() bool { return u.join.Allow() }
+
+// AllowTyping takes one typing frame from the user's budget.
+func (u *User) AllowTyping() bool { return u.typing.Allow() }
