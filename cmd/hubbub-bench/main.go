@@ -5,11 +5,13 @@
 //
 //	hubbub-bench suite [-quick] [-bin DIR] [-out DIR] ...   the standard suite against a local deployment
 //	hubbub-bench baseline-ws -addr 127.0.0.1:0              the WebSocket baseline server
+//	hubbub-bench report results.json                        print a saved run's markdown tables
 //	hubbub-bench worker                                     a worker (driven over stdin/stdout)
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/report"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/worker"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/wsbase"
 	"github.com/hubbub-chat/hubbub/shared/logging"
@@ -34,7 +37,7 @@ func main() {
 }
 
 // errUsage is returned for an unknown subcommand.
-var errUsage = errors.New("usage: hubbub-bench suite|baseline-ws|worker [flags] (-h for flags)")
+var errUsage = errors.New("usage: hubbub-bench suite|baseline-ws|report FILE|worker [flags] (-h for flags)")
 
 func dispatch(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -45,6 +48,11 @@ func dispatch(ctx context.Context, args []string) error {
 		return worker.Serve(ctx, os.Stdin, os.Stdout)
 	case "baseline-ws":
 		return baselineWS(ctx, args[1:])
+	case "report":
+		if len(args) != 2 {
+			return errUsage
+		}
+		return printReport(args[1])
 	case "suite":
 		self, err := os.Executable()
 		if err != nil {
@@ -72,4 +80,17 @@ func baselineWS(ctx context.Context, args []string) error {
 	}
 	log.Info("baseline-ws listening", "addr", ln.Addr().String())
 	return wsbase.New(log).Serve(ctx, ln)
+}
+
+func printReport(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read results: %w", err)
+	}
+	var run report.Run
+	if err := json.Unmarshal(b, &run); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	report.Markdown(os.Stdout, &run)
+	return nil
 }

@@ -207,18 +207,19 @@ func suite(ctx context.Context, c suiteConfig, self []string, w io.Writer) (*rep
 	}
 	run := &report.Run{Started: started, Command: "hubbub-bench suite " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Machine: machine(), Quick: c.quick}
 	runner := &scenario.Runner{Self: append(append([]string{}, self...), "worker"), Log: log}
+	save := func() {
+		run.Finished = time.Now()
+		if err := report.WriteJSON(filepath.Join(outDir, "results.json"), run); err != nil {
+			log.Error("save results", "err", err)
+		}
+	}
 	add := func(rs ...scenario.Result) {
 		for _, r := range rs {
 			run.Results = append(run.Results, r)
 			log.Info("result", "scenario", r.Scenario, "target", r.Target, "params", r.Params, "deliveries_per_s", r.DeliveriesSec,
 				"reach", r.Reach, "p50_ms", r.Latency.P50, "p99_ms", r.Latency.P99, "failed", r.Failed)
 		}
-	}
-	save := func() {
-		run.Finished = time.Now()
-		if err := report.WriteJSON(filepath.Join(outDir, "results.json"), run); err != nil {
-			log.Error("save results", "err", err)
-		}
+		save()
 	}
 	defer save()
 

@@ -100,11 +100,7 @@ func (c *client) dial(ctx context.Context, url string) (net.Conn, io.Reader, err
 	c.edge = url
 	c.events = append(c.events, fmt.Sprintf("connected to %s since %d", url, since))
 	c.mu.Unlock()
-	join := map[string]any{"type": wire.TypeJoin, "room": c.room}
-	if since > 0 {
-		join["since"] = since
-	}
-	if err := c.write(join); err != nil {
+	if err := c.write(c.joinFrame(since)); err != nil {
 		_ = conn.Close()
 		c.mu.Lock()
 		c.events = append(c.events, "join failed: "+err.Error())
@@ -112,6 +108,14 @@ func (c *client) dial(ctx context.Context, url string) (net.Conn, io.Reader, err
 		return nil, nil, err
 	}
 	return conn, r, nil
+}
+
+func (c *client) joinFrame(since uint64) map[string]any {
+	join := map[string]any{"type": wire.TypeJoin, "room": c.room}
+	if since > 0 {
+		join["since"] = since
+	}
+	return join
 }
 
 // read handles frames until the connection ends.
@@ -205,6 +209,16 @@ func (c *client) handle(data []byte) {
 		delete(c.pending, f.CID)
 	case wire.TypeError:
 		c.errorCodes[f.Code]++
+		if f.CID == "" && !c.connected && f.Code == wire.CodeUnavailable {
+			// the join was refused for now ("try again"): retry shortly
+			c.events = append(c.events, "join refused: "+f.Code)
+			time.AfterFunc(300*time.Millisecond, func() {
+				c.mu.Lock()
+				since := c.last() // live messages may have arrived meanwhile
+				c.mu.Unlock()
+				_ = c.write(c.joinFrame(since))
+			})
+		}
 		if _, ok := c.pending[f.CID]; ok {
 			// not stored (unavailable, rate limited...): resend later
 			c.pending[f.CID] = time.Now()

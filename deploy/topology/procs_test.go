@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -69,7 +70,7 @@ func start(t *testing.T, name, bin string, args, env []string, logDir string) *p
 	}()
 	t.Cleanup(func() {
 		p.stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("HUBBUB_TOPOLOGY_LOGS") != "" {
 			tail(t, p)
 		}
 	})
@@ -142,12 +143,18 @@ func waitHTTP(t *testing.T, url string, p *proc, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	client := &http.Client{Timeout: 2 * time.Second}
+	last := ""
 	for {
 		resp, err := client.Get(url)
 		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
+			}
+			if b := strings.TrimSpace(string(body)); b != last {
+				last = b
+				t.Logf("%s %s: %d %s", p.name, url, resp.StatusCode, b)
 			}
 		}
 		if !p.running() {

@@ -140,15 +140,21 @@ include ./auth.conf
 		historyEnv["HUBBUB_DATABASE_URL"] = freshDatabase(t, dbURL)
 	}
 	ports := map[string]int{"history": freePort(t), "presence": freePort(t), "edge-a": freePort(t), "edge-b": freePort(t)}
-	procs := map[string]*proc{
-		"history":  service("history", "history", ports["history"], historyEnv),
-		"presence": service("presence", "presence", ports["presence"], nil),
-		"edge-a":   service("edge-a", "edge", ports["edge-a"], map[string]string{"HUBBUB_EDGE_ID": "edge-a", "HUBBUB_DRAIN_PERIOD": "1s"}),
-		"edge-b":   service("edge-b", "edge", ports["edge-b"], map[string]string{"HUBBUB_EDGE_ID": "edge-b", "HUBBUB_DRAIN_PERIOD": "1s"}),
-	}
-	for _, name := range []string{"history", "presence", "edge-a", "edge-b"} {
-		waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[name]), procs[name], 60*time.Second)
-		t.Logf("%s ready after %v", name, time.Since(t0).Round(time.Millisecond))
+	// Started in the order compose and Kubernetes bring them up (history and
+	// presence, then the edges), each once the previous one is ready.
+	procs := map[string]*proc{}
+	for _, svc := range []struct {
+		name, user string
+		extra      map[string]string
+	}{
+		{"history", "history", historyEnv},
+		{"presence", "presence", nil},
+		{"edge-a", "edge", map[string]string{"HUBBUB_EDGE_ID": "edge-a", "HUBBUB_DRAIN_PERIOD": "1s"}},
+		{"edge-b", "edge", map[string]string{"HUBBUB_EDGE_ID": "edge-b", "HUBBUB_DRAIN_PERIOD": "1s"}},
+	} {
+		procs[svc.name] = service(svc.name, svc.user, ports[svc.name], svc.extra)
+		waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[svc.name]), procs[svc.name], 60*time.Second)
+		t.Logf("%s ready after %v", svc.name, time.Since(t0).Round(time.Millisecond))
 	}
 	t.Logf("system ready after %v", time.Since(t0).Round(time.Millisecond))
 	for name := range procs {
@@ -185,6 +191,15 @@ include ./auth.conf
 	for _, c := range clients {
 		wg.Go(func() { c.run(cctx) })
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, c := range clients {
+				s := c.snapshot()
+				t.Logf("%s: joined=%v, view up to %d, %d acked, %d pending, events %q, errors %v",
+					c.user, s.connected, lastID(s.view), len(s.acks), s.pending, s.events, s.errorCodes)
+			}
+		}
+	})
 	waitFor(t, "every client joined", 30*time.Second, func() bool {
 		for _, c := range clients {
 			if !c.snapshot().connected {
@@ -472,6 +487,13 @@ func freshDatabase(t *testing.T, baseURL string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+func lastID(view []wire.Message) uint64 {
+	if len(view) == 0 {
+		return 0
+	}
+	return view[len(view)-1].ID
 }
 
 // compact renders an id list as runs: [1-5 7 9-12].

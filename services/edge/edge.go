@@ -67,6 +67,13 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds one socket write (10 s).
 	WriteTimeout time.Duration
+	// ReadMode selects how WebSockets are read: ws.ReadAuto (an epoll
+	// poller on Linux: idle connections hold no goroutine) or
+	// ws.ReadGoroutine (one reader goroutine per connection).
+	ReadMode ws.ReadMode
+	// ReadWorkers bounds the poll workers reading and handling client
+	// frames at once (1024).
+	ReadWorkers int
 	// DrainPeriod spreads the 1012 closes on shutdown (10 s).
 	DrainPeriod time.Duration
 	// RequestTimeout bounds each request to history/presence/JetStream (3 s).
@@ -214,6 +221,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	transport := ws.NewTransport(ws.Config{
 		MaxMessage: cfg.MaxFrame, SoftQueue: cfg.SoftQueue, HardQueue: cfg.HardQueue,
 		PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout,
+		ReadMode: cfg.ReadMode, Workers: cfg.ReadWorkers,
 	}, m)
 	fcfg := cfg.Fanout
 	if fcfg.PaceBytes <= 0 {
@@ -226,10 +234,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		transport: transport,
 		users:     userlimit.New(cfg.UserLimits),
 		authn:     authn,
-		origins:  auth.NewOriginChecker(cfg.AllowedOrigins),
-		lease:    lease.New(be.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
-		drainCh:  make(chan struct{}),
-		sessions: make(map[*session.Session]int),
+		origins:   auth.NewOriginChecker(cfg.AllowedOrigins),
+		lease:     lease.New(be.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
+		drainCh:   make(chan struct{}),
+		sessions:  make(map[*session.Session]int),
 	}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.env = &session.Env{
@@ -322,6 +330,9 @@ func (s *Service) Run(ctx context.Context) error {
 	stopBG()
 	bgWG.Wait()
 	s.hub.Close()
+	if err := s.transport.Close(); err != nil {
+		s.log.Warn("edge websocket poller close", "err", err)
+	}
 	rctx, rcancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	if err := s.lease.Release(rctx); err != nil {
 		s.log.Warn("edge lease release failed", "err", err)
@@ -449,15 +460,31 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.metrics.ConnOpened()
-	go func() {
-		defer s.wg.Done()
-		sess.Run(s.base)
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
-		quota.Release()
-		s.metrics.ConnClosed(conn.CloseReason())
-	}()
+	sess.Start()
+	s.transport.Serve(conn, &served{s: s, sess: sess, conn: conn, quota: quota})
+}
+
+// served lets the transport drive a session: it reads the connection
+// (with no goroutine while the connection is idle) and hands each message
+// to the session.
+type served struct {
+	s     *Service
+	sess  *session.Session
+	conn  *ws.Conn
+	quota *userlimit.User
+}
+
+func (h *served) Message(m ws.Message) { h.sess.Handle(h.s.base, m) }
+
+func (h *served) Closed() {
+	s := h.s
+	defer s.wg.Done()
+	h.sess.Cleanup(s.base)
+	s.mu.Lock()
+	delete(s.sessions, h.sess)
+	s.mu.Unlock()
+	h.quota.Release()
+	s.metrics.ConnClosed(h.conn.CloseReason())
 }
 
 // closeRefused closes a connection that is not served with code and waits

@@ -65,15 +65,13 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 	s := base
 	s.First, s.Count, s.Sender = 0, senders*f.Rooms, true
 	if _, err := connect(pool, s); err != nil {
-		res.Failed = err.Error()
-		return res
+		res.Notes = append(res.Notes, "connect: "+err.Error())
 	}
 	s = base
 	s.First, s.Count = senders*f.Rooms, (f.Members-senders)*f.Rooms
 	if s.Count > 0 {
 		if _, err := connect(pool, s); err != nil {
-			res.Failed = err.Error()
-			return res
+			res.Notes = append(res.Notes, "connect: "+err.Error())
 		}
 	}
 	res.ConnectPerSec = round(float64(clients)/time.Since(connStart).Seconds(), 0)

@@ -65,7 +65,7 @@ func (r *Runner) Idle(ctx context.Context, t Target, c Idle) []Result {
 		st, err := connect(pool, spec)
 		elapsed := time.Since(start)
 		if err != nil {
-			res.Failed = err.Error()
+			res.Notes = append(res.Notes, "connect: "+err.Error())
 		}
 		res.ServerCPU, res.GenCPU = meter.stop(st)
 		_ = settle(pool, 2*time.Second, 120*time.Second)
@@ -107,7 +107,7 @@ func (r *Runner) Idle(ctx context.Context, t Target, c Idle) []Result {
 		out = append(out, res)
 		r.Log.Info("idle stage", "connections", stage, "joined", m.joined, "rss_per_conn", res.RSSPerConn, "connects_per_s", res.ConnectPerSec)
 		done = stage
-		if err != nil {
+		if m.joined == 0 || ctx.Err() != nil {
 			break
 		}
 	}

@@ -54,16 +54,14 @@ func (r *Runner) Storm(ctx context.Context, t Target, s Storm) (res Result) {
 		Kind: worker.KindWS, URLs: urls, First: 0, Count: s.Clients, Rooms: rooms, RoomPrefix: tag + "-", UserPrefix: tag + "u",
 		Edge: -1, Reconnect: true, Jitter: s.Jitter, Concurrency: 64, Timeout: 30 * time.Second,
 	}); err != nil {
-		res.Failed = err.Error()
-		return res
+		res.Notes = append(res.Notes, "connect: "+err.Error())
 	}
 	// One sender per room, pinned to a surviving edge.
 	if _, err := connect(pool, worker.ConnectSpec{
 		Kind: worker.KindWS, URLs: urls, First: s.Clients, Count: rooms, Rooms: rooms, RoomPrefix: tag + "-", UserPrefix: tag + "u",
 		Edge: 1, Sender: true, Concurrency: 64, Timeout: 30 * time.Second,
 	}); err != nil {
-		res.Failed = err.Error()
-		return res
+		res.Notes = append(res.Notes, "connect: "+err.Error())
 	}
 	res.ConnectPerSec = round(float64(s.Clients+rooms)/time.Since(start).Seconds(), 0)
 	_ = settle(pool, 2*time.Second, 120*time.Second)

@@ -87,6 +87,9 @@ func (m *Metrics) ConnClosed(reason string) {
 	m.closes.WithLabelValues(reason).Inc()
 }
 
+// Connections is the number of open connections (WebSocket and SSE).
+func (m *Metrics) Connections() float64 { return gaugeValue(m.connections) }
+
 // ConnRefused counts an upgrade refused before a session started (origin,
 // authentication).
 func (m *Metrics) ConnRefused(reason string) { m.closes.WithLabelValues("refused_" + reason).Inc() }

@@ -12,3 +12,11 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return d.Counter.GetValue()
 }
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var d dto.Metric
+	if err := g.Write(&d); err != nil || d.Gauge == nil {
+		return 0
+	}
+	return d.Gauge.GetValue()
+}

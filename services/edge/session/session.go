@@ -147,21 +147,37 @@ func (s *Session) SetUserLimits(u *userlimit.User) { s.quota = u }
 // Run sends the welcome frame and serves the connection until it closes,
 // then leaves every room. ctx bounds requests made on the client's behalf.
 func (s *Session) Run(ctx context.Context) {
-	s.send(frame.Must(wire.TypeWelcome, wire.Welcome{Type: wire.TypeWelcome, User: s.user, Protocol: wire.ProtocolVersion}, frame.Essential))
+	s.Start()
 	for {
 		msg, err := s.conn.Read()
 		if err != nil {
 			break
 		}
-		if msg.Op == gws.OpBinary {
-			s.env.Obs.FrameIn("binary")
-			s.sendError(wire.Errorf(wire.CodeBinaryFrame, "binary frames are not supported; send JSON text frames"), "", "")
-			continue
-		}
-		s.handle(ctx, msg.Payload)
+		s.Handle(ctx, msg)
 	}
-	s.cleanup(ctx)
+	s.Cleanup(ctx)
 }
+
+// Start sends the welcome frame. Start, Handle for each message and
+// Cleanup do what Run does, for a caller that reads the connection
+// itself (ws.Transport.Serve).
+func (s *Session) Start() {
+	s.send(frame.Must(wire.TypeWelcome, wire.Welcome{Type: wire.TypeWelcome, User: s.user, Protocol: wire.ProtocolVersion}, frame.Essential))
+}
+
+// Handle answers one client message.
+func (s *Session) Handle(ctx context.Context, msg ws.Message) {
+	if msg.Op == gws.OpBinary {
+		s.env.Obs.FrameIn("binary")
+		s.sendError(wire.Errorf(wire.CodeBinaryFrame, "binary frames are not supported; send JSON text frames"), "", "")
+		return
+	}
+	s.handle(ctx, msg.Payload)
+}
+
+// Cleanup ends the session after reading ended: it stops deliveries,
+// closes the socket and leaves presence.
+func (s *Session) Cleanup(ctx context.Context) { s.cleanup(ctx) }
 
 // cleanup stops deliveries, closes the socket and leaves presence.
 func (s *Session) cleanup(ctx context.Context) {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
+	"github.com/hubbub-chat/hubbub/services/edge/ws"
 	"github.com/hubbub-chat/hubbub/shared/config"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/provision"
@@ -37,6 +38,7 @@ type settings struct {
 	common      config.Common
 	origins     string
 	jwtKeysFile string
+	wsRead      string
 	svc         edge.Config
 	// Rates as float flags are not offered by config.Flags: per-second
 	// rates are whole numbers here.
@@ -62,6 +64,8 @@ func parse(args []string) (settings, error) {
 	f.Int(&st.svc.MaxFrame, "max-frame", "HUBBUB_MAX_FRAME", 16<<10, "largest client frame in bytes")
 	f.Int(&st.svc.MaxRooms, "max-rooms", "HUBBUB_MAX_ROOMS", 100, "rooms per connection")
 	f.Duration(&st.svc.PingInterval, "ping-interval", "HUBBUB_PING_INTERVAL", edge.DefaultPingInterval, "WebSocket ping interval")
+	f.String(&st.wsRead, "ws-read", "HUBBUB_WS_READ", "auto", "how WebSockets are read: auto (epoll poller on Linux, no goroutine per idle connection), poll or goroutine")
+	f.Int(&st.svc.ReadWorkers, "ws-read-workers", "HUBBUB_WS_READ_WORKERS", 1024, "poll workers reading and handling client frames at once")
 	f.Int(&st.msgRate, "message-rate", "HUBBUB_MESSAGE_RATE", 10, "messages per second per connection")
 	f.Int(&st.svc.MessageBurst, "message-burst", "HUBBUB_MESSAGE_BURST", 20, "message burst per connection")
 	f.Int(&st.joinRate, "join-rate", "HUBBUB_JOIN_RATE", 10, "joins per second per connection")
@@ -78,6 +82,11 @@ func parse(args []string) (settings, error) {
 	if err := f.Parse(args); err != nil {
 		return settings{}, err
 	}
+	mode, err := ws.ParseReadMode(st.wsRead)
+	if err != nil {
+		return settings{}, err
+	}
+	st.svc.ReadMode = mode
 	st.svc.LeaseTTL = st.common.LeaseTTL
 	st.svc.MessageRate = float64(st.msgRate)
 	st.svc.JoinRate = float64(st.joinRate)

@@ -192,7 +192,7 @@ func measure(cfg probeConfig, dir string, n int) (result, error) {
 	if res.before, err = vmRSS(edge.Process.Pid); err != nil {
 		return res, err
 	}
-	res.gBefore = goroutines(base)
+	res.gBefore = int(metrics(base)["go_goroutines"])
 
 	// Client processes.
 	self, err := os.Executable()
@@ -247,11 +247,25 @@ func measure(cfg probeConfig, dir string, n int) (result, error) {
 			return res, errors.New("clients not ready after 10 minutes")
 		}
 	}
-	time.Sleep(cfg.settle)
-	if res.after, err = vmRSS(edge.Process.Pid); err != nil {
-		return res, err
+	// Let the join storm's garbage be collected and returned to the OS,
+	// reporting how RSS and the Go heap evolve meanwhile.
+	start := time.Now()
+	for {
+		rss, err := vmRSS(edge.Process.Pid)
+		if err != nil {
+			return res, err
+		}
+		m := metrics(base)
+		fmt.Fprintf(os.Stderr, "memprobe: n=%d t=%3.0fs rss=%dKiB heap_alloc=%dKiB heap_inuse=%dKiB heap_idle-released=%dKiB next_gc=%dKiB\n",
+			n, time.Since(start).Seconds(), rss>>10, int64(m["go_memstats_heap_alloc_bytes"])>>10, int64(m["go_memstats_heap_inuse_bytes"])>>10,
+			int64(m["go_memstats_heap_idle_bytes"]-m["go_memstats_heap_released_bytes"])>>10, int64(m["go_memstats_next_gc_bytes"])>>10)
+		if time.Since(start) >= cfg.settle {
+			res.after = rss
+			break
+		}
+		time.Sleep(min(10*time.Second, cfg.settle))
 	}
-	res.gAfter = goroutines(base)
+	res.gAfter = int(metrics(base)["go_goroutines"])
 	return res, nil
 }
 
@@ -284,23 +298,25 @@ func httpStatus(url string) int {
 	return resp.StatusCode
 }
 
-// goroutines reads go_goroutines from the edge's /metrics (-1 if absent).
-func goroutines(base string) int {
+// metrics reads the unlabelled samples of the edge's /metrics.
+func metrics(base string) map[string]float64 {
+	out := map[string]float64{}
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return -1
+		return out
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err == nil {
-				return int(f)
-			}
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
 		}
 	}
-	return -1
+	return out
 }
 
 // vmRSS reads VmRSS of pid in bytes.

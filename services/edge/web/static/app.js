@@ -502,6 +502,12 @@
     if (!room) return;
     const items = Array.isArray(f.items) ? f.items.filter(validMessage) : [];
     let kind = room.expect.shift() || 'extra';
+    if (kind === 'older' && items.length && room.synced && room.lastId > 0 && items[0].prev === room.lastId) {
+      // A continuation of a long since-catch-up (it extends the chain's
+      // end), not the older page asked for: that one is still to come.
+      room.expect.unshift('older');
+      kind = 'extra';
+    }
     if (kind === 'older' && items.length && room.olderBefore && items[items.length - 1].id >= room.olderBefore) {
       // Replies came back in another order than asked: this one is the join.
       const i = room.expect.indexOf('join');
