@@ -5,7 +5,9 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -122,4 +124,32 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		}
 	}
 	return nil
+}
+
+// EnsureRetry is Ensure retried with backoff while NATS is unreachable or
+// JetStream is not answering yet (services may start before NATS). It
+// returns nil when provisioning succeeded, ctx.Err() when ctx ended first,
+// and at once when JetStream is disabled on the server.
+func EnsureRetry(ctx context.Context, js jetstream.JetStream, c Config, log *slog.Logger) error {
+	backoff := 250 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := Ensure(actx, js, c)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+			return err
+		}
+		log.Warn("provisioning failed; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }

@@ -1,0 +1,142 @@
+// Package daemon is the common body of Hubbub's service binaries: flags and
+// HUBBUB_* variables, the slog logger, the NATS connection, provisioning,
+// the operational HTTP endpoints and signal handling. Each binary's main
+// only names itself and builds its service.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hubbub-chat/hubbub/shared/config"
+	"github.com/hubbub-chat/hubbub/shared/natsconn"
+	"github.com/hubbub-chat/hubbub/shared/ops"
+	"github.com/hubbub-chat/hubbub/shared/provision"
+)
+
+// Service is what a binary runs: Run blocks until ctx ends (nil after a
+// clean shutdown); Ready reports whether it can do its job now.
+type Service interface {
+	Run(ctx context.Context) error
+	Ready() error
+}
+
+// Deps are handed to Build once the process is connected.
+type Deps struct {
+	NC       *nats.Conn
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	// Common holds the shared settings as parsed.
+	Common config.Common
+}
+
+// Build constructs the service after flags are parsed.
+type Build func(Deps) (Service, error)
+
+// Binary describes one service binary.
+type Binary struct {
+	// Name is the binary and NATS client name, e.g. "hubbub-history".
+	Name string
+	// OpsAddr is the default listen address of /healthz, /readyz and
+	// /metrics (flag -http-addr, $HUBBUB_HTTP_ADDR). Empty when the service
+	// serves them itself on its own listener (the edge).
+	OpsAddr string
+	// Flags registers the service's own flags and returns the builder to
+	// call once they are parsed.
+	Flags func(f *config.Flags) Build
+}
+
+// Main runs the binary with os.Args and exits non-zero on failure.
+func (b Binary) Main() {
+	err := b.Run(context.Background(), os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", b.Name, err)
+		os.Exit(1)
+	}
+}
+
+// Run parses args, connects, provisions and runs the service until ctx ends
+// or SIGINT/SIGTERM arrives. Logs go to logw.
+func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
+	f := config.New(b.Name)
+	var common config.Common
+	common.Register(f)
+	var opsAddr string
+	if b.OpsAddr != "" {
+		f.String(&opsAddr, "http-addr", "HUBBUB_HTTP_ADDR", b.OpsAddr, "listen address of /healthz, /readyz, /metrics")
+	}
+	build := b.Flags(f)
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	log, err := common.Logger(logw)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	nc, err := natsconn.Connect(common.NATS(b.Name), log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := build(Deps{NC: nc, Log: log, Registry: reg, Common: common})
+	if err != nil {
+		return err
+	}
+
+	httpErr := make(chan error, 1)
+	if opsAddr != "" {
+		mux := http.NewServeMux()
+		ops.Register(mux, reg, ops.NATSCheck(nc), func(context.Context) error { return svc.Ready() })
+		go func() {
+			err := ops.Serve(ctx, opsAddr, mux, log)
+			if err != nil {
+				stop() // no health endpoints: stop rather than run blind
+			}
+			httpErr <- err
+		}()
+	} else {
+		httpErr <- nil
+	}
+
+	var runErr error
+	if err := provision.EnsureRetry(ctx, js, common.Provision(), log); err != nil {
+		if ctx.Err() == nil {
+			runErr = err
+		}
+	} else {
+		runErr = svc.Run(ctx)
+	}
+	stop()
+	if err := <-httpErr; err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr == nil {
+		log.Info(b.Name + " stopped")
+	}
+	return runErr
+}
