@@ -1,11 +1,14 @@
 package compose_test
 
 import (
+	"go/parser"
+	"go/token"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -390,25 +393,49 @@ func TestLoadBalancer(t *testing.T) {
 }
 
 // variablesRead returns the HUBBUB_* variables a main package reads: those
-// named in its source, plus the common ones of shared/config when it
-// registers config.Common.
+// named in its source and in the shared packages it imports, directly or
+// through other shared packages (config.Common, the daemon body, ...).
 func variablesRead(t *testing.T, main string) map[string]bool {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(root, main))
-	if err != nil {
-		t.Fatalf("%s: %v (the service's main is not written yet?)", main, err)
-	}
-	if strings.Contains(string(src), "config.Common") {
-		common, err := os.ReadFile(filepath.Join(root, "shared", "config", "common.go"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		src = append(src, common...)
-	}
+	const sharedPrefix = "github.com/hubbub-chat/hubbub/shared/"
 	read := map[string]bool{}
-	for _, m := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
-		read[m[1]] = true
+	seen := map[string]bool{}
+	var scan func(files []string)
+	scan = func(files []string) {
+		for _, file := range files {
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("%s: %v (the service's main is not written yet?)", file, err)
+			}
+			for _, m := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
+				read[m[1]] = true
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), file, src, parser.ImportsOnly)
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			for _, imp := range f.Imports {
+				path, _ := strconv.Unquote(imp.Path.Value)
+				if !strings.HasPrefix(path, sharedPrefix) || seen[path] {
+					continue
+				}
+				seen[path] = true
+				dir := filepath.Join(root, "shared", strings.TrimPrefix(path, sharedPrefix))
+				all, err := filepath.Glob(filepath.Join(dir, "*.go"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var pkg []string
+				for _, g := range all {
+					if !strings.HasSuffix(g, "_test.go") {
+						pkg = append(pkg, g)
+					}
+				}
+				scan(pkg)
+			}
+		}
 	}
+	scan([]string{filepath.Join(root, main)})
 	return read
 }
 

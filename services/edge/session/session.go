@@ -119,7 +119,7 @@ type Session struct {
 	conn  *ws.Conn
 	user  string
 	id    string
-	rooms map[string]*membership
+	rooms roomSet
 
 	msgLimit    *rate.Limiter
 	joinLimit   *rate.Limiter
@@ -130,6 +130,7 @@ type Session struct {
 }
 
 type membership struct {
+	room   string
 	m      *fanout.Member
 	typing bool
 }
@@ -137,7 +138,7 @@ type membership struct {
 // New returns a session for user on conn; id must be unique (it names the
 // connection in presence).
 func New(env *Env, conn *ws.Conn, user, id string) *Session {
-	return &Session{env: env, conn: conn, user: user, id: id, rooms: make(map[string]*membership)}
+	return &Session{env: env, conn: conn, user: user, id: id}
 }
 
 // SetUserLimits makes the session also obey u, the limits shared by all
@@ -190,7 +191,8 @@ func (s *Session) cleanup(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.env.Config.CleanupTimeout)
 	defer cancel()
-	for room, ms := range s.rooms {
+	for _, ms := range s.rooms {
+		room := ms.room
 		if ms.typing {
 			s.publishTyping(room, wire.TypingOff)
 		}
@@ -234,7 +236,7 @@ func (s *Session) handle(ctx context.Context, payload []byte) {
 }
 
 func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
-	old, rejoin := s.rooms[f.Room]
+	old, rejoin := s.rooms.get(f.Room)
 	if !rejoin && len(s.rooms) >= s.env.Config.MaxRooms {
 		s.sendError(wire.Errorf(wire.CodeTooManyRooms, "a connection may join at most %d rooms", s.env.Config.MaxRooms), "", f.Room)
 		return
@@ -247,7 +249,7 @@ func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 		// Re-join (e.g. with since after the client saw a gap): replace the
 		// membership; presence is unchanged.
 		old.m.Leave()
-		delete(s.rooms, f.Room)
+		s.rooms.del(f.Room)
 	}
 	m, err := s.env.Hub.Join(ctx, fanout.JoinRequest{Room: f.Room, User: s.user, Since: f.Since, Sink: s.conn})
 	if err != nil {
@@ -255,7 +257,7 @@ func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 		s.sendError(unavailable(err, "cannot join the room now; try again"), "", f.Room)
 		return
 	}
-	s.rooms[f.Room] = &membership{m: m}
+	s.rooms.put(&membership{room: f.Room, m: m})
 	if _, err := s.env.Backend.Join(ctx, s.connEvent(f.Room)); err != nil {
 		s.env.Log.Warn("presence join failed", "room", f.Room, "err", err)
 		s.sendError(unavailable(err, "presence is unavailable"), "", f.Room)
@@ -275,7 +277,7 @@ func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 }
 
 func (s *Session) message(ctx context.Context, f wire.ClientFrame) {
-	ms, ok := s.rooms[f.Room]
+	ms, ok := s.rooms.get(f.Room)
 	if !ok {
 		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room before sending to it"), f.CID, f.Room)
 		return
@@ -300,7 +302,7 @@ func (s *Session) message(ctx context.Context, f wire.ClientFrame) {
 }
 
 func (s *Session) typing(f wire.ClientFrame) {
-	ms, ok := s.rooms[f.Room]
+	ms, ok := s.rooms.get(f.Room)
 	if !ok {
 		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room first"), "", f.Room)
 		return
@@ -331,13 +333,13 @@ func (s *Session) history(ctx context.Context, f wire.ClientFrame) {
 }
 
 func (s *Session) leave(ctx context.Context, f wire.ClientFrame) {
-	ms, ok := s.rooms[f.Room]
+	ms, ok := s.rooms.get(f.Room)
 	if !ok {
 		s.sendError(wire.Errorf(wire.CodeNotJoined, "not in this room"), "", f.Room)
 		return
 	}
 	ms.m.Leave()
-	delete(s.rooms, f.Room)
+	s.rooms.del(f.Room)
 	if ms.typing {
 		s.publishTyping(f.Room, wire.TypingOff)
 	}

@@ -8,6 +8,7 @@ package userlimit
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/time/rate"
 )
@@ -90,11 +91,7 @@ func (l *Limits) Acquire(user string) (*User, error) {
 	defer l.mu.Unlock()
 	u := l.users[user]
 	if u == nil {
-		u = &User{l: l, name: user,
-			msg:    rate.NewLimiter(l.cfg.MessageRate, l.cfg.MessageBurst),
-			join:   rate.NewLimiter(l.cfg.JoinRate, l.cfg.JoinBurst),
-			typing: rate.NewLimiter(l.cfg.TypingRate, l.cfg.TypingBurst),
-		}
+		u = &User{l: l, name: user}
 		l.users[user] = u
 	} else if u.conns >= l.cfg.MaxConns {
 		return nil, ErrTooManyConns
@@ -120,7 +117,9 @@ type User struct {
 	name  string
 	conns int // guarded by l.mu
 
-	msg, join, typing *rate.Limiter
+	// Created on first use: most users are idle, and a limiter costs 80
+	// bytes.
+	msg, join, typing atomic.Pointer[rate.Limiter]
 }
 
 // Release ends one connection of the user; the entry goes with the last.
@@ -134,10 +133,28 @@ func (u *User) Release() {
 }
 
 // AllowMessage takes one message from the user's budget.
-func (u *User) AllowMessage() bool { return u.msg.Allow() }
+func (u *User) AllowMessage() bool {
+	return limiter(&u.msg, u.l.cfg.MessageRate, u.l.cfg.MessageBurst).Allow()
+}
 
 // AllowJoin takes one join from the user's budget.
-func (u *User) AllowJoin() bool { return u.join.Allow() }
+func (u *User) AllowJoin() bool {
+	return limiter(&u.join, u.l.cfg.JoinRate, u.l.cfg.JoinBurst).Allow()
+}
 
 // AllowTyping takes one typing frame from the user's budget.
-func (u *User) AllowTyping() bool { return u.typing.Allow() }
+func (u *User) AllowTyping() bool {
+	return limiter(&u.typing, u.l.cfg.TypingRate, u.l.cfg.TypingBurst).Allow()
+}
+
+// limiter returns *p, creating it on first use.
+func limiter(p *atomic.Pointer[rate.Limiter], r rate.Limit, burst int) *rate.Limiter {
+	if lim := p.Load(); lim != nil {
+		return lim
+	}
+	lim := rate.NewLimiter(r, burst)
+	if p.CompareAndSwap(nil, lim) {
+		return lim
+	}
+	return p.Load()
+}

@@ -205,30 +205,27 @@ func (t *Transport) newConn(nc net.Conn, pre []byte) *Conn {
 type Conn struct {
 	nc  net.Conn
 	t   *Transport
-	pre []byte // bytes the client sent with the handshake, not yet read
+	pd  *netpoll.Desc // polled connections (Transport.Serve with a poller)
+	h   Handler       // set with pd
+	pre []byte        // bytes the client sent with the handshake, not yet read
 	rd  Reader
-
-	// Polled connections (Transport.Serve with a poller); guarded by mu
-	// except where noted.
-	pd     *netpoll.Desc
-	h      Handler
-	pstate pollState
-	probe  bool // next socket read must not wait (reader's own)
-	abort  bool // end the running read round
-	heard  bool // something was read since the last ping
-	pinged bool // a ping was sent by Ping
 
 	mu         sync.Mutex
 	queue      []*frame.Frame
 	queued     int // bytes in queue
 	inflight   int // bytes being written
+	closeLabel string
+	drained    chan struct{}
+	closeCode  uint16
+	pstate     pollState
+	probe      bool // next socket read must not wait (the reader's own)
+	abort      bool // end the running read round
+	heard      bool // something was read since the last ping
+	pinged     bool // a ping was sent by Ping
 	writing    bool
 	closing    bool // a close frame is queued or sent
 	peerClosed bool
 	finished   bool
-	closeCode  uint16
-	closeLabel string
-	drained    chan struct{}
 }
 
 // RemoteAddr is the peer address.
@@ -484,6 +481,10 @@ func (c *Conn) enqueueLocked(f *frame.Frame, n int) {
 	}
 }
 
+// maxCopyBatch is the largest batch of frames written by copying them into
+// one buffer; bigger batches are written with writev.
+const maxCopyBatch = 32 << 10
+
 // writeLoop writes queued frames in batches until the queue is empty, then
 // exits.
 func (c *Conn) writeLoop() {
@@ -507,15 +508,30 @@ func (c *Conn) writeLoop() {
 		c.inflight, c.queued = n, 0
 		c.mu.Unlock()
 
-		bufs = bufs[:0]
-		for _, f := range batch {
-			bufs = append(bufs, f.WS())
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
+		var err error
+		switch {
+		case len(batch) == 1:
+			_, err = c.nc.Write(batch[0].WS())
+		case n <= maxCopyBatch:
+			// Copy small batches into one pooled buffer: writev would make
+			// the socket keep an iovec array for as long as it lives.
+			b := c.t.pool.Get(n)[:0]
+			for _, f := range batch {
+				b = append(b, f.WS()...)
+			}
+			_, err = c.nc.Write(b)
+			c.t.pool.Put(b)
+		default:
+			bufs = bufs[:0]
+			for _, f := range batch {
+				bufs = append(bufs, f.WS())
+			}
+			w := bufs // WriteTo consumes its receiver
+			_, err = w.WriteTo(c.nc)
+			clear(bufs[:cap(bufs)])
 		}
 		clear(batch)
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
-		w := bufs // WriteTo consumes its receiver
-		_, err := w.WriteTo(c.nc)
-		clear(bufs[:cap(bufs)])
 
 		c.mu.Lock()
 		c.inflight = 0

@@ -69,10 +69,9 @@ type Reader struct {
 	max  int
 	pool *Pool
 
-	hdr [gws.MaxHeaderSize - 2]byte
-
 	data   []byte // message being reassembled / last returned (pooled)
 	ctrl   []byte // last returned control payload (pooled)
+	hdr    [gws.MaxHeaderSize - 2]byte
 	fragOp gws.OpCode
 	frag   bool
 }

@@ -265,7 +265,12 @@ func measure(cfg probeConfig, dir string, n int) (result, error) {
 		}
 		time.Sleep(min(10*time.Second, cfg.settle))
 	}
-	res.gAfter = int(metrics(base)["go_goroutines"])
+	m := metrics(base)
+	res.gAfter = int(m["go_goroutines"])
+	fmt.Fprintf(os.Stderr, "memprobe: n=%d go runtime (KiB): sys=%d heap_sys=%d heap_released=%d stack_sys=%d mspan_sys=%d gc_sys=%d other_sys=%d\n", n,
+		int64(m["go_memstats_sys_bytes"])>>10, int64(m["go_memstats_heap_sys_bytes"])>>10, int64(m["go_memstats_heap_released_bytes"])>>10,
+		int64(m["go_memstats_stack_sys_bytes"])>>10, int64(m["go_memstats_mspan_sys_bytes"])>>10, int64(m["go_memstats_gc_sys_bytes"])>>10,
+		int64(m["go_memstats_other_sys_bytes"])>>10)
 	return res, nil
 }
 

@@ -26,7 +26,9 @@ var (
 
 // Handler is told that its socket is readable, hung up or failed. Ready
 // runs on a pool worker; it should read what is there and then call Arm
-// (or Remove) on the descriptor.
+// (or Remove) on the descriptor. The kernel, not Go, orders Arm before
+// the Ready it leads to: state Ready shares with the code that armed must
+// be guarded by a lock.
 type Handler interface {
 	Ready()
 }

@@ -42,9 +42,12 @@ func (s *sock) Ready() {
 	if s.hold != nil {
 		<-s.hold
 	}
+	s.mu.Lock()
+	d := s.d
+	s.mu.Unlock()
 	buf := make([]byte, 64)
 	for {
-		n, err := s.d.TryRead(buf)
+		n, err := d.TryRead(buf)
 		s.mu.Lock()
 		s.got = append(s.got, buf[:n]...)
 		if errors.Is(err, io.EOF) {
@@ -59,11 +62,13 @@ func (s *sock) Ready() {
 	eof := s.eof
 	s.mu.Unlock()
 	if eof {
-		s.d.Remove()
+		d.Remove()
 		return
 	}
-	if err := s.d.Arm(); err != nil {
+	if err := d.Arm(); err != nil {
+		s.mu.Lock()
 		s.t.Errorf("arm: %v", err)
+		s.mu.Unlock()
 	}
 }
 
@@ -91,7 +96,9 @@ func pair(t *testing.T, p *Poller, ln net.Listener, s *sock) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.mu.Lock()
 	s.t, s.d = t, d
+	s.mu.Unlock()
 	if err := d.Arm(); err != nil {
 		t.Fatal(err)
 	}
