@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,25 +14,31 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hubbub-chat/hubbub/services/presence"
+	"github.com/hubbub-chat/hubbub/shared/config"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-func TestParseEnvAndFlags(t *testing.T) {
-	t.Setenv("HUBBUB_PRESENCE_GRACE", "7s")
-	t.Setenv("HUBBUB_TYPING_TTL", "3s")
-	t.Setenv("HUBBUB_LEASE_TTL", "20s")
-	t.Setenv("HUBBUB_STREAM_REPLICAS", "3")
-	st, err := parse([]string{"-lease-ttl", "30s"})
-	if err != nil {
+func TestFlagsAndEnv(t *testing.T) {
+	env := map[string]string{"HUBBUB_PRESENCE_GRACE": "7s", "HUBBUB_TYPING_TTL": "3s", "HUBBUB_STREAM_REPLICAS": "3"}
+	f := config.NewWithLookup("t", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	var common config.Common
+	common.Register(f)
+	var cfg presence.Config
+	cfg.RegisterFlags(f)
+	if err := f.Parse([]string{"-lease-ttl", "30s"}); err != nil {
 		t.Fatal(err)
 	}
-	if st.svc.Grace != 7*time.Second || st.svc.TypingTTL != 3*time.Second || st.svc.LeaseTTL != 30*time.Second || st.replicas != 3 || st.addr != ":8082" {
-		t.Errorf("settings %+v", st)
+	cfg.FromCommon(common)
+	if cfg.Grace != 7*time.Second || cfg.TypingTTL != 3*time.Second || cfg.LeaseTTL != 30*time.Second || cfg.Replicas != 3 {
+		t.Errorf("config %+v", cfg)
 	}
-	t.Setenv("HUBBUB_PRESENCE_GRACE", "soon")
-	if _, err := parse(nil); err == nil {
+	env["HUBBUB_PRESENCE_GRACE"] = "soon"
+	f = config.NewWithLookup("t", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg.RegisterFlags(f)
+	if err := f.Parse(nil); err == nil {
 		t.Error("bad duration in the environment accepted")
 	}
 }
@@ -48,7 +55,7 @@ func TestRunServesAndStops(t *testing.T) {
 	_ = ln.Close()
 	done := make(chan error, 1)
 	go func() {
-		done <- run([]string{"-nats-url", srv.URL(), "-http-addr", addr, "-log-format", "text", "-log-level", "warn"})
+		done <- binary.Run(context.Background(), []string{"-nats-url", srv.URL(), "-http-addr", addr, "-log-format", "text", "-log-level", "warn"}, io.Discard)
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
