@@ -89,6 +89,11 @@ type Config struct {
 	// TypingRate / TypingBurst limit typing frames per connection (5/s, 10).
 	TypingRate  float64
 	TypingBurst int
+	// MaxPendingPosts bounds the messages awaiting their PubAck on the
+	// edge (4096) and ConnPendingPosts on one connection (32): beyond
+	// them messages are refused (unavailable / rate_limited) rather than
+	// holding up reading.
+	MaxPendingPosts, ConnPendingPosts int
 	// UserLimits are shared by all of a user's connections on this edge:
 	// connections per user (20; more are closed with 1008) and message,
 	// join and typing rates.
@@ -210,6 +215,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	pub, err := backend.NewPublisher(deps.NC, cfg.RequestTimeout, cfg.MaxPendingPosts)
+	if err != nil {
+		return nil, err
+	}
 	ln := cfg.Listener
 	if ln == nil {
 		ln, err = net.Listen("tcp", cfg.HTTPAddr)
@@ -246,8 +255,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			MessageRate: rate.Limit(cfg.MessageRate), MessageBurst: cfg.MessageBurst,
 			JoinRate: rate.Limit(cfg.JoinRate), JoinBurst: cfg.JoinBurst,
 			TypingRate: rate.Limit(cfg.TypingRate), TypingBurst: cfg.TypingBurst,
+			MaxPendingPosts: cfg.ConnPendingPosts,
 		}.WithDefaults(),
-		Hub: s.hub, Backend: be, Log: log, Obs: m,
+		Hub: s.hub, Backend: be, Publisher: pub, Log: log, Obs: m,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
@@ -326,6 +336,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	s.drain(srv)
+	s.env.Publisher.Close() // report the last outcomes while NATS is still there
 
 	stopBG()
 	bgWG.Wait()
@@ -426,7 +437,7 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	user, aerr := s.authn.Authenticate(r)
+	id, aerr := s.authn.Authenticate(r)
 	conn, err := s.transport.Upgrade(w, r)
 	if err != nil {
 		s.log.Debug("upgrade failed", "err", err)
@@ -441,14 +452,15 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		go closeRefused(conn, code, msg)
 		return
 	}
-	quota, qerr := s.users.Acquire(user)
+	quota, qerr := s.users.Acquire(id.User)
 	if qerr != nil {
 		s.metrics.ConnRefused("too_many_connections")
 		go closeRefused(conn, ws.CodePolicy, "too many connections for this user")
 		return
 	}
-	sess := session.New(s.env, conn, user, s.newConnID())
+	sess := session.New(s.env, conn, id.User, s.newConnID())
 	sess.SetUserLimits(quota)
+	sess.RestrictRooms(id.Rooms)
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()

@@ -186,10 +186,11 @@ type PostReply struct {
 }
 
 func (a *API) post(w http.ResponseWriter, r *http.Request) {
-	user, ok := a.user(w, r)
+	id, ok := a.identity(w, r)
 	if !ok {
 		return
 	}
+	user := id.User
 	var req PostRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err := dec.Decode(&req); err != nil {
@@ -212,6 +213,10 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, perr)
 		return
 	}
+	if !id.Allows(f.Room) {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
+		return
+	}
 	if a.cfg.Users != nil && !a.cfg.Users.AllowMessage(user) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, wire.Errorf(wire.CodeRateLimited, "too many messages; slow down"))
@@ -227,18 +232,18 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, PostReply{ID: res.ID, CID: f.CID, Duplicate: res.Duplicate})
 }
 
-// user authenticates r, answering 401 on failure.
-func (a *API) user(w http.ResponseWriter, r *http.Request) (string, bool) {
-	u, err := a.authn.Authenticate(r)
+// identity authenticates r, answering 401 on failure.
+func (a *API) identity(w http.ResponseWriter, r *http.Request) (auth.Identity, bool) {
+	id, err := a.authn.Authenticate(r)
 	switch {
 	case err == nil:
-		return u, true
+		return id, true
 	case errors.Is(err, auth.ErrMissing):
 		writeError(w, http.StatusUnauthorized, wire.Errorf(wire.CodeAuthRequired, "authentication required"))
 	default:
 		writeError(w, http.StatusUnauthorized, wire.Errorf(wire.CodeAuthInvalid, "invalid credentials"))
 	}
-	return "", false
+	return auth.Identity{}, false
 }
 
 func (a *API) fail(w http.ResponseWriter, err error) {

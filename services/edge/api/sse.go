@@ -21,10 +21,15 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	user, ok := a.user(w, r)
+	id, ok := a.identity(w, r)
 	if !ok {
 		return
 	}
+	if !id.Allows(room) {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
+		return
+	}
+	user := id.User
 	var since *uint64
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {
@@ -120,9 +125,9 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 			a.obs.ConnOpened()
 			ev := wire.ConnEvent{Room: room, User: user, Conn: a.ids(), Edge: a.cfg.EdgeID}
 			conn = &ev
-			if _, err := a.be.Join(ctx, ev); err != nil {
-				a.log.Warn("presence join failed (sse)", "room", room, "err", err)
-			}
+			// Presence is registered in the background (retried while
+			// presence is unavailable): the stream does not wait for it.
+			a.be.Register(ev, nil)
 			if !started {
 				start()
 			}

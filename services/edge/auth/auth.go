@@ -1,7 +1,8 @@
 // Package auth resolves an HTTP request (a WebSocket upgrade, an SSE
-// stream, an API call) to a user id. Mode "none" trusts ?user=NAME
-// (development); mode "jwt" verifies a signed token with a pinned
-// algorithm, a required expiry and checked audience/issuer.
+// stream, an API call) to an identity: a user id and, optionally, the
+// rooms it may join. Mode "none" trusts ?user=NAME (development); mode
+// "jwt" verifies a signed token with a pinned algorithm, a required expiry
+// and checked audience/issuer, and honours an optional "rooms" claim.
 package auth
 
 import (
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -36,9 +38,26 @@ const (
 	ModeJWT  = "jwt"
 )
 
-// Authenticator resolves a request to a user id.
+// Authenticator resolves a request to an identity.
 type Authenticator interface {
-	Authenticate(r *http.Request) (string, error)
+	Authenticate(r *http.Request) (Identity, error)
+}
+
+// Identity is an authenticated client.
+type Identity struct {
+	// User is the user id.
+	User string
+	// Rooms lists the (normalised) rooms the user may join; nil allows
+	// every room, an empty non-nil list none.
+	Rooms []string
+}
+
+// Allows reports whether the identity may join room (a normalised name).
+func (id Identity) Allows(room string) bool {
+	if id.Rooms == nil {
+		return true
+	}
+	return slices.Contains(id.Rooms, room)
 }
 
 // Config selects and configures the mode.
@@ -73,18 +92,18 @@ func New(cfg Config) (Authenticator, error) {
 type None struct{}
 
 // Authenticate implements Authenticator.
-func (None) Authenticate(r *http.Request) (string, error) {
+func (None) Authenticate(r *http.Request) (Identity, error) {
 	u := r.URL.Query().Get("user")
 	if u == "" {
 		var b [3]byte
 		_, _ = rand.Read(b[:])
-		return "guest-" + hex.EncodeToString(b[:]), nil
+		return Identity{User: "guest-" + hex.EncodeToString(b[:])}, nil
 	}
 	u, err := names.User(u)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+		return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return u, nil
+	return Identity{User: u}, nil
 }
 
 // JWT verifies bearer tokens.
@@ -167,16 +186,28 @@ func parseKeys(data []byte) ([]any, error) {
 // Algorithm is the pinned algorithm.
 func (j *JWT) Algorithm() string { return j.alg }
 
+// claims are the JWT claims the edge reads: the registered ones and the
+// optional list of rooms the token allows.
+type claims struct {
+	jwt.RegisteredClaims
+	Rooms []string `json:"rooms,omitempty"`
+}
+
+// MaxRoomsClaim bounds the rooms one token may list.
+const MaxRoomsClaim = 1000
+
 // Authenticate implements Authenticator: the token comes from
-// "Authorization: Bearer", the hubbub_token cookie or ?token=.
-func (j *JWT) Authenticate(r *http.Request) (string, error) {
+// "Authorization: Bearer", the hubbub_token cookie or ?token=. A "rooms"
+// claim (array of room names) restricts the rooms the user may join.
+func (j *JWT) Authenticate(r *http.Request) (Identity, error) {
 	tok := Token(r)
 	if tok == "" {
-		return "", ErrMissing
+		return Identity{}, ErrMissing
 	}
 	var lastErr error
 	for _, k := range j.keys {
-		t, err := j.parser.ParseWithClaims(tok, &jwt.RegisteredClaims{}, func(*jwt.Token) (any, error) { return k, nil })
+		c := &claims{}
+		t, err := j.parser.ParseWithClaims(tok, c, func(*jwt.Token) (any, error) { return k, nil })
 		if err != nil {
 			lastErr = err
 			if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
@@ -186,15 +217,41 @@ func (j *JWT) Authenticate(r *http.Request) (string, error) {
 		}
 		sub, err := t.Claims.GetSubject()
 		if err != nil {
-			return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+			return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		u, err := names.User(sub)
 		if err != nil {
-			return "", fmt.Errorf("%w: subject: %w", ErrInvalid, err)
+			return Identity{}, fmt.Errorf("%w: subject: %w", ErrInvalid, err)
 		}
-		return u, nil
+		rooms, err := normaliseRooms(c.Rooms)
+		if err != nil {
+			return Identity{}, err
+		}
+		return Identity{User: u, Rooms: rooms}, nil
 	}
-	return "", fmt.Errorf("%w: %w", ErrInvalid, lastErr)
+	return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, lastErr)
+}
+
+// normaliseRooms validates and normalises a rooms claim; nil stays nil
+// (no restriction).
+func normaliseRooms(in []string) ([]string, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if len(in) > MaxRoomsClaim {
+		return nil, fmt.Errorf("%w: rooms claim lists more than %d rooms", ErrInvalid, MaxRoomsClaim)
+	}
+	out := make([]string, 0, len(in))
+	for _, r := range in {
+		n, err := names.Room(r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: rooms claim: %w", ErrInvalid, err)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // Token extracts a bearer token from r, or "".

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,40 +82,54 @@ func TestJWT(t *testing.T) {
 		req     *http.Request
 		user    string
 		wantErr error
+		rooms   []string // allowed rooms; nil: all
 	}{
-		{"hs256 bearer", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), good)), "alice@example", nil},
+		{"hs256 bearer", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), good)), "alice@example", nil, nil},
 		{"hs256 cookie", hs, func() *http.Request {
 			r := httptest.NewRequest("GET", "/ws", nil)
 			r.AddCookie(&http.Cookie{Name: CookieName, Value: sign(t, jwt.SigningMethodHS256, []byte(secret), good)})
 			return r
-		}(), "alice@example", nil},
-		{"hs256 query", hs, httptest.NewRequest("GET", "/ws?token="+url.QueryEscape(sign(t, jwt.SigningMethodHS256, []byte(secret), good)), nil), "alice@example", nil},
-		{"missing", hs, httptest.NewRequest("GET", "/ws", nil), "", ErrMissing},
-		{"garbage", hs, bearer("not.a.jwt"), "", ErrInvalid},
-		{"wrong secret", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 32)), good)), "", ErrInvalid},
-		{"expired", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", time.Now().Add(-time.Minute).Unix()))), "", ErrInvalid},
-		{"no exp", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", nil))), "", ErrInvalid},
-		{"wrong audience", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("aud", "other"))), "", ErrInvalid},
-		{"wrong issuer", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("iss", "evil"))), "", ErrInvalid},
-		{"no subject", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("sub", nil))), "", ErrInvalid},
-		{"alg none", hs, bearer(sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good)), "", ErrInvalid},
-		{"hs512 refused when hs256 pinned", hs, bearer(sign(t, jwt.SigningMethodHS512, []byte(secret), good)), "", ErrInvalid},
-		{"rs256", rs, bearer(sign(t, jwt.SigningMethodRS256, rsaKey, good)), "alice@example", nil},
-		{"rs256 key confusion: hs256 signed with the public key", rs, bearer(sign(t, jwt.SigningMethodHS256, pemOf(t, &rsaKey.PublicKey), good)), "", ErrInvalid},
-		{"eddsa", ed, bearer(sign(t, jwt.SigningMethodEdDSA, edPriv, with("iss", nil))), "alice@example", nil},
-		{"eddsa token to rs256 edge", rs, bearer(sign(t, jwt.SigningMethodEdDSA, edPriv, good)), "", ErrInvalid},
+		}(), "alice@example", nil, nil},
+		{"hs256 query", hs, httptest.NewRequest("GET", "/ws?token="+url.QueryEscape(sign(t, jwt.SigningMethodHS256, []byte(secret), good)), nil), "alice@example", nil, nil},
+		{"missing", hs, httptest.NewRequest("GET", "/ws", nil), "", ErrMissing, nil},
+		{"garbage", hs, bearer("not.a.jwt"), "", ErrInvalid, nil},
+		{"wrong secret", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 32)), good)), "", ErrInvalid, nil},
+		{"expired", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", time.Now().Add(-time.Minute).Unix()))), "", ErrInvalid, nil},
+		{"no exp", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", nil))), "", ErrInvalid, nil},
+		{"wrong audience", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("aud", "other"))), "", ErrInvalid, nil},
+		{"wrong issuer", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("iss", "evil"))), "", ErrInvalid, nil},
+		{"no subject", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("sub", nil))), "", ErrInvalid, nil},
+		{"alg none", hs, bearer(sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good)), "", ErrInvalid, nil},
+		{"hs512 refused when hs256 pinned", hs, bearer(sign(t, jwt.SigningMethodHS512, []byte(secret), good)), "", ErrInvalid, nil},
+		{"rs256", rs, bearer(sign(t, jwt.SigningMethodRS256, rsaKey, good)), "alice@example", nil, nil},
+		{"rs256 key confusion: hs256 signed with the public key", rs, bearer(sign(t, jwt.SigningMethodHS256, pemOf(t, &rsaKey.PublicKey), good)), "", ErrInvalid, nil},
+		{"eddsa", ed, bearer(sign(t, jwt.SigningMethodEdDSA, edPriv, with("iss", nil))), "alice@example", nil, nil},
+		{"eddsa token to rs256 edge", rs, bearer(sign(t, jwt.SigningMethodEdDSA, edPriv, good)), "", ErrInvalid, nil},
+		{"rooms claim normalised", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", []string{"General", "#ops", "general"}))), "alice@example", nil, []string{"general", "ops"}},
+		{"empty rooms claim allows none", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", []string{}))), "alice@example", nil, []string{}},
+		{"invalid room in claim", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", []string{"ok", "not a room"}))), "", ErrInvalid, nil},
+		{"rooms claim not a list", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", "general"))), "", ErrInvalid, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := tt.a.Authenticate(tt.req)
+			id, err := tt.a.Authenticate(tt.req)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
 				}
 				return
 			}
-			if err != nil || u != tt.user {
-				t.Fatalf("got %q, %v; want %q", u, err, tt.user)
+			if err != nil || id.User != tt.user {
+				t.Fatalf("got %q, %v; want %q", id.User, err, tt.user)
+			}
+			if (id.Rooms == nil) != (tt.rooms == nil) || !slices.Equal(id.Rooms, tt.rooms) {
+				t.Fatalf("rooms %#v, want %#v", id.Rooms, tt.rooms)
+			}
+			for _, room := range []string{"general", "ops", "random"} {
+				want := tt.rooms == nil || slices.Contains(tt.rooms, room)
+				if got := id.Allows(room); got != want {
+					t.Errorf("Allows(%q) = %v, want %v", room, got, want)
+				}
 			}
 		})
 	}
@@ -156,14 +171,14 @@ func TestNone(t *testing.T) {
 		{"user=" + strings.Repeat("x", 200), "", ErrInvalid},
 	}
 	for _, tt := range tests {
-		u, err := None{}.Authenticate(httptest.NewRequest("GET", "/ws?"+tt.query, nil))
-		if !errors.Is(err, tt.err) || (tt.err == nil && u != tt.user) {
-			t.Errorf("%s: %q, %v; want %q, %v", tt.query, u, err, tt.user, tt.err)
+		id, err := None{}.Authenticate(httptest.NewRequest("GET", "/ws?"+tt.query, nil))
+		if !errors.Is(err, tt.err) || (tt.err == nil && (id.User != tt.user || id.Rooms != nil)) {
+			t.Errorf("%s: %+v, %v; want %q, %v", tt.query, id, err, tt.user, tt.err)
 		}
 	}
-	u, err := None{}.Authenticate(httptest.NewRequest("GET", "/ws", nil))
-	if err != nil || !strings.HasPrefix(u, "guest-") {
-		t.Errorf("no user: %q, %v", u, err)
+	id, err := None{}.Authenticate(httptest.NewRequest("GET", "/ws", nil))
+	if err != nil || !strings.HasPrefix(id.User, "guest-") {
+		t.Errorf("no user: %q, %v", id.User, err)
 	}
 }
 
@@ -209,10 +224,10 @@ func FuzzAuthenticate(f *testing.F) {
 		r := httptest.NewRequest("GET", "/ws", nil)
 		r.Header.Set("Authorization", "Bearer "+token)
 		r.URL.RawQuery = url.Values{"user": {user}}.Encode()
-		if u, err := a.Authenticate(r); err == nil {
-			t.Fatalf("forged token accepted for %q", u)
+		if id, err := a.Authenticate(r); err == nil {
+			t.Fatalf("forged token accepted for %q", id.User)
 		}
-		if u, err := (None{}).Authenticate(r); err == nil && u == "" {
+		if id, err := (None{}).Authenticate(r); err == nil && id.User == "" {
 			t.Fatal("empty user accepted")
 		}
 		r.Header.Set("Origin", token)

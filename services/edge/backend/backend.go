@@ -50,17 +50,35 @@ type Client struct {
 	js      jetstream.JetStream
 	timeout time.Duration
 
-	regMu sync.Mutex
-	regs  map[regKey]registration
+	regMu       sync.Mutex
+	regs        map[regKey]*registration
+	regGen      uint64
+	unconfirmed map[regKey]struct{} // registrations the registrar retries
+	registering bool                // the registrar goroutine runs
 }
 
 // regKey names one connection's presence in one room.
 type regKey struct{ conn, room string }
 
-// registration is what Rejoin needs to register a connection again.
+// registration is what Rejoin needs to register a connection again, and
+// the state of its background registration.
 type registration struct {
 	user, edge string
+	gen        uint64 // distinguishes a key's successive registrations
+	confirmed  bool   // presence acknowledged it
+	attempts   int    // failed background attempts
+	due        time.Time
+	joined     func(context.Context) // runs once after the first success
 }
+
+// Background registration retries: RegisterAttempts attempts at most,
+// the first at once, then after RegisterBackoff doubling up to
+// RegisterMaxBackoff.
+const (
+	RegisterAttempts   = 8
+	RegisterBackoff    = 250 * time.Millisecond
+	RegisterMaxBackoff = 10 * time.Second
+)
 
 // New returns a Client; timeout ≤ 0 means DefaultTimeout.
 func New(nc *nats.Conn, timeout time.Duration) (*Client, error) {
@@ -71,7 +89,7 @@ func New(nc *nats.Conn, timeout time.Duration) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{nc: nc, js: js, timeout: timeout, regs: make(map[regKey]registration)}, nil
+	return &Client{nc: nc, js: js, timeout: timeout, regs: make(map[regKey]*registration), unconfirmed: make(map[regKey]struct{})}, nil
 }
 
 // JetStream returns the JetStream handle the client uses.
@@ -168,7 +186,8 @@ func (c *Client) Lobby(ctx context.Context, req wire.LobbyRequest) (wire.LobbyRe
 // is remembered (even when the request fails) until Leave, for Rejoin.
 func (c *Client) Join(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, error) {
 	c.regMu.Lock()
-	c.regs[regKey{ev.Conn, ev.Room}] = registration{user: ev.User, edge: ev.Edge}
+	c.regGen++
+	c.regs[regKey{ev.Conn, ev.Room}] = &registration{user: ev.User, edge: ev.Edge, gen: c.regGen, confirmed: true}
 	c.regMu.Unlock()
 	return c.join(ctx, ev)
 }
@@ -183,6 +202,7 @@ func (c *Client) join(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, e
 func (c *Client) Leave(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, error) {
 	c.regMu.Lock()
 	delete(c.regs, regKey{ev.Conn, ev.Room})
+	delete(c.unconfirmed, regKey{ev.Conn, ev.Room})
 	c.regMu.Unlock()
 	var r wire.ConnReply
 	err := c.request(ctx, subjects.PresenceLeave, ev, &r)
@@ -212,7 +232,7 @@ func (c *Client) Rejoin(ctx context.Context) (int, error) {
 	c.regMu.Lock()
 	items := make([]item, 0, len(c.regs))
 	for k, r := range c.regs {
-		items = append(items, item{k, r})
+		items = append(items, item{k, *r})
 	}
 	c.regMu.Unlock()
 
@@ -228,17 +248,7 @@ func (c *Client) Rejoin(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			for it := range work {
-				ev := wire.ConnEvent{Room: it.key.room, User: it.reg.user, Conn: it.key.conn, Edge: it.reg.edge}
-				_, err := c.join(ctx, ev)
-				c.regMu.Lock()
-				_, still := c.regs[it.key]
-				c.regMu.Unlock()
-				if !still {
-					// It left while being re-registered: undo, in case
-					// this join reached presence after its leave.
-					var r wire.ConnReply
-					_ = c.request(ctx, subjects.PresenceLeave, ev, &r)
-				}
+				err := c.attempt(ctx, it.key, it.reg)
 				mu.Lock()
 				if err == nil {
 					ok++
@@ -323,4 +333,129 @@ func classify(subject string, err error) error {
 		return fmt.Errorf("%s: %w: %w", subject, ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", subject, err)
+}
+
+// Register registers a connection in a room with presence in the
+// background, so that chat never waits for presence: the first attempt
+// starts at once, failures are retried with backoff (RegisterAttempts at
+// most; after that the registration waits for the next Rejoin). joined,
+// if not nil, runs once after the first successful registration (on a
+// registrar goroutine; it may make requests bounded by its ctx). Like
+// Join, the registration is remembered until Leave.
+func (c *Client) Register(ev wire.ConnEvent, joined func(context.Context)) {
+	key := regKey{ev.Conn, ev.Room}
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	c.regGen++
+	c.regs[key] = &registration{user: ev.User, edge: ev.Edge, gen: c.regGen, due: time.Now(), joined: joined}
+	c.unconfirmed[key] = struct{}{}
+	if !c.registering {
+		c.registering = true
+		go c.registrar()
+	}
+}
+
+// Pending is the number of registrations presence has not confirmed yet.
+func (c *Client) Pending() int {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	return len(c.unconfirmed)
+}
+
+// registrar runs while registrations wait for a (re)try: each pass
+// attempts every due one, rejoinWorkers at a time.
+func (c *Client) registrar() {
+	type item struct {
+		key regKey
+		reg registration
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		var due []item
+		var next time.Time
+		c.regMu.Lock()
+		for k := range c.unconfirmed {
+			r := c.regs[k]
+			switch {
+			case r == nil || r.confirmed || r.attempts >= RegisterAttempts:
+				delete(c.unconfirmed, k) // gone, done, or left to Rejoin
+			case !r.due.After(now):
+				due = append(due, item{k, *r})
+			case next.IsZero() || r.due.Before(next):
+				next = r.due
+			}
+		}
+		if len(due) == 0 && next.IsZero() {
+			c.registering = false
+			c.regMu.Unlock()
+			return
+		}
+		c.regMu.Unlock()
+
+		if len(due) == 0 {
+			timer.Reset(time.Until(next))
+			<-timer.C
+			continue
+		}
+		work := make(chan item)
+		var wg sync.WaitGroup
+		for range min(rejoinWorkers, len(due)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for it := range work {
+					_ = c.attempt(context.Background(), it.key, it.reg)
+				}
+			}()
+		}
+		for _, it := range due {
+			work <- it
+		}
+		close(work)
+		wg.Wait()
+	}
+}
+
+// attempt registers reg (a copy of the registration of key) with
+// presence once and records the outcome. A registration that was left
+// (or replaced) meanwhile is undone, in case this join reached presence
+// after its leave.
+func (c *Client) attempt(ctx context.Context, key regKey, reg registration) error {
+	ev := wire.ConnEvent{Room: key.room, User: reg.user, Conn: key.conn, Edge: reg.edge}
+	_, err := c.join(ctx, ev)
+	c.regMu.Lock()
+	cur := c.regs[key]
+	if cur == nil {
+		c.regMu.Unlock()
+		var r wire.ConnReply
+		_ = c.request(context.WithoutCancel(ctx), subjects.PresenceLeave, ev, &r)
+		return err
+	}
+	var joined func(context.Context)
+	if cur.gen == reg.gen {
+		if err == nil {
+			cur.confirmed = true
+			joined, cur.joined = cur.joined, nil
+			delete(c.unconfirmed, key)
+		} else if !cur.confirmed {
+			cur.attempts++
+			cur.due = time.Now().Add(registerBackoff(cur.attempts))
+		}
+	}
+	c.regMu.Unlock()
+	if joined != nil {
+		joined(ctx)
+	}
+	return err
+}
+
+// registerBackoff is the wait before retry number n (n ≥ 1).
+func registerBackoff(n int) time.Duration {
+	d := RegisterBackoff
+	for i := 1; i < n && d < RegisterMaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, RegisterMaxBackoff)
 }

@@ -294,8 +294,9 @@ type Member struct {
 func (m *Member) Room() string { return m.room.name }
 
 // Join makes sink a member of a room: it subscribes the room if needed,
-// sends the history (or an "unavailable" error frame when history does not
-// answer) and then live frames, with no gap and no duplicate between them.
+// sends the history (read from the stream when history does not answer)
+// and then live frames, with no gap and no duplicate between them. When
+// neither answers, Join fails and the sink got no live frame.
 //
 // With Since, the history is every message after it, however many: one or
 // more consecutive history frames (each at most Config.PageSize items,
@@ -345,9 +346,6 @@ func (m *Member) Leave() {
 	r.hub.release(r)
 }
 
-// errHistory marks a failed history request during a catch-up.
-var errHistory = errors.New("history request failed")
-
 // flushLocked is how many buffered live messages are handed over while
 // holding the room lock when a member goes live; a longer buffer is sent
 // paced, outside the lock, first.
@@ -369,21 +367,9 @@ func (c *catchUp) run(ctx context.Context, since *uint64) error {
 	more, err := c.first(ctx, since)
 	for {
 		if err != nil {
-			if !errors.Is(err, errHistory) {
-				return err
-			}
-			// History failed: say so and continue from where the member
-			// started buffering. The member sees the hole in the chain and
-			// may re-join with since.
-			c.h.log.Warn("join without complete history", "room", c.r.name, "after", c.last, "err", err)
-			f := frame.Must(wire.TypeError, wire.Errorf(wire.CodeUnavailable, "history is unavailable; live messages follow").Frame("", c.r.name), frame.Essential)
-			if err := c.send(ctx, f); err != nil {
-				return err
-			}
-			c.r.mu.Lock()
-			c.last = max(c.last, c.m.bufFrom)
-			c.r.mu.Unlock()
-			more, err = false, nil
+			// Neither history nor the stream answered: the join fails
+			// and the member is removed.
+			return err
 		}
 		if more {
 			more, _, err = c.next(ctx)
@@ -411,18 +397,17 @@ func (c *catchUp) run(ctx context.Context, since *uint64) error {
 // first sends the first history frame(s): the newest page, or the first
 // page after since. more reports that history has further pages.
 func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err error) {
-	h, room := c.h, c.r.name
 	if since == nil {
-		p, err := h.be.Recent(ctx, wire.RecentRequest{Room: room, Limit: h.cfg.JoinPage})
+		p, err := c.recent(ctx)
 		if err != nil {
-			return false, fmt.Errorf("%w: %w", errHistory, err)
+			return false, err
 		}
 		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, true)
 	}
 	c.last = *since
-	p, err := h.be.Since(ctx, wire.SinceRequest{Room: room, After: *since, Limit: h.cfg.PageSize})
+	p, err := c.since(ctx, *since)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", errHistory, err)
+		return false, err
 	}
 	if !p.Recovered {
 		// since is older than what history keeps: the newest page
@@ -434,14 +419,46 @@ func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err erro
 	return p.HasMore && len(items) > 0, c.sendHistory(ctx, items, p.HasMore, true, true)
 }
 
+// recent is the room's newest page: from history, or read from the
+// stream while history does not answer.
+func (c *catchUp) recent(ctx context.Context) (wire.Page, error) {
+	h, room := c.h, c.r.name
+	p, err := h.be.Recent(ctx, wire.RecentRequest{Room: room, Limit: h.cfg.JoinPage})
+	if err == nil {
+		return p, nil
+	}
+	h.log.Warn("history unavailable: join served from the stream", "room", room, "err", err)
+	p, serr := h.be.StreamRecent(ctx, room, h.cfg.JoinPage)
+	if serr != nil {
+		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
+	}
+	return p, nil
+}
+
+// since is the page after id: from history, or read from the stream
+// while history does not answer.
+func (c *catchUp) since(ctx context.Context, id uint64) (wire.Page, error) {
+	h, room := c.h, c.r.name
+	p, err := h.be.Since(ctx, wire.SinceRequest{Room: room, After: id, Limit: h.cfg.PageSize})
+	if err == nil {
+		return p, nil
+	}
+	h.log.Warn("history unavailable: catch-up served from the stream", "room", room, "after", id, "err", err)
+	p, serr := h.be.StreamSince(ctx, room, id, h.cfg.PageSize)
+	if serr != nil {
+		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
+	}
+	return p, nil
+}
+
 // next sends the next page after the member's view.
 func (c *catchUp) next(ctx context.Context) (more, progressed bool, err error) {
 	if err := c.pace(ctx); err != nil {
 		return false, false, err
 	}
-	p, err := c.h.be.Since(ctx, wire.SinceRequest{Room: c.r.name, After: c.last, Limit: c.h.cfg.PageSize})
+	p, err := c.since(ctx, c.last)
 	if err != nil {
-		return false, false, fmt.Errorf("%w: %w", errHistory, err)
+		return false, false, err
 	}
 	items := after(p.Items, c.last)
 	if !p.Recovered || len(items) == 0 {

@@ -179,13 +179,17 @@ func (r *room) live(m *nats.Msg) {
 }
 
 // fill delivers the messages between after and upto (exclusive) from
-// history. On failure the live message is delivered anyway: clients see
+// history (or the stream while history does not answer). On failure the live message is delivered anyway: clients see
 // the prev mismatch and re-join with since.
 func (r *room) fill(after, upto uint64) {
 	h := r.hub
 	n := 0
 	for after < upto {
 		p, err := h.be.Since(h.ctx, wire.SinceRequest{Room: r.name, After: after, Limit: h.cfg.PageSize})
+		if err != nil {
+			// History does not answer: read the stream instead.
+			p, err = h.be.StreamSince(h.ctx, r.name, after, h.cfg.PageSize)
+		}
 		if err != nil {
 			h.log.Warn("gap fill failed", "room", r.name, "after", after, "upto", upto, "err", err)
 			h.obs.Dropped("gap_fill_failed")

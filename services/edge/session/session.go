@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	gws "github.com/gobwas/ws"
@@ -66,6 +68,9 @@ type Config struct {
 	TypingBurst int
 	// CleanupTimeout bounds the presence leaves after a disconnect (5 s).
 	CleanupTimeout time.Duration
+	// MaxPendingPosts bounds one connection's messages awaiting their
+	// PubAck (32); more are refused with rate_limited.
+	MaxPendingPosts int
 }
 
 // WithDefaults fills zero fields.
@@ -97,6 +102,9 @@ func (c Config) WithDefaults() Config {
 	if c.CleanupTimeout <= 0 {
 		c.CleanupTimeout = 5 * time.Second
 	}
+	if c.MaxPendingPosts <= 0 {
+		c.MaxPendingPosts = 32
+	}
 	return c
 }
 
@@ -105,7 +113,9 @@ type Env struct {
 	Config  Config
 	Hub     *fanout.Hub
 	Backend *backend.Client
-	Log     *slog.Logger
+	// Publisher stores messages without blocking the connection's reader.
+	Publisher *backend.Publisher
+	Log       *slog.Logger
 	// Obs must not be nil (NopObserver discards).
 	Obs Observer
 }
@@ -127,6 +137,10 @@ type Session struct {
 	// quota holds the limits shared by all of the user's connections on
 	// this edge (nil: none).
 	quota *userlimit.User
+	// allowed lists the rooms the user's token allows (nil: all).
+	allowed []string
+	// posting counts messages awaiting their PubAck.
+	posting atomic.Int32
 }
 
 type membership struct {
@@ -144,6 +158,11 @@ func New(env *Env, conn *ws.Conn, user, id string) *Session {
 // SetUserLimits makes the session also obey u, the limits shared by all
 // of its user's connections on this edge. Call it before Run.
 func (s *Session) SetUserLimits(u *userlimit.User) { s.quota = u }
+
+// RestrictRooms limits the rooms the session may join to rooms
+// (normalised names; nil: every room). Joining another room closes the
+// connection with 4003. Call it before Run.
+func (s *Session) RestrictRooms(rooms []string) { s.allowed = rooms }
 
 // Run sends the welcome frame and serves the connection until it closes,
 // then leaves every room. ctx bounds requests made on the client's behalf.
@@ -225,7 +244,7 @@ func (s *Session) handle(ctx context.Context, payload []byte) {
 	case wire.TypeJoin:
 		s.join(ctx, f)
 	case wire.TypeMessage:
-		s.message(ctx, f)
+		s.message(f)
 	case wire.TypeTyping:
 		s.typing(f)
 	case wire.TypeHistory:
@@ -236,6 +255,11 @@ func (s *Session) handle(ctx context.Context, payload []byte) {
 }
 
 func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
+	if s.allowed != nil && !slices.Contains(s.allowed, f.Room) {
+		s.sendError(wire.Errorf(wire.CodeForbidden, "the token does not allow this room"), "", f.Room)
+		s.conn.Close(ws.CodeForbidden, "forbidden room")
+		return
+	}
 	old, rejoin := s.rooms.get(f.Room)
 	if !rejoin && len(s.rooms) >= s.env.Config.MaxRooms {
 		s.sendError(wire.Errorf(wire.CodeTooManyRooms, "a connection may join at most %d rooms", s.env.Config.MaxRooms), "", f.Room)
@@ -258,25 +282,28 @@ func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 		return
 	}
 	s.rooms.put(&membership{room: f.Room, m: m})
-	if _, err := s.env.Backend.Join(ctx, s.connEvent(f.Room)); err != nil {
-		s.env.Log.Warn("presence join failed", "room", f.Room, "err", err)
-		s.sendError(unavailable(err, "presence is unavailable"), "", f.Room)
-		return
-	}
-	r, err := s.env.Backend.Roster(ctx, wire.RosterRequest{Room: f.Room, Limit: s.env.Config.RosterLimit})
+	// Chat does not wait for presence: the member is live already; the
+	// presence registration (retried in the background while presence is
+	// unavailable) is followed by the roster frame.
+	room := f.Room
+	s.env.Backend.Register(s.connEvent(room), func(ctx context.Context) { s.sendRoster(ctx, room) })
+}
+
+// sendRoster sends the roster frame of room.
+func (s *Session) sendRoster(ctx context.Context, room string) {
+	r, err := s.env.Backend.Roster(ctx, wire.RosterRequest{Room: room, Limit: s.env.Config.RosterLimit})
 	if err != nil {
-		s.env.Log.Warn("roster failed", "room", f.Room, "err", err)
-		s.sendError(unavailable(err, "presence is unavailable"), "", f.Room)
+		s.env.Log.Warn("roster failed", "room", room, "err", err)
 		return
 	}
 	users := r.Users
 	if users == nil {
 		users = []string{}
 	}
-	s.send(frame.Must(wire.TypeRoster, wire.Roster{Type: wire.TypeRoster, Room: f.Room, Users: users, Online: r.Online, More: r.Next != ""}, frame.Essential))
+	s.send(frame.Must(wire.TypeRoster, wire.Roster{Type: wire.TypeRoster, Room: room, Users: users, Online: r.Online, More: r.Next != ""}, frame.Essential))
 }
 
-func (s *Session) message(ctx context.Context, f wire.ClientFrame) {
+func (s *Session) message(f wire.ClientFrame) {
 	ms, ok := s.rooms.get(f.Room)
 	if !ok {
 		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room before sending to it"), f.CID, f.Room)
@@ -286,18 +313,34 @@ func (s *Session) message(ctx context.Context, f wire.ClientFrame) {
 		s.sendError(wire.Errorf(wire.CodeRateLimited, "too many messages; slow down"), f.CID, f.Room)
 		return
 	}
-	start := time.Now()
-	res, err := s.env.Backend.Post(ctx, f.Room, s.user, f.Body, f.CID)
-	if err != nil {
-		s.env.Log.Warn("publish failed", "room", f.Room, "err", err)
-		s.sendError(unavailable(err, "message not stored; resend it with the same cid"), f.CID, f.Room)
+	if int(s.posting.Add(1)) > s.env.Config.MaxPendingPosts {
+		s.posting.Add(-1)
+		s.sendError(wire.Errorf(wire.CodeRateLimited, "too many messages awaiting storage; slow down"), f.CID, f.Room)
 		return
 	}
-	s.env.Obs.Published(time.Since(start))
-	s.send(frame.Must(wire.TypeAck, wire.Ack{Type: wire.TypeAck, CID: f.CID, ID: res.ID}, frame.Essential))
+	// The publish is asynchronous: reading goes on while JetStream stores
+	// the message; the ack (or the error) follows when the PubAck arrives.
+	start := time.Now()
+	room, cid := f.Room, f.CID
+	err := s.env.Publisher.Post(room, s.user, f.Body, cid, func(res backend.PostResult, err error) {
+		s.posting.Add(-1)
+		if err != nil {
+			s.env.Log.Warn("publish failed", "room", room, "err", err)
+			s.sendError(unavailable(err, "message not stored; resend it with the same cid"), cid, room)
+			return
+		}
+		s.env.Obs.Published(time.Since(start))
+		s.send(frame.Must(wire.TypeAck, wire.Ack{Type: wire.TypeAck, CID: cid, ID: res.ID}, frame.Essential))
+	})
+	if err != nil {
+		s.posting.Add(-1)
+		s.env.Log.Warn("publish refused", "room", room, "err", err)
+		s.sendError(unavailable(err, "message not stored; resend it with the same cid"), cid, room)
+		return
+	}
 	if ms.typing {
 		ms.typing = false
-		s.publishTyping(f.Room, wire.TypingOff)
+		s.publishTyping(room, wire.TypingOff)
 	}
 }
 
@@ -400,6 +443,9 @@ func (s *Session) sendError(e *wire.Error, cid, room string) {
 
 // unavailable turns a backend failure into an error frame.
 func unavailable(err error, msg string) *wire.Error {
+	if errors.Is(err, backend.ErrBusy) {
+		return wire.Errorf(wire.CodeUnavailable, "the edge has too many messages awaiting storage; resend later with the same cid")
+	}
 	if errors.Is(err, backend.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fanout.ErrClosed) {
 		return wire.Errorf(wire.CodeUnavailable, "%s", msg)
 	}

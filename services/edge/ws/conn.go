@@ -57,6 +57,10 @@ type Config struct {
 	ReadTimeout time.Duration
 	// Workers bounds the poll workers reading and handling at once (1024).
 	Workers int
+	// Writers bounds the goroutines writing to polled connections whose
+	// sockets have room (64); a connection whose socket is full gets a
+	// writer goroutine of its own until its queue is empty.
+	Writers int
 }
 
 // ReadMode selects how Transport.Serve reads connections.
@@ -93,6 +97,7 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultCloseTimeout = 3 * time.Second
 	DefaultReadTimeout  = 5 * time.Second
+	DefaultWriters      = 64
 )
 
 func (c Config) withDefaults() Config {
@@ -119,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Workers <= 0 {
 		c.Workers = netpoll.DefaultWorkers
+	}
+	if c.Writers <= 0 {
+		c.Writers = DefaultWriters
 	}
 	return c
 }
@@ -150,6 +158,7 @@ type Transport struct {
 
 	pollOnce sync.Once
 	poller   *netpoll.Poller // nil: goroutine per connection
+	writers  *netpoll.Pool   // write turns of polled connections
 }
 
 // NewTransport returns a Transport; obs may be nil.
@@ -157,7 +166,8 @@ func NewTransport(cfg Config, obs Observer) *Transport {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Transport{cfg: cfg.withDefaults(), pool: NewPool(), obs: obs, ping: frame.Control(frame.OpPing, nil)}
+	cfg = cfg.withDefaults()
+	return &Transport{cfg: cfg, pool: NewPool(), obs: obs, ping: frame.Control(frame.OpPing, nil), writers: netpoll.NewPool(cfg.Writers)}
 }
 
 // Config returns the effective configuration.
@@ -192,7 +202,10 @@ func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, erro
 func (t *Transport) NewConn(nc net.Conn) *Conn { return t.newConn(nc, nil) }
 
 func (t *Transport) newConn(nc net.Conn, pre []byte) *Conn {
-	c := &Conn{nc: nc, t: t, pre: pre}
+	c := &Conn{nc: nc, t: t}
+	if len(pre) > 0 {
+		c.pre = &pre
+	}
 	c.rd = Reader{r: source{c}, max: t.cfg.MaxMessage, pool: t.pool}
 	c.touch()
 	return c
@@ -207,16 +220,16 @@ type Conn struct {
 	t   *Transport
 	pd  *netpoll.Desc // polled connections (Transport.Serve with a poller)
 	h   Handler       // set with pd
-	pre []byte        // bytes the client sent with the handshake, not yet read
+	pre *[]byte       // bytes the client sent with the handshake, not yet read
 	rd  Reader
 
 	mu         sync.Mutex
 	queue      []*frame.Frame
 	queued     int // bytes in queue
 	inflight   int // bytes being written
-	closeLabel string
 	drained    chan struct{}
 	closeCode  uint16
+	label      closeLabel // why the connection is closing
 	pstate     pollState
 	probe      bool // next socket read must not wait (the reader's own)
 	abort      bool // end the running read round
@@ -252,7 +265,7 @@ func (c *Conn) Read() (Message, error) {
 			case code != 0:
 				c.Close(code, err.Error())
 			case errors.As(err, &ne) && ne.Timeout():
-				c.closeAs(CodeGoingAway, "ping timeout", "ping_timeout")
+				c.closeAs(CodeGoingAway, "ping timeout", labelPingTimeout)
 			}
 			return Message{}, err
 		}
@@ -292,7 +305,7 @@ func (c *Conn) Send(f *frame.Frame) bool {
 	}
 	if pending > 0 && pending+n > c.t.cfg.HardQueue {
 		c.t.obs.Overflow()
-		c.startCloseLocked(CodeTryAgainLater, "slow consumer", "slow_consumer", true)
+		c.startCloseLocked(CodeTryAgainLater, "slow consumer", labelSlowConsumer, true)
 		c.mu.Unlock()
 		return false
 	}
@@ -316,7 +329,7 @@ func (c *Conn) Ping() {
 		c.pinged, c.heard = true, false
 		c.mu.Unlock()
 		if dead {
-			c.closeAs(CodeGoingAway, "ping timeout", "ping_timeout")
+			c.closeAs(CodeGoingAway, "ping timeout", labelPingTimeout)
 			c.terminate()
 			return
 		}
@@ -335,10 +348,10 @@ func (c *Conn) QueuedBytes() int {
 // still written (except for 1013, which drops them), then the close frame.
 // Read returns once the peer answers or CloseTimeout passes.
 func (c *Conn) Close(code uint16, reason string) {
-	c.closeAs(code, reason, CodeLabel(code))
+	c.closeAs(code, reason, labelCode)
 }
 
-func (c *Conn) closeAs(code uint16, reason, label string) {
+func (c *Conn) closeAs(code uint16, reason string, label closeLabel) {
 	c.mu.Lock()
 	c.startCloseLocked(code, reason, label, code == CodeTryAgainLater)
 	c.mu.Unlock()
@@ -353,8 +366,10 @@ func (c *Conn) CloseReason() string {
 	switch {
 	case c.peerClosed:
 		return "client"
-	case c.closeLabel != "":
-		return c.closeLabel
+	case c.label == labelCode:
+		return CodeLabel(c.closeCode)
+	case c.label != labelNone:
+		return c.label.String()
 	}
 	return "transport"
 }
@@ -364,6 +379,35 @@ func (c *Conn) CloseCode() uint16 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeCode
+}
+
+// closeLabel says why a connection closes, for CloseReason.
+type closeLabel uint8
+
+const (
+	labelNone         closeLabel = iota
+	labelCode                    // CodeLabel of the close code sent
+	labelClient                  // the peer closed first
+	labelPingTimeout             // dead peer
+	labelSlowConsumer            // outbound queue over the hard bound
+	labelWriteError              // a socket write failed
+	labelReadTimeout             // a frame did not arrive in ReadTimeout
+)
+
+func (l closeLabel) String() string {
+	switch l {
+	case labelClient:
+		return "client"
+	case labelPingTimeout:
+		return "ping_timeout"
+	case labelSlowConsumer:
+		return "slow_consumer"
+	case labelWriteError:
+		return "write_error"
+	case labelReadTimeout:
+		return "read_timeout"
+	}
+	return ""
 }
 
 // CodeLabel names a close code for metrics.
@@ -444,18 +488,18 @@ func (c *Conn) peerClose(payload []byte) {
 	c.mu.Lock()
 	if !c.closing {
 		c.peerClosed = true
-		c.startCloseLocked(code, "", "client", false)
+		c.startCloseLocked(code, "", labelClient, false)
 	}
 	c.mu.Unlock()
 }
 
-func (c *Conn) startCloseLocked(code uint16, reason, label string, dropQueued bool) {
+func (c *Conn) startCloseLocked(code uint16, reason string, label closeLabel, dropQueued bool) {
 	if c.closing || c.finished {
 		return
 	}
 	c.closing = true
 	c.closeCode = code
-	c.closeLabel = label
+	c.label = label
 	if dropQueued && c.queued > 0 {
 		c.t.obs.QueueBytes(-c.queued)
 		clear(c.queue)
@@ -468,91 +512,5 @@ func (c *Conn) startCloseLocked(code uint16, reason, label string, dropQueued bo
 		time.AfterFunc(c.t.cfg.CloseTimeout, c.terminate)
 	} else {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.t.cfg.CloseTimeout))
-	}
-}
-
-func (c *Conn) enqueueLocked(f *frame.Frame, n int) {
-	c.queue = append(c.queue, f)
-	c.queued += n
-	c.t.obs.QueueBytes(n)
-	if !c.writing {
-		c.writing = true
-		go c.writeLoop()
-	}
-}
-
-// maxCopyBatch is the largest batch of frames written by copying them into
-// one buffer; bigger batches are written with writev.
-const maxCopyBatch = 32 << 10
-
-// writeLoop writes queued frames in batches until the queue is empty, then
-// exits.
-func (c *Conn) writeLoop() {
-	var bufs net.Buffers
-	var batch []*frame.Frame
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			c.writing = false
-			c.queue = nil // an idle connection keeps no queue array
-			d := c.drained
-			c.drained = nil
-			c.mu.Unlock()
-			if d != nil {
-				close(d)
-			}
-			return
-		}
-		batch, c.queue = c.queue, batch[:0]
-		n := c.queued
-		c.inflight, c.queued = n, 0
-		c.mu.Unlock()
-
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
-		var err error
-		switch {
-		case len(batch) == 1:
-			_, err = c.nc.Write(batch[0].WS())
-		case n <= maxCopyBatch:
-			// Copy small batches into one pooled buffer: writev would make
-			// the socket keep an iovec array for as long as it lives.
-			b := c.t.pool.Get(n)[:0]
-			for _, f := range batch {
-				b = append(b, f.WS()...)
-			}
-			_, err = c.nc.Write(b)
-			c.t.pool.Put(b)
-		default:
-			bufs = bufs[:0]
-			for _, f := range batch {
-				bufs = append(bufs, f.WS())
-			}
-			w := bufs // WriteTo consumes its receiver
-			_, err = w.WriteTo(c.nc)
-			clear(bufs[:cap(bufs)])
-		}
-		clear(batch)
-
-		c.mu.Lock()
-		c.inflight = 0
-		if err != nil {
-			// The peer cannot take more: give up on the connection. Closing
-			// the socket also wakes the reader.
-			c.closing = true
-			if c.closeLabel == "" {
-				c.closeLabel = "write_error"
-			}
-			if q := c.queued; q > 0 {
-				c.queued = 0
-				n += q
-			}
-			clear(c.queue)
-			c.queue = c.queue[:0]
-			c.mu.Unlock()
-			_ = c.nc.Close()
-		} else {
-			c.mu.Unlock()
-		}
-		c.t.obs.QueueBytes(-n)
 	}
 }

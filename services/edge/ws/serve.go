@@ -95,7 +95,7 @@ func (t *Transport) servePoll(p *netpoll.Poller, c *Conn, sc syscall.Conn, h Han
 	}
 	c.mu.Lock()
 	c.pd, c.h, c.pstate = d, h, pollArmed
-	pre := len(c.pre) > 0
+	pre := c.pre != nil
 	c.mu.Unlock()
 	// Stop the goroutine-style ping deadline set by newConn.
 	_ = c.nc.SetReadDeadline(time.Time{})
@@ -124,7 +124,6 @@ func (c *Conn) Ready() {
 	c.pstate = pollRunning
 	c.mu.Unlock()
 
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.t.cfg.ReadTimeout))
 	err := c.readRound()
 	if err == nil {
 		_ = c.nc.SetReadDeadline(time.Time{})
@@ -160,10 +159,19 @@ func (c *Conn) Ready() {
 // the connection waits for more.
 func (c *Conn) readRound() error {
 	for i := 0; ; i++ {
-		if i >= maxRound && !c.rd.frag && len(c.pre) == 0 {
+		if i >= maxRound && !c.rd.frag && c.pre == nil {
 			c.rd.Release()
 			return nil // the level-triggered poller reports the rest
 		}
+		c.mu.Lock()
+		abort := c.abort
+		c.mu.Unlock()
+		if abort {
+			return errAborted
+		}
+		// Each message gets ReadTimeout to arrive whole, however long the
+		// handler took with the previous one.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.t.cfg.ReadTimeout))
 		// At a message boundary the first socket read must not wait: the
 		// readiness may be spurious or already consumed.
 		c.probe = !c.rd.frag
@@ -179,11 +187,7 @@ func (c *Conn) readRound() error {
 		}
 		c.mu.Lock()
 		c.heard = true
-		abort := c.abort
 		c.mu.Unlock()
-		if abort {
-			return errAborted
-		}
 		switch m.Op {
 		case gws.OpPing:
 			c.pong(m.Payload)
@@ -204,7 +208,7 @@ func (c *Conn) readFailed(err error) {
 	case code != 0:
 		c.Close(code, err.Error())
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		c.closeAs(CodePolicy, "frame read timeout", "read_timeout")
+		c.closeAs(CodePolicy, "frame read timeout", labelReadTimeout)
 	}
 }
 
@@ -239,10 +243,9 @@ type source struct{ c *Conn }
 
 func (s source) Read(p []byte) (int, error) {
 	c := s.c
-	if len(c.pre) > 0 {
-		n := copy(p, c.pre)
-		c.pre = c.pre[n:]
-		if len(c.pre) == 0 {
+	if c.pre != nil {
+		n := copy(p, *c.pre)
+		if *c.pre = (*c.pre)[n:]; len(*c.pre) == 0 {
 			c.pre = nil
 		}
 		c.probe = false

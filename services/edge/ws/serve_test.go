@@ -23,9 +23,11 @@ type echo struct {
 	c      *Conn
 	msgs   chan string
 	closed chan struct{}
+	slow   time.Duration // each Message takes this long
 }
 
 func (e *echo) Message(m Message) {
+	time.Sleep(e.slow)
 	e.msgs <- string(m.Payload)
 	e.c.Send(&frame.Frame{Type: "message", JSON: bytes.Clone(m.Payload)})
 }
@@ -72,6 +74,12 @@ func newServer(t *testing.T, cfg Config) *server {
 // dial connects a client and serves the server side.
 func (s *server) dial() (net.Conn, *echo) {
 	s.t.Helper()
+	return s.dialSlow(0)
+}
+
+// dialSlow is dial with a handler taking slow per message.
+func (s *server) dialSlow(slow time.Duration) (net.Conn, *echo) {
+	s.t.Helper()
 	client, err := net.Dial("tcp", s.ln.Addr().String())
 	if err != nil {
 		s.t.Fatal(err)
@@ -82,7 +90,7 @@ func (s *server) dial() (net.Conn, *echo) {
 		s.t.Fatal(err)
 	}
 	c := s.tr.NewConn(nc)
-	e := &echo{c: c, msgs: make(chan string, 64), closed: make(chan struct{})}
+	e := &echo{c: c, msgs: make(chan string, 64), closed: make(chan struct{}), slow: slow}
 	s.tr.Serve(c, e)
 	return client, e
 }
@@ -238,6 +246,28 @@ func TestServeSlowloris(t *testing.T) {
 	}
 }
 
+// A handler slower than ReadTimeout does not get its connection closed:
+// the timeout bounds reading a frame, not handling it.
+func TestServeSlowHandler(t *testing.T) {
+	s := newServer(t, Config{ReadTimeout: 100 * time.Millisecond})
+	c, e := s.dialSlow(300 * time.Millisecond)
+	for _, m := range []string{"a", "b", "c"} {
+		if _, err := c.Write(clientFrame(t, gws.OpText, true, []byte(m))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"a", "b", "c"} {
+		if got := e.next(t); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	select {
+	case <-e.closed:
+		t.Fatalf("connection closed: %s", e.c.CloseReason())
+	default:
+	}
+}
+
 // A peer that hangs up is noticed.
 func TestServeHangup(t *testing.T) {
 	for _, mode := range modes {
@@ -384,6 +414,47 @@ func TestServePipelinedAfterHandshake(t *testing.T) {
 				if f := readServerFrame(t, br); string(f.Payload) != want {
 					t.Fatalf("echo %q", f.Payload)
 				}
+			}
+		})
+	}
+}
+
+// Frames sent faster than the peer reads arrive complete and in order:
+// writes that do not fit the socket continue on a writer goroutine.
+func TestServeWriteBackpressure(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(string(mode)+"mode", func(t *testing.T) {
+			s := newServer(t, Config{ReadMode: mode, HardQueue: 4 << 20})
+			c, e := s.dial()
+			if _, err := c.Write(clientFrame(t, gws.OpText, true, []byte("go"))); err != nil {
+				t.Fatal(err) // make the connection polled before sending
+			}
+			if m := e.next(t); m != "go" {
+				t.Fatalf("got %q", m)
+			}
+			if f := readServerFrame(t, c); string(f.Payload) != "go" {
+				t.Fatalf("echo %q", f.Payload)
+			}
+			const n = 300
+			pad := strings.Repeat("x", 4000)
+			for i := range n {
+				if !e.c.Send(&frame.Frame{Type: "message", JSON: fmt.Appendf(nil, "%d %s", i, pad)}) {
+					t.Fatalf("frame %d refused", i)
+				}
+			}
+			br := bufio.NewReader(c)
+			for i := range n {
+				f := readServerFrame(t, br)
+				if want := fmt.Sprintf("%d ", i); !strings.HasPrefix(string(f.Payload), want) {
+					t.Fatalf("frame %d starts %q", i, f.Payload[:10])
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for e.c.QueuedBytes() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d bytes still queued", e.c.QueuedBytes())
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 		})
 	}

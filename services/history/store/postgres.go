@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +26,11 @@ import (
 type Postgres struct {
 	w *pgxpool.Pool
 	r *pgxpool.Pool
+
+	// newest queries (every recent page) wait here for a pipeliner.
+	newestq chan *newestReq
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 var _ Store = (*Postgres)(nil)
@@ -61,7 +67,83 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 		w.Close()
 		return nil, fmt.Errorf("postgres connect: %w", err)
 	}
+	p.newestq, p.stop = make(chan *newestReq), make(chan struct{})
+	for range rcfg.MaxConns {
+		p.wg.Go(p.pipeline)
+	}
 	return p, nil
+}
+
+// newestReq is one newest query waiting to be pipelined.
+type newestReq struct {
+	room   string
+	before int64
+	n      int
+	out    chan newestRes // buffered: the pipeliner never blocks on it
+}
+
+type newestRes struct {
+	msgs []wire.Message
+	err  error
+}
+
+// Pipelining of newest queries.
+const (
+	// pipelineMax is the most queries sent in one round trip.
+	pipelineMax = 16
+	// pipelineTimeout bounds one round trip.
+	pipelineTimeout = 10 * time.Second
+)
+
+const pgNewest = `SELECT ` + pgRoomCols + ` FROM messages
+		WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3`
+
+// pipeline serves newest queries until Close: it takes one, adds
+// whatever others are already waiting (never waiting for more), and sends
+// them to Postgres in one round trip (one write, one Sync) on one
+// connection. Under load this divides the per-query syscalls and
+// transaction overhead of both sides by the batch size; when idle, a
+// query goes out alone at once.
+func (p *Postgres) pipeline() {
+	batch := make([]*newestReq, 0, pipelineMax)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case r := <-p.newestq:
+			batch = append(batch[:0], r)
+		}
+	gather:
+		for len(batch) < pipelineMax {
+			select {
+			case r := <-p.newestq:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		p.sendNewest(batch)
+	}
+}
+
+func (p *Postgres) sendNewest(batch []*newestReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), pipelineTimeout)
+	defer cancel()
+	b := &pgx.Batch{}
+	for _, r := range batch {
+		b.Queue(pgNewest, r.room, r.before, r.n)
+	}
+	br := p.r.SendBatch(ctx, b)
+	for _, r := range batch {
+		rows, err := br.Query()
+		if err != nil {
+			r.out <- newestRes{err: fmt.Errorf("postgres recent: %w", err)}
+			continue
+		}
+		msgs, err := scanRoomPG(rows, r.room)
+		r.out <- newestRes{msgs: msgs, err: err}
+	}
+	_ = br.Close()
 }
 
 func (p *Postgres) migrate(ctx context.Context) error {
@@ -99,6 +181,10 @@ func (p *Postgres) migrate(ctx context.Context) error {
 
 // Close implements Store.
 func (p *Postgres) Close() error {
+	if p.stop != nil {
+		close(p.stop)
+		p.wg.Wait()
+	}
 	p.r.Close()
 	p.w.Close()
 	return nil
@@ -235,12 +321,18 @@ func scanRoomPG(rows pgx.Rows, room string) ([]wire.Message, error) {
 }
 
 func (p *Postgres) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error) {
-	rows, err := p.r.Query(ctx, `SELECT `+pgRoomCols+` FROM messages
-		WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, room, bound(before), n)
-	if err != nil {
-		return nil, fmt.Errorf("postgres recent: %w", err)
+	r := &newestReq{room: room, before: bound(before), n: n, out: make(chan newestRes, 1)}
+	select {
+	case p.newestq <- r:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("postgres recent: %w", ctx.Err())
 	}
-	return scanRoomPG(rows, room)
+	select {
+	case res := <-r.out:
+		return res.msgs, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("postgres recent: %w", ctx.Err())
+	}
 }
 
 func (p *Postgres) oldest(ctx context.Context, room string, after uint64, n int) (uint64, []wire.Message, error) {

@@ -10,7 +10,10 @@
 // ErrUnsupported and callers fall back to a goroutine per socket.
 package netpoll
 
-import "errors"
+import (
+	"errors"
+	"sync"
+)
 
 // Errors.
 var (
@@ -57,69 +60,75 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// pool runs ready descriptors' handlers on at most max goroutines, which
-// exit as soon as the queue is empty. The caller holds the poller's lock.
-type pool struct {
+// Pool runs Handlers on at most a fixed number of goroutines, which exist
+// only while there is work.
+type Pool struct {
+	mu      sync.Mutex
 	max     int
 	running int
 	queue   []Handler
 	head    int
 }
 
-// pushLocked queues h and reports whether a new worker must be started.
-func (q *pool) pushLocked(h Handler) bool {
-	q.queue = append(q.queue, h)
-	if q.running < q.max {
-		q.running++
-		return true
+// NewPool returns a pool of at most workers goroutines (DefaultWorkers if
+// workers <= 0).
+func NewPool(workers int) *Pool {
+	if workers <= 0 {
+		workers = DefaultWorkers
 	}
-	return false
+	return &Pool{max: workers}
 }
 
-// popLocked returns the next handler, or nil when the worker must exit.
-func (q *pool) popLocked() Handler {
-	if q.head == len(q.queue) {
-		q.running--
-		if cap(q.queue) > 1024 {
-			q.queue = nil
-		} else {
-			q.queue = q.queue[:0]
-		}
-		q.head = 0
-		return nil
-	}
-	h := q.queue[q.head]
-	q.queue[q.head] = nil
-	q.head++
-	return h
-}
-
-// Pending is the number of ready handlers waiting for a worker (tests,
-// metrics).
-func (p *Poller) Pending() int {
+// Run calls h.Ready on a pool goroutine, in the order Run was called once
+// a goroutine is free.
+func (p *Pool) Run(h Handler) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.pool.queue) - p.pool.head
-}
-
-// Dispatch runs the descriptor's handler on a worker as if its socket had
-// become readable (for data already buffered in user space). The owner
-// calls it only while the descriptor is not armed.
-func (d *Desc) Dispatch() { d.p.dispatch(d.h) }
-
-func (p *Poller) dispatch(h Handler) {
-	p.mu.Lock()
-	start := p.pool.pushLocked(h)
+	start := p.pushLocked(h)
 	p.mu.Unlock()
 	if start {
 		go p.work()
 	}
 }
 
-func (p *Poller) work() {
+// Pending is the number of handlers waiting for a goroutine.
+func (p *Pool) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue) - p.head
+}
+
+// pushLocked queues h and reports whether a new worker must be started.
+func (p *Pool) pushLocked(h Handler) bool {
+	p.queue = append(p.queue, h)
+	if p.running < p.max {
+		p.running++
+		return true
+	}
+	return false
+}
+
+// popLocked returns the next handler, or nil when the worker must exit.
+func (p *Pool) popLocked() Handler {
+	if p.head == len(p.queue) {
+		p.running--
+		if cap(p.queue) > 1024 {
+			p.queue = nil
+		} else {
+			p.queue = p.queue[:0]
+		}
+		p.head = 0
+		return nil
+	}
+	h := p.queue[p.head]
+	p.queue[p.head] = nil
+	p.head++
+	return h
+}
+
+func (p *Pool) work() {
 	for {
 		p.mu.Lock()
-		h := p.pool.popLocked()
+		h := p.popLocked()
 		p.mu.Unlock()
 		if h == nil {
 			return
@@ -127,3 +136,11 @@ func (p *Poller) work() {
 		h.Ready()
 	}
 }
+
+// Pending is the number of ready handlers waiting for a worker.
+func (p *Poller) Pending() int { return p.pool.Pending() }
+
+// Dispatch runs the descriptor's handler on a worker as if its socket had
+// become readable (for data already buffered in user space). The owner
+// calls it only while the descriptor is not armed.
+func (d *Desc) Dispatch() { d.p.pool.Run(d.h) }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -19,11 +20,13 @@ type Poller struct {
 	wakefd int
 	done   chan struct{}
 
+	shut atomic.Bool // Close began: epfd may be gone
+
 	mu     sync.Mutex
 	descs  []*Desc // by file descriptor number
 	gen    uint32
 	closed bool
-	pool   pool
+	pool   *Pool
 }
 
 // Desc is a socket registered with a Poller.
@@ -60,7 +63,7 @@ func New(cfg Config) (*Poller, error) {
 		_ = unix.Close(wakefd)
 		return nil, fmt.Errorf("netpoll: epoll_ctl: %w", err)
 	}
-	p := &Poller{epfd: epfd, wakefd: wakefd, done: make(chan struct{}), pool: pool{max: cfg.Workers}}
+	p := &Poller{epfd: epfd, wakefd: wakefd, done: make(chan struct{}), pool: NewPool(cfg.Workers)}
 	go p.loop(cfg.Events)
 	return p, nil
 }
@@ -74,6 +77,7 @@ func (p *Poller) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.shut.Store(true)
 	p.mu.Unlock()
 	var one = [8]byte{1}
 	if _, err := unix.Write(p.wakefd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
@@ -131,6 +135,9 @@ func (d *Desc) Arm() error {
 	if d.removed {
 		return ErrRemoved
 	}
+	if d.p.shut.Load() {
+		return ErrClosed
+	}
 	op := unix.EPOLL_CTL_MOD
 	if !d.added {
 		op = unix.EPOLL_CTL_ADD
@@ -159,7 +166,7 @@ func (d *Desc) Remove() {
 		return
 	}
 	d.removed = true
-	if d.added {
+	if d.added && !d.p.shut.Load() {
 		_ = d.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(d.p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 	}
 	d.mu.Unlock()
@@ -169,6 +176,30 @@ func (d *Desc) Remove() {
 		p.descs[d.fd] = nil
 	}
 	p.mu.Unlock()
+}
+
+// TryWrite writes what the socket takes of b without waiting: n < len(b)
+// with a nil error when the socket buffer is full.
+func (d *Desc) TryWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := d.rc.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), b)
+			if werr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case werr == syscall.EAGAIN:
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	}
+	return n, nil
 }
 
 // TryRead reads what the socket holds without waiting: ErrNoData when
@@ -215,6 +246,8 @@ func (p *Poller) loop(size int) {
 			p.mu.Unlock()
 			return
 		}
+		q := p.pool
+		q.mu.Lock()
 		for i := range events[:n] {
 			ev := &events[i]
 			gen := uint32(ev.Pad)
@@ -222,14 +255,15 @@ func (p *Poller) loop(size int) {
 				continue
 			}
 			if d := p.descs[ev.Fd]; d != nil && d.gen == gen {
-				if p.pool.pushLocked(d.h) {
+				if q.pushLocked(d.h) {
 					start++
 				}
 			}
 		}
+		q.mu.Unlock()
 		p.mu.Unlock()
 		for range start {
-			go p.work()
+			go q.work()
 		}
 	}
 }

@@ -2,15 +2,11 @@
 
 package netpoll
 
-import (
-	"sync"
-	"syscall"
-)
+import "syscall"
 
 // Poller is unavailable on this platform: New returns ErrUnsupported.
 type Poller struct {
-	mu   sync.Mutex
-	pool pool
+	pool *Pool
 }
 
 // Desc is a socket registered with a Poller.
@@ -33,6 +29,9 @@ func (d *Desc) Arm() error { return ErrUnsupported }
 
 // Remove does nothing.
 func (d *Desc) Remove() {}
+
+// TryWrite returns ErrUnsupported.
+func (d *Desc) TryWrite([]byte) (int, error) { return 0, ErrUnsupported }
 
 // TryRead returns ErrUnsupported.
 func (d *Desc) TryRead([]byte) (int, error) { return 0, ErrUnsupported }

@@ -1,0 +1,121 @@
+package edge_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/services/edge"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// A publish never blocks reading: while JetStream does not answer (the
+// NATS server is down, then restarts) the client keeps sending; the
+// connection stays open and every message is eventually acked or refused
+// with an error frame carrying its cid. Resending a refused cid after the
+// outage stores it once.
+func TestPublishDuringNATSOutage(t *testing.T) {
+	e := newEnv(t)
+	te := e.startEdge(func(c *edge.Config) {
+		c.MessageRate = 100
+		c.MessageBurst = 100
+	})
+	c := dial(t, te.wsURL("alice"))
+	e.startPresence()
+	e.startHistory()
+	c.join("outage", nil)
+	c.say("outage", "before", "before")
+
+	e.srv.Stop()
+	// The client sends on during the outage, then a frame the edge answers
+	// without any backend (an unknown type): its answer must not wait for
+	// the PubAcks of the messages before it.
+	const n = 20
+	for i := range n {
+		c.send(wire.ClientFrame{Type: wire.TypeMessage, Room: "outage", Body: fmt.Sprintf("during %d", i), CID: fmt.Sprintf("d%d", i)})
+	}
+	c.send(map[string]string{"type": "nonsense"})
+
+	answered := map[string]string{} // cid → "ack" or error code
+	ctx := tctx(t)
+	restarted := false
+	for len(answered) < n || !restarted {
+		f, err := c.next()
+		if err != nil {
+			t.Fatalf("connection ended with %d/%d messages answered: %v", len(answered), n, err)
+		}
+		switch f.Type {
+		case wire.TypeAck:
+			a := decode[wire.Ack](t, f)
+			record(t, answered, a.CID, "ack")
+		case wire.TypeError:
+			ef := decode[wire.ErrorFrame](t, f)
+			if ef.Code == wire.CodeUnknownType {
+				if restarted {
+					t.Fatal("two unknown_type answers")
+				}
+				if len(answered) == n {
+					t.Fatalf("the unknown frame was answered only after all %d publishes: reading waited for PubAcks", n)
+				}
+				e.srv.Restart()
+				restarted = true
+				continue
+			}
+			if ef.CID == "" {
+				t.Fatalf("error frame without cid: %s", f.Raw)
+			}
+			if ef.Code != wire.CodeUnavailable && ef.Code != wire.CodeRateLimited {
+				t.Fatalf("error frame %s, want unavailable or rate_limited", f.Raw)
+			}
+			record(t, answered, ef.CID, ef.Code)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("only %d/%d messages answered", len(answered), n)
+		}
+	}
+	t.Logf("answers during the outage: %v", answered)
+
+	// After the outage every refused message can be resent with its cid
+	// and is stored exactly once.
+	deadline := time.Now().Add(20 * time.Second)
+	for cid, got := range answered {
+		if got == "ack" {
+			continue
+		}
+		for {
+			_, ef := c.trySay("outage", "during "+strings.TrimPrefix(cid, "d"), cid)
+			if ef == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("resend %s after the outage: %s %s", cid, ef.Code, ef.Message)
+			}
+		}
+	}
+	var stored []wire.Message
+	waitFor(t, 10*time.Second, "all messages stored", func() bool {
+		stored = e.roomMessages("outage")
+		return len(stored) >= n+1
+	})
+	seen := map[string]int{}
+	for _, m := range stored {
+		seen[m.CID]++
+	}
+	for cid, k := range seen {
+		if k != 1 {
+			t.Errorf("cid %s stored %d times", cid, k)
+		}
+	}
+	if len(seen) != n+1 {
+		t.Errorf("%d distinct messages stored, want %d", len(seen), n+1)
+	}
+}
+
+func record(t *testing.T, answered map[string]string, cid, what string) {
+	t.Helper()
+	if prev, ok := answered[cid]; ok {
+		t.Fatalf("cid %s answered twice: %s, then %s", cid, prev, what)
+	}
+	answered[cid] = what
+}
