@@ -30,24 +30,22 @@ func main() {
 func run(args []string) error {
 	f := config.New("hubbub")
 	var (
-		common   config.Common
-		cfg      app.Config
-		natsURL  string
-		httpAddr string
+		common config.Common
+		cfg    app.Config
 	)
 	common.Register(f)
-	f.String(&httpAddr, "http-addr", "HUBBUB_HTTP_ADDR", ":8080", "HTTP address of the web UI, /ws and /api")
-	f.String(&cfg.DataDir, "data-dir", "HUBBUB_DATA_DIR", "./hubbub-data", "JetStream store and SQLite history")
-	f.String(&cfg.NATSListen, "nats-listen", "HUBBUB_NATS_LISTEN", "127.0.0.1:4222", "client address of the embedded NATS server")
-	f.String(&natsURL, "nats-external", "HUBBUB_NATS_URL", "", "use this external NATS server instead of embedding one")
-	f.String(&cfg.History.DatabaseURL, "database-url", "HUBBUB_DATABASE_URL", "", "postgres:// URL: store history in Postgres instead of SQLite")
-	registerEdge(f, &cfg)
+	f.String(&cfg.NATSListen, "nats-listen", "HUBBUB_NATS_LISTEN", "127.0.0.1:4222", "client address of the embedded NATS server (unless -nats-url is given)")
+	cfg.History.RegisterFlags(f)
+	cfg.Presence.RegisterFlags(f)
+	finishEdge := cfg.Edge.RegisterFlags(f)
 	// The all-in-one is for people at a terminal: text logs unless asked.
 	if _, ok := os.LookupEnv("HUBBUB_LOG_FORMAT"); !ok {
-		common.LogFormat = "text"
 		_ = f.Set("log-format", "text")
 	}
 	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if err := finishEdge(); err != nil {
 		return err
 	}
 	log, err := common.Logger(os.Stderr)
@@ -56,15 +54,17 @@ func run(args []string) error {
 	}
 	cfg.Log = log
 	cfg.NATS = common.NATS("hubbub")
-	cfg.NATS.URL = natsURL
+	if !explicit(f, "nats-url", "HUBBUB_NATS_URL") {
+		cfg.NATS.URL = "" // embed a server
+	}
 	cfg.Provision = common.Provision()
-	cfg.Presence.TypingTTL = common.TypingTTL
-	cfg.Presence.LeaseTTL = common.LeaseTTL
-	cfg.DataDir, err = filepath.Abs(cfg.DataDir)
+	cfg.Presence.FromCommon(common)
+	cfg.Edge.LeaseTTL = common.LeaseTTL
+	cfg.DataDir, err = filepath.Abs(cfg.History.DataDir)
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	cfg.Edge.HTTPAddr = httpAddr
+	cfg.History.DataDir = cfg.DataDir
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -85,6 +85,17 @@ func run(args []string) error {
 	return nil
 }
 
+// explicit reports whether a flag was given on the command line or its
+// variable is set in the environment.
+func explicit(f *config.Flags, name, env string) bool {
+	if _, ok := os.LookupEnv(env); ok {
+		return true
+	}
+	set := false
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
+	return set
+}
+
 func portOf(addr string) string {
 	for i := len(addr) - 1; i >= 0; i-- {
 		if addr[i] == ':' {
@@ -92,9 +103,4 @@ func portOf(addr string) string {
 		}
 	}
 	return ""
-}
-
-// registerEdge is temporary: replaced by the edge's own flag registration.
-func registerEdge(f *config.Flags, cfg *app.Config) {
-	f.String(&cfg.Edge.Auth.Mode, "auth", "HUBBUB_AUTH", "none", "authentication: none (?user=NAME) or jwt")
 }

@@ -50,6 +50,19 @@ func (f *Flags) Int(p *int, name, env string, def int, usage string) {
 	f.IntVar(p, name, def, usage+" ($"+env+")")
 }
 
+// Float defines a float64 flag defaulting to $env or def.
+func (f *Flags) Float(p *float64, name, env string, def float64, usage string) {
+	if v, ok := f.lookup(env); ok {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
+		} else {
+			def = x
+		}
+	}
+	f.Float64Var(p, name, def, usage+" ($"+env+")")
+}
+
 // Duration defines a duration flag defaulting to $env or def.
 func (f *Flags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
 	if v, ok := f.lookup(env); ok {

@@ -64,7 +64,6 @@ type probeConfig struct {
 	perProcess int
 	edgeBin    string
 	settle     time.Duration
-	keep       bool
 }
 
 func probeMain(args []string) error {

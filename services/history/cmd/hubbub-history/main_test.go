@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/services/history"
+	"github.com/hubbub-chat/hubbub/shared/config"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -27,15 +29,21 @@ func TestParseEnv(t *testing.T) {
 	t.Setenv("HUBBUB_DATABASE_URL", "postgres://x/y")
 	t.Setenv("HUBBUB_HISTORY_RETENTION", "72h")
 	t.Setenv("HUBBUB_DATA_DIR", "/data")
-	st, err := parse(nil)
+	parse := func() (history.Config, error) {
+		var cfg history.Config
+		f := config.New("t")
+		cfg.RegisterFlags(f)
+		return cfg, f.Parse(nil)
+	}
+	cfg, err := parse()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.svc.DatabaseURL != "postgres://x/y" || st.svc.Retention != 72*time.Hour || st.svc.DataDir != "/data" || st.addr != ":8081" {
-		t.Fatalf("settings %+v", st)
+	if cfg.DatabaseURL != "postgres://x/y" || cfg.Retention != 72*time.Hour || cfg.DataDir != "/data" || cfg.BatchSize != 500 {
+		t.Fatalf("config %+v", cfg)
 	}
 	t.Setenv("HUBBUB_HISTORY_RETENTION", "forever")
-	if _, err := parse(nil); err == nil {
+	if _, err := parse(); err == nil {
 		t.Fatal("bad retention accepted")
 	}
 }

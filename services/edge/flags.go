@@ -1,0 +1,71 @@
+package edge
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/time/rate"
+
+	"github.com/hubbub-chat/hubbub/services/edge/ws"
+	"github.com/hubbub-chat/hubbub/shared/config"
+)
+
+// RegisterFlags defines the edge's settings on f (HUBBUB_HTTP_ADDR,
+// HUBBUB_AUTH, HUBBUB_JWT_*, limits …). Call the returned function after
+// f.Parse: it completes the settings that need work (reading the key file,
+// splitting lists). LeaseTTL comes from config.Common.
+func (c *Config) RegisterFlags(f *config.Flags) func() error {
+	var origins, keysFile, readMode string
+	var userMsgRate, userJoinRate, userTypingRate float64
+	f.String(&c.HTTPAddr, "http-addr", "HUBBUB_HTTP_ADDR", DefaultHTTPAddr, "listen address (WebSocket, API, UI, ops endpoints)")
+	f.String(&c.EdgeID, "edge-id", "HUBBUB_EDGE_ID", "", "edge id (lease key); default hostname-<random>")
+	f.String(&c.Auth.Mode, "auth", "HUBBUB_AUTH", "none", "authentication: none (?user=NAME) or jwt")
+	f.String(&c.Auth.Secret, "jwt-secret", "HUBBUB_JWT_SECRET", "", "HS256 secret (jwt mode)")
+	f.String(&keysFile, "jwt-public-keys", "HUBBUB_JWT_PUBLIC_KEYS", "", "PEM file of RS256 or EdDSA public keys (jwt mode)")
+	f.String(&c.Auth.Algorithm, "jwt-algorithm", "HUBBUB_JWT_ALGORITHM", "", "pinned JWT algorithm: HS256, RS256 or EdDSA (default: from the key)")
+	f.String(&c.Auth.Audience, "jwt-audience", "HUBBUB_JWT_AUDIENCE", "", "required JWT audience")
+	f.String(&c.Auth.Issuer, "jwt-issuer", "HUBBUB_JWT_ISSUER", "", "required JWT issuer")
+	f.String(&origins, "allowed-origins", "HUBBUB_ALLOWED_ORIGINS", "", "comma-separated origins allowed to open WebSockets (default: same host)")
+	f.Duration(&c.DrainPeriod, "drain-period", "HUBBUB_DRAIN_PERIOD", DefaultDrainPeriod, "period over which connections are closed with 1012 on shutdown")
+	f.Int(&c.MaxBody, "max-body", "HUBBUB_MAX_BODY", 2000, "longest message body in characters")
+	f.Int(&c.MaxFrame, "max-frame", "HUBBUB_MAX_FRAME", 16<<10, "largest client frame in bytes")
+	f.Int(&c.MaxRooms, "max-rooms", "HUBBUB_MAX_ROOMS", 100, "rooms per connection")
+	f.Duration(&c.PingInterval, "ping-interval", "HUBBUB_PING_INTERVAL", DefaultPingInterval, "WebSocket ping interval")
+	f.String(&readMode, "ws-read", "HUBBUB_WS_READ", "auto", "how WebSockets are read: auto (epoll poller on Linux, no goroutine per idle connection), poll or goroutine")
+	f.Int(&c.ReadWorkers, "ws-read-workers", "HUBBUB_WS_READ_WORKERS", 1024, "poll workers reading and handling client frames at once")
+	f.Float(&c.MessageRate, "message-rate", "HUBBUB_MESSAGE_RATE", 10, "messages per second per connection")
+	f.Int(&c.MessageBurst, "message-burst", "HUBBUB_MESSAGE_BURST", 20, "message burst per connection")
+	f.Float(&c.JoinRate, "join-rate", "HUBBUB_JOIN_RATE", 10, "joins per second per connection")
+	f.Int(&c.JoinBurst, "join-burst", "HUBBUB_JOIN_BURST", 100, "join burst per connection")
+	f.Float(&c.TypingRate, "typing-rate", "HUBBUB_TYPING_RATE", 5, "typing frames per second per connection")
+	f.Int(&c.TypingBurst, "typing-burst", "HUBBUB_TYPING_BURST", 10, "typing burst per connection")
+	f.Int(&c.UserLimits.MaxConns, "user-max-conns", "HUBBUB_USER_MAX_CONNS", 20, "connections (WebSocket and SSE) per user on this edge; more are closed with 1008")
+	f.Float(&userMsgRate, "user-message-rate", "HUBBUB_USER_MESSAGE_RATE", 20, "messages per second per user, over all of the user's connections")
+	f.Int(&c.UserLimits.MessageBurst, "user-message-burst", "HUBBUB_USER_MESSAGE_BURST", 40, "message burst per user")
+	f.Float(&userJoinRate, "user-join-rate", "HUBBUB_USER_JOIN_RATE", 20, "joins per second per user")
+	f.Int(&c.UserLimits.JoinBurst, "user-join-burst", "HUBBUB_USER_JOIN_BURST", 200, "join burst per user")
+	f.Float(&userTypingRate, "user-typing-rate", "HUBBUB_USER_TYPING_RATE", 10, "typing frames per second per user")
+	f.Int(&c.UserLimits.TypingBurst, "user-typing-burst", "HUBBUB_USER_TYPING_BURST", 20, "typing burst per user")
+	return func() error {
+		mode, err := ws.ParseReadMode(readMode)
+		if err != nil {
+			return err
+		}
+		c.ReadMode = mode
+		c.UserLimits.MessageRate = rate.Limit(userMsgRate)
+		c.UserLimits.JoinRate = rate.Limit(userJoinRate)
+		c.UserLimits.TypingRate = rate.Limit(userTypingRate)
+		if origins != "" {
+			c.AllowedOrigins = strings.Split(origins, ",")
+		}
+		if keysFile != "" {
+			b, err := os.ReadFile(keysFile)
+			if err != nil {
+				return fmt.Errorf("jwt public keys: %w", err)
+			}
+			c.Auth.PublicKeysPEM = b
+		}
+		return nil
+	}
+}

@@ -1,0 +1,22 @@
+package history
+
+import (
+	"time"
+
+	"github.com/hubbub-chat/hubbub/shared/config"
+)
+
+// RegisterFlags defines history's settings on f (HUBBUB_DATABASE_URL,
+// HUBBUB_DATA_DIR, HUBBUB_HISTORY_*).
+func (c *Config) RegisterFlags(f *config.Flags) {
+	f.String(&c.DatabaseURL, "database-url", "HUBBUB_DATABASE_URL", "", "Postgres URL (postgres://…); empty: SQLite in the data dir")
+	f.String(&c.DataDir, "data-dir", "HUBBUB_DATA_DIR", "./hubbub-data", "directory of the SQLite database history.db")
+	f.Duration(&c.Retention, "retention", "HUBBUB_HISTORY_RETENTION", 0, "delete messages older than this; 0 keeps everything")
+	f.Int(&c.BatchSize, "batch-size", "HUBBUB_HISTORY_BATCH_SIZE", 500, "most messages inserted per transaction")
+	f.Duration(&c.BatchWait, "batch-wait", "HUBBUB_HISTORY_BATCH_WAIT", 20*time.Millisecond, "how long a partial batch waits for more messages")
+	f.Duration(&c.AckWait, "ack-wait", "HUBBUB_HISTORY_ACK_WAIT", 30*time.Second, "how long a delivered, unacknowledged message waits before redelivery")
+	f.Int(&c.MaxAckPending, "max-ack-pending", "HUBBUB_HISTORY_MAX_ACK_PENDING", 0, "most unacknowledged messages in flight (0: 8 × batch size)")
+	f.Int(&c.Inserts, "inserts", "HUBBUB_HISTORY_INSERTS", 2, "insert batches in flight at once")
+	f.Int(&c.Workers, "workers", "HUBBUB_HISTORY_WORKERS", 64, "requests handled concurrently")
+	f.Bool(&c.ReadOnly, "read-only", "HUBBUB_HISTORY_READ_ONLY", false, "serve requests without consuming the stream")
+}
