@@ -38,7 +38,6 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	modernc.org/libc v1.79.0 // indirect
@@ -53,6 +52,9 @@ require github.com/hubbub-chat/hubbub/services/presence v0.0.0
 
 replace github.com/hubbub-chat/hubbub/services/presence => ../presence
 
-require github.com/hubbub-chat/hubbub/services/history v0.0.0
+require (
+	github.com/hubbub-chat/hubbub/services/history v0.0.0
+	golang.org/x/sys v0.49.0
+)
 
 replace github.com/hubbub-chat/hubbub/services/history => ../history

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
+	"github.com/hubbub-chat/hubbub/services/edge/client"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -118,4 +119,56 @@ func record(t *testing.T, answered map[string]string, cid, what string) {
 		t.Fatalf("cid %s answered twice: %s, then %s", cid, prev, what)
 	}
 	answered[cid] = what
+}
+
+// When a connection's or the edge's bound of messages awaiting a PubAck
+// is reached, further messages are refused at once (rate_limited for the
+// connection's bound, unavailable for the edge's) instead of waiting.
+func TestPublishPendingBounds(t *testing.T) {
+	tests := []struct {
+		name          string
+		conn, perEdge int
+		code          string
+	}{
+		{"connection bound", 2, 0, wire.CodeRateLimited},
+		{"edge bound", 0, 2, wire.CodeUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			te := e.startEdge(func(c *edge.Config) {
+				c.ConnPendingPosts = tt.conn
+				c.MaxPendingPosts = tt.perEdge
+			})
+			c := dial(t, te.wsURL("alice"))
+			c.joinLive("bounded")
+			e.srv.Stop()
+			for i := range 5 {
+				c.send(wire.ClientFrame{Type: wire.TypeMessage, Room: "bounded", Body: "x", CID: fmt.Sprintf("b%d", i)})
+			}
+			// The three over the bound are refused before either pending
+			// message is answered.
+			for i := 2; i < 5; i++ {
+				f := c.await("an answer", func(f client.Frame) bool { return f.Type == wire.TypeAck || f.Type == wire.TypeError })
+				ef := decode[wire.ErrorFrame](t, f)
+				if f.Type != wire.TypeError || ef.Code != tt.code || ef.CID != fmt.Sprintf("b%d", i) {
+					t.Fatalf("answer %d: %s, want %s for b%d", i-2, f.Raw, tt.code, i)
+				}
+			}
+			e.srv.Restart()
+			answered := map[string]string{}
+			for len(answered) < 2 {
+				f := c.await("an answer", func(f client.Frame) bool { return f.Type == wire.TypeAck || f.Type == wire.TypeError })
+				if f.Type == wire.TypeAck {
+					record(t, answered, decode[wire.Ack](t, f).CID, "ack")
+				} else {
+					ef := decode[wire.ErrorFrame](t, f)
+					record(t, answered, ef.CID, ef.Code)
+				}
+			}
+			if _, ok := answered["b0"]; !ok {
+				t.Fatalf("answers %v, want b0 and b1", answered)
+			}
+		})
+	}
 }

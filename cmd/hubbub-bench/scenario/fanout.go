@@ -122,6 +122,7 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 	res.OfferedSec = f.Offered()
 	res.Latency, res.AckLatency = quant(m.latency), quant(m.ack)
 	res.Gaps, res.Dups = m.gaps-m0.gaps, m.dups-m0.dups
+	res.Disconnects = m.disconnects
 	res.Errors = m.errors
 	if len(res.Errors) == 0 {
 		res.Errors = nil

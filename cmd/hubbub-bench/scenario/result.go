@@ -39,6 +39,7 @@ type Result struct {
 	OfferedSec    float64 `json:"offered_deliveries_per_s,omitempty"`
 	Latency       Quant   `json:"latency_ms"`
 	AckLatency    Quant   `json:"ack_latency_ms"`
+	Disconnects   int64   `json:"disconnects,omitempty"`
 	Gaps          int64   `json:"gaps"`
 	Dups          int64   `json:"dups"`
 

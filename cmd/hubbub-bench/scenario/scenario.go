@@ -89,6 +89,7 @@ type merged struct {
 	ackedByRoom                  map[string]int64
 	sent, acked, received        int64
 	gaps, dups, frames           int64
+	disconnects                  int64
 	firstSend, lastRecv          int64
 	latency, ack, connect        hist.Snapshot
 	resume, page                 hist.Snapshot
@@ -127,6 +128,7 @@ func merge(stats []*worker.Stats) merged {
 		m.gaps += s.Gaps
 		m.dups += s.Dups
 		m.frames += s.Frames
+		m.disconnects += s.Disconnects
 		if s.FirstSend > 0 && (m.firstSend == 0 || s.FirstSend < m.firstSend) {
 			m.firstSend = s.FirstSend
 		}

@@ -110,6 +110,7 @@ func (r *Runner) Storm(ctx context.Context, t Target, s Storm) (res Result) {
 	}
 	res.ResumeTime = quant(m.resume)
 	res.Gaps, res.Dups = m.gaps-m0.gaps, m.dups-m0.dups
+	res.Disconnects = m.disconnects
 	res.Sent, res.Acked, res.Received = m.sent, m.acked, m.received
 	res.Latency = quant(m.latency)
 	res.Errors = m.errors

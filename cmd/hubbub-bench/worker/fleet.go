@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -117,7 +119,29 @@ func (f *fleet) closeCode(code int) {
 	f.mu.Unlock()
 }
 
-func (f *fleet) lost(error) {}
+// lost counts why a connection ended (by kind, so the map stays small).
+func (f *fleet) lost(err error) {
+	var ne net.Error
+	kind := "other"
+	switch {
+	case err == nil:
+		kind = "none"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		kind = "eof"
+	case errors.Is(err, syscall.ECONNRESET):
+		kind = "reset"
+	case errors.Is(err, errServerClosed):
+		kind = "close frame"
+	case errors.Is(err, errBadFrame):
+		kind = "bad frame"
+		if len(f.errorCodes) < 32 {
+			kind = err.Error()
+		}
+	case errors.As(err, &ne) && ne.Timeout():
+		kind = "timeout"
+	}
+	f.errorCode("disconnect: " + kind)
+}
 
 func (f *fleet) noteAffected(c *wsClient) {
 	f.mu.Lock()

@@ -398,8 +398,8 @@ func (c *wsClient) run(ctx context.Context, connected func(error)) {
 			return
 		}
 		c.f.disconnects.Add(1)
+		c.f.lost(err)
 		if !c.spec.Reconnect {
-			c.f.lost(err)
 			return
 		}
 		c.f.noteAffected(c)

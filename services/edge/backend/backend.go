@@ -54,6 +54,7 @@ type Client struct {
 	regs        map[regKey]*registration
 	regGen      uint64
 	unconfirmed map[regKey]struct{} // registrations the registrar retries
+	givenUp     map[regKey]struct{} // unconfirmed after RegisterAttempts
 	registering bool                // the registrar goroutine runs
 }
 
@@ -89,7 +90,7 @@ func New(nc *nats.Conn, timeout time.Duration) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{nc: nc, js: js, timeout: timeout, regs: make(map[regKey]*registration), unconfirmed: make(map[regKey]struct{})}, nil
+	return &Client{nc: nc, js: js, timeout: timeout, regs: make(map[regKey]*registration), unconfirmed: make(map[regKey]struct{}), givenUp: make(map[regKey]struct{})}, nil
 }
 
 // JetStream returns the JetStream handle the client uses.
@@ -203,6 +204,7 @@ func (c *Client) Leave(ctx context.Context, ev wire.ConnEvent) (wire.ConnReply, 
 	c.regMu.Lock()
 	delete(c.regs, regKey{ev.Conn, ev.Room})
 	delete(c.unconfirmed, regKey{ev.Conn, ev.Room})
+	delete(c.givenUp, regKey{ev.Conn, ev.Room})
 	c.regMu.Unlock()
 	var r wire.ConnReply
 	err := c.request(ctx, subjects.PresenceLeave, ev, &r)
@@ -338,7 +340,8 @@ func classify(subject string, err error) error {
 // Register registers a connection in a room with presence in the
 // background, so that chat never waits for presence: the first attempt
 // starts at once, failures are retried with backoff (RegisterAttempts at
-// most; after that the registration waits for the next Rejoin). joined,
+// most; after that the registration is retried once presence answers
+// another registration of this client, or by Rejoin). joined,
 // if not nil, runs once after the first successful registration (on a
 // registrar goroutine; it may make requests bounded by its ctx). Like
 // Join, the registration is remembered until Leave.
@@ -379,8 +382,13 @@ func (c *Client) registrar() {
 		for k := range c.unconfirmed {
 			r := c.regs[k]
 			switch {
-			case r == nil || r.confirmed || r.attempts >= RegisterAttempts:
-				delete(c.unconfirmed, k) // gone, done, or left to Rejoin
+			case r == nil || r.confirmed:
+				delete(c.unconfirmed, k)
+			case r.attempts >= RegisterAttempts:
+				// Retried again once presence answers another
+				// registration, or by Rejoin.
+				delete(c.unconfirmed, k)
+				c.givenUp[k] = struct{}{}
 			case !r.due.After(now):
 				due = append(due, item{k, *r})
 			case next.IsZero() || r.due.Before(next):
@@ -439,6 +447,8 @@ func (c *Client) attempt(ctx context.Context, key regKey, reg registration) erro
 			cur.confirmed = true
 			joined, cur.joined = cur.joined, nil
 			delete(c.unconfirmed, key)
+			delete(c.givenUp, key)
+			c.reviveLocked()
 		} else if !cur.confirmed {
 			cur.attempts++
 			cur.due = time.Now().Add(registerBackoff(cur.attempts))
@@ -449,6 +459,26 @@ func (c *Client) attempt(ctx context.Context, key regKey, reg registration) erro
 		joined(ctx)
 	}
 	return err
+}
+
+// reviveLocked schedules the registrations given up on again: presence
+// answered, so it is back. regMu must be held.
+func (c *Client) reviveLocked() {
+	if len(c.givenUp) == 0 {
+		return
+	}
+	now := time.Now()
+	for k := range c.givenUp {
+		if r := c.regs[k]; r != nil && !r.confirmed {
+			r.attempts, r.due = 0, now
+			c.unconfirmed[k] = struct{}{}
+		}
+		delete(c.givenUp, k)
+	}
+	if !c.registering {
+		c.registering = true
+		go c.registrar()
+	}
 }
 
 // registerBackoff is the wait before retry number n (n ≥ 1).

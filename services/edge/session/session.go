@@ -279,6 +279,12 @@ func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 	if err != nil {
 		s.env.Log.Warn("join failed", "room", f.Room, "err", err)
 		s.sendError(unavailable(err, "cannot join the room now; try again"), "", f.Room)
+		if rejoin {
+			// The connection is no longer in the room: leave presence too.
+			if _, err := s.env.Backend.Leave(ctx, s.connEvent(f.Room)); err != nil {
+				s.env.Log.Warn("presence leave failed", "room", f.Room, "err", err)
+			}
+		}
 		return
 	}
 	s.rooms.put(&membership{room: f.Room, m: m})
