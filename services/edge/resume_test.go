@@ -271,7 +271,9 @@ func TestSSESlowReaderCutOff(t *testing.T) {
 	e := newEnv(t)
 	te := e.startEdge(func(c *edge.Config) {
 		c.SSEQueue = 256 << 10
-		c.WriteTimeout = time.Second
+		// Generous for the healthy reader on a loaded machine; the slow one
+		// is cut off by its queue bound or this timeout either way.
+		c.WriteTimeout = 3 * time.Second
 	})
 	good, _ := openSSE(t, te, "general", "good", 0)
 	var goodMu sync.Mutex

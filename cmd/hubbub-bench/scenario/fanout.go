@@ -124,6 +124,9 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 	res.Gaps, res.Dups = m.gaps-m0.gaps, m.dups-m0.dups
 	res.Disconnects = m.disconnects
 	res.Errors = m.errors
+	for k, v := range edgeCounters(t.Edges) {
+		res.Errors[k] = v
+	}
 	if len(res.Errors) == 0 {
 		res.Errors = nil
 	}

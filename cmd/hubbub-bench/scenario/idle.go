@@ -137,3 +137,33 @@ func goMetrics(p *deploy.Process) map[string]float64 {
 	}
 	return out
 }
+
+// edgeCounters sums the edges' close and drop counters (by label) from
+// their /metrics: why the server ended or shed connections.
+func edgeCounters(edges []*deploy.Process) map[string]int64 {
+	out := map[string]int64{}
+	cl := &http.Client{Timeout: 5 * time.Second}
+	for _, e := range edges {
+		resp, err := cl.Get("http://" + e.Addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			if !strings.HasPrefix(line, "hubbub_edge_closes_total{") && !strings.HasPrefix(line, "hubbub_edge_drops_total{") && !strings.HasPrefix(line, "hubbub_edge_error_frames_total{") {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			v, err := strconv.ParseFloat(strings.TrimSpace(line[i+1:]), 64)
+			if err != nil || v == 0 {
+				continue
+			}
+			out["edge "+line[:i]] += int64(v)
+		}
+	}
+	return out
+}

@@ -114,6 +114,9 @@ func (r *Runner) Storm(ctx context.Context, t Target, s Storm) (res Result) {
 	res.Sent, res.Acked, res.Received = m.sent, m.acked, m.received
 	res.Latency = quant(m.latency)
 	res.Errors = m.errors
+	for k, v := range edgeCounters(t.Edges) {
+		res.Errors[k] = v
+	}
 	if len(res.Errors) == 0 {
 		res.Errors = nil
 	}

@@ -121,8 +121,16 @@ func (f *fleet) closeCode(code int) {
 
 // lost counts why a connection ended (by kind, so the map stays small).
 func (f *fleet) lost(err error) {
+	f.errorCode("disconnect: " + errKind(err))
+}
+
+// errKind classifies a connection error.
+func errKind(err error) string {
 	var ne net.Error
-	kind := "other"
+	kind := "other: " + fmt.Sprint(err)
+	if len(kind) > 60 {
+		kind = kind[:60]
+	}
 	switch {
 	case err == nil:
 		kind = "none"
@@ -132,15 +140,16 @@ func (f *fleet) lost(err error) {
 		kind = "reset"
 	case errors.Is(err, errServerClosed):
 		kind = "close frame"
+	case errors.Is(err, errNotConnected):
+		kind = "not connected"
+	case errors.Is(err, syscall.EPIPE):
+		kind = "broken pipe"
 	case errors.Is(err, errBadFrame):
 		kind = "bad frame"
-		if len(f.errorCodes) < 32 {
-			kind = err.Error()
-		}
 	case errors.As(err, &ne) && ne.Timeout():
 		kind = "timeout"
 	}
-	f.errorCode("disconnect: " + kind)
+	return kind
 }
 
 func (f *fleet) noteAffected(c *wsClient) {
@@ -287,6 +296,7 @@ func (f *fleet) run(spec *RunSpec) error {
 				for k := 0; k < 4 && !s.next.After(now) && s.next.Before(end); k++ {
 					if err := s.send(); err != nil {
 						f.sendErrs.Add(1)
+						f.errorCode("send: " + errKind(err))
 					} else {
 						f.sent.Add(1)
 					}

@@ -283,6 +283,10 @@ func (c *wsClient) handle(data []byte) (bool, error) {
 		}
 	case wire.TypeError:
 		f.errorCode(string(fr.Code))
+		if (!c.joined || c.resuming) && string(fr.Room) == c.room {
+			// The join was refused (e.g. history unavailable): fail fast.
+			return false, fmt.Errorf("%w: join refused: %s", errBadFrame, fr.Code)
+		}
 	case wire.TypeHistory:
 		var h wire.History
 		if err := json.Unmarshal(data, &h); err != nil {

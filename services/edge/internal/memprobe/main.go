@@ -191,7 +191,9 @@ func measure(cfg probeConfig, dir string, n int) (result, error) {
 	if res.before, err = vmRSS(edge.Process.Pid); err != nil {
 		return res, err
 	}
-	res.gBefore = int(metrics(base)["go_goroutines"])
+	m0 := metrics(base)
+	res.gBefore = int(m0["go_goroutines"])
+	runtimeStats(n, "before", m0)
 
 	// Client processes.
 	self, err := os.Executable()
@@ -266,11 +268,15 @@ func measure(cfg probeConfig, dir string, n int) (result, error) {
 	}
 	m := metrics(base)
 	res.gAfter = int(m["go_goroutines"])
-	fmt.Fprintf(os.Stderr, "memprobe: n=%d go runtime (KiB): sys=%d heap_sys=%d heap_released=%d stack_sys=%d mspan_sys=%d gc_sys=%d other_sys=%d\n", n,
-		int64(m["go_memstats_sys_bytes"])>>10, int64(m["go_memstats_heap_sys_bytes"])>>10, int64(m["go_memstats_heap_released_bytes"])>>10,
-		int64(m["go_memstats_stack_sys_bytes"])>>10, int64(m["go_memstats_mspan_sys_bytes"])>>10, int64(m["go_memstats_gc_sys_bytes"])>>10,
-		int64(m["go_memstats_other_sys_bytes"])>>10)
+	runtimeStats(n, "after", m)
 	return res, nil
+}
+
+// runtimeStats prints the edge's Go runtime memory breakdown.
+func runtimeStats(n int, when string, m map[string]float64) {
+	kib := func(name string) int64 { return int64(m["go_memstats_"+name+"_bytes"]) >> 10 }
+	fmt.Fprintf(os.Stderr, "memprobe: n=%d %s (KiB): sys=%d heap_sys=%d heap_released=%d heap_alloc=%d stack_sys=%d mspan_sys=%d gc_sys=%d other_sys=%d\n",
+		n, when, kib("sys"), kib("heap_sys"), kib("heap_released"), kib("heap_alloc"), kib("stack_sys"), kib("mspan_sys"), kib("gc_sys"), kib("other_sys"))
 }
 
 func freeAddr() (string, error) {
