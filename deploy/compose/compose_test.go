@@ -397,7 +397,9 @@ func TestLoadBalancer(t *testing.T) {
 // through other shared packages (config.Common, the daemon body, ...).
 func variablesRead(t *testing.T, main string) map[string]bool {
 	t.Helper()
-	const sharedPrefix = "github.com/hubbub-chat/hubbub/shared/"
+	// Settings are read by the main and by the project packages it imports
+	// (the service's RegisterFlags, shared/config's Common …).
+	const projectPrefix = "github.com/hubbub-chat/hubbub/"
 	read := map[string]bool{}
 	seen := map[string]bool{}
 	var scan func(files []string)
@@ -416,11 +418,11 @@ func variablesRead(t *testing.T, main string) map[string]bool {
 			}
 			for _, imp := range f.Imports {
 				path, _ := strconv.Unquote(imp.Path.Value)
-				if !strings.HasPrefix(path, sharedPrefix) || seen[path] {
+				if !strings.HasPrefix(path, projectPrefix) || seen[path] {
 					continue
 				}
 				seen[path] = true
-				dir := filepath.Join(root, "shared", strings.TrimPrefix(path, sharedPrefix))
+				dir := filepath.Join(root, strings.TrimPrefix(path, projectPrefix))
 				all, err := filepath.Glob(filepath.Join(dir, "*.go"))
 				if err != nil {
 					t.Fatal(err)
