@@ -1,14 +1,10 @@
 package compose_test
 
 import (
-	"go/parser"
-	"go/token"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +12,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/hubbub-chat/hubbub/deploy/internal/mainvars"
 )
 
 const root = "../.."
@@ -158,7 +156,10 @@ func TestHubbubServices(t *testing.T) {
 			}
 
 			// Every HUBBUB_* variable set here is one the binary reads.
-			read := variablesRead(t, want.main)
+			read, err := mainvars.Read(root, want.main)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for k := range s.Environment {
 				if strings.HasPrefix(k, "HUBBUB_") && !read[k] {
 					t.Errorf("%s is set but %s never reads it", k, want.main)
@@ -390,55 +391,6 @@ func TestLoadBalancer(t *testing.T) {
 	if test := strings.Join(s.HealthCheck.Test, " "); !strings.Contains(test, "/lb-healthz") {
 		t.Errorf("lb healthcheck %q", test)
 	}
-}
-
-// variablesRead returns the HUBBUB_* variables a main package reads: those
-// named in its source and in the shared packages it imports, directly or
-// through other shared packages (config.Common, the daemon body, ...).
-func variablesRead(t *testing.T, main string) map[string]bool {
-	t.Helper()
-	// Settings are read by the main and by the project packages it imports
-	// (the service's RegisterFlags, shared/config's Common …).
-	const projectPrefix = "github.com/hubbub-chat/hubbub/"
-	read := map[string]bool{}
-	seen := map[string]bool{}
-	var scan func(files []string)
-	scan = func(files []string) {
-		for _, file := range files {
-			src, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("%s: %v (the service's main is not written yet?)", file, err)
-			}
-			for _, m := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
-				read[m[1]] = true
-			}
-			f, err := parser.ParseFile(token.NewFileSet(), file, src, parser.ImportsOnly)
-			if err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			for _, imp := range f.Imports {
-				path, _ := strconv.Unquote(imp.Path.Value)
-				if !strings.HasPrefix(path, projectPrefix) || seen[path] {
-					continue
-				}
-				seen[path] = true
-				dir := filepath.Join(root, strings.TrimPrefix(path, projectPrefix))
-				all, err := filepath.Glob(filepath.Join(dir, "*.go"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				var pkg []string
-				for _, g := range all {
-					if !strings.HasSuffix(g, "_test.go") {
-						pkg = append(pkg, g)
-					}
-				}
-				scan(pkg)
-			}
-		}
-	}
-	scan([]string{filepath.Join(root, main)})
-	return read
 }
 
 func mustAbs(t *testing.T, p string) string {

@@ -2,13 +2,10 @@ package k8s_test
 
 import (
 	"fmt"
-	"go/parser"
-	"go/token"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/hubbub-chat/hubbub/deploy/internal/mainvars"
 )
 
 const root = "../.."
@@ -634,7 +633,10 @@ func checkConfiguration(t *testing.T, m *manifests, o overlay) {
 			}
 
 			// Every HUBBUB_* variable given is one the binary reads.
-			read := variablesRead(t, want.main)
+			read, err := mainvars.Read(root, want.main)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, e := range c.Env {
 				if strings.HasPrefix(e.Name, "HUBBUB_") && !read[e.Name] {
 					t.Errorf("%s is set but %s never reads it", e.Name, want.main)
@@ -752,53 +754,6 @@ func checkServices(t *testing.T, m *manifests) {
 }
 
 // helpers
-
-// variablesRead returns the HUBBUB_* variables a main package reads: those
-// named in its source and in the shared packages it imports, directly or
-// through other shared packages (config.Common, the daemon body, ...).
-func variablesRead(t *testing.T, main string) map[string]bool {
-	t.Helper()
-	const sharedPrefix = "github.com/hubbub-chat/hubbub/shared/"
-	read := map[string]bool{}
-	seen := map[string]bool{}
-	var scan func(files []string)
-	scan = func(files []string) {
-		for _, file := range files {
-			src, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("%s: %v (the service's main is not written yet?)", file, err)
-			}
-			for _, m := range regexp.MustCompile(`"(HUBBUB_[A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
-				read[m[1]] = true
-			}
-			f, err := parser.ParseFile(token.NewFileSet(), file, src, parser.ImportsOnly)
-			if err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			for _, imp := range f.Imports {
-				path, _ := strconv.Unquote(imp.Path.Value)
-				if !strings.HasPrefix(path, sharedPrefix) || seen[path] {
-					continue
-				}
-				seen[path] = true
-				dir := filepath.Join(root, "shared", strings.TrimPrefix(path, sharedPrefix))
-				all, err := filepath.Glob(filepath.Join(dir, "*.go"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				var pkg []string
-				for _, g := range all {
-					if !strings.HasSuffix(g, "_test.go") {
-						pkg = append(pkg, g)
-					}
-				}
-				scan(pkg)
-			}
-		}
-	}
-	scan([]string{filepath.Join(root, main)})
-	return read
-}
 
 func container(t *testing.T, w workload, name string) corev1.Container {
 	t.Helper()
