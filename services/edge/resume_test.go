@@ -303,6 +303,14 @@ func TestSSESlowReaderCutOff(t *testing.T) {
 			t.Fatalf("slow SSE reader not cut off after %d messages", len(ids))
 		}
 		ids = append(ids, e.publishMany("general", 20, body)...)
+		// Pace on the healthy reader so it is never more than one batch
+		// behind however loaded the machine is: only the reader that
+		// stopped reading may fall behind.
+		waitFor(t, 10*time.Second, "healthy reader keeping up", func() bool {
+			goodMu.Lock()
+			defer goodMu.Unlock()
+			return len(goodIDs) >= len(ids)
+		})
 	}
 	waitFor(t, 10*time.Second, "slow stream gone", func() bool { return te.Metrics().Connections() == 1 })
 	// The good reader got every message, in order.
