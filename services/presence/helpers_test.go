@@ -27,13 +27,13 @@ import (
 // env is one embedded JetStream server, provisioned, and a client
 // connection playing the edges.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *natstest.Server
 	nc  *nats.Conn
 	js  jetstream.JetStream
 }
 
-func newEnv(t *testing.T, pc provision.Config) *env {
+func newEnv(t testing.TB, pc provision.Config) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	e := &env{t: t, srv: srv}
@@ -118,7 +118,7 @@ func (e *env) start(cfg presence.Config) *replica {
 }
 
 // stop ends the replica and checks Run returned nil.
-func (r *replica) stop(t *testing.T) {
+func (r *replica) stop(t testing.TB) {
 	t.Helper()
 	if r.cancel == nil {
 		return
@@ -136,7 +136,7 @@ func (r *replica) stop(t *testing.T) {
 }
 
 // poll retries check until it returns nil or the deadline passes.
-func poll(t *testing.T, timeout time.Duration, what string, check func() error) {
+func poll(t testing.TB, timeout time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -344,14 +344,14 @@ func (e *env) publishTyping(ev wire.TypingEvent) {
 }
 
 // testLog logs through t when HUBBUB_TEST_LOG is set, else discards.
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if os.Getenv("HUBBUB_TEST_LOG") == "" {
 		return logging.Discard()
 	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
