@@ -424,7 +424,8 @@ func TestServePipelinedAfterHandshake(t *testing.T) {
 func TestServeWriteBackpressure(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(string(mode)+"mode", func(t *testing.T) {
-			s := newServer(t, Config{ReadMode: mode, HardQueue: 4 << 20})
+			const writeTimeout = 2 * time.Second
+			s := newServer(t, Config{ReadMode: mode, HardQueue: 4 << 20, WriteTimeout: writeTimeout})
 			c, e := s.dial()
 			if _, err := c.Write(clientFrame(t, gws.OpText, true, []byte("go"))); err != nil {
 				t.Fatal(err) // make the connection polled before sending
@@ -455,6 +456,18 @@ func TestServeWriteBackpressure(t *testing.T) {
 					t.Fatalf("%d bytes still queued", e.c.QueuedBytes())
 				}
 				time.Sleep(5 * time.Millisecond)
+			}
+			// The blocking writes above ran under a write deadline. Let it
+			// pass (the fault): later writes, non-blocking on a polled
+			// connection, must not fail with that stale deadline.
+			time.Sleep(writeTimeout + writeTimeout/4)
+			for i := range 3 {
+				if !e.c.Send(&frame.Frame{Type: "message", JSON: fmt.Appendf(nil, "after %d", i)}) {
+					t.Fatalf("frame after the deadline refused")
+				}
+				if f := readServerFrame(t, br); string(f.Payload) != fmt.Sprintf("after %d", i) {
+					t.Fatalf("after the deadline got %q", f.Payload)
+				}
 			}
 		})
 	}

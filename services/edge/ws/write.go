@@ -94,6 +94,10 @@ func (c *Conn) writeLoop() {
 	for {
 		batch, n, ok := c.takeBatch()
 		if !ok {
+			// Clear the deadline of the blocking writes: a polled
+			// connection's later non-blocking writes (TryWrite through the
+			// raw conn) would otherwise fail with a stale i/o timeout.
+			_ = c.nc.SetWriteDeadline(time.Time{})
 			return
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
