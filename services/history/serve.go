@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hubbub-chat/hubbub/services/history/chain"
@@ -65,6 +66,12 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 			_ = req.Error(codeUnavailable, "history is shutting down", nil)
 			return
 		}
+		// micro.Request is not safe to use after the handler returns (the
+		// service reads its error state for stats), so the worker replies
+		// straight to the request's reply subject; data and reply subject
+		// are immutable.
+		r := asyncReply{nc: s.nc, subject: req.Reply()}
+		data := req.Data()
 		reqs.Add(1)
 		go func() {
 			defer reqs.Done()
@@ -72,10 +79,10 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 			start := time.Now()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
 			defer cancel()
-			out, err := fn(rctx, req.Data())
+			out, err := fn(rctx, data)
 			outcome := "ok"
 			if err == nil {
-				err = s.respond(req, out)
+				err = s.respond(r, out)
 				if err != nil {
 					outcome = "error"
 					s.log.Warn("history: respond", "endpoint", name, "err", err)
@@ -84,14 +91,14 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 				switch {
 				case errors.Is(err, request.ErrBadRequest):
 					outcome = "bad_request"
-					_ = req.Error(codeBadRequest, err.Error(), nil)
+					r.fail(codeBadRequest, err.Error())
 				case errors.Is(err, chain.ErrCatchingUp):
 					outcome = "unavailable"
-					_ = req.Error(codeUnavailable, err.Error(), nil)
+					r.fail(codeUnavailable, err.Error())
 				default:
 					outcome = "error"
 					s.log.Error("history: request failed", "endpoint", name, "err", err)
-					_ = req.Error(codeInternal, "history: internal error", nil)
+					r.fail(codeInternal, "history: internal error")
 				}
 			}
 			s.m.Requests.WithLabelValues(name, outcome).Inc()
@@ -103,25 +110,52 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 // respond sends out as JSON: pages (every recent and since reply) through
 // the reply encoder into a pooled buffer, anything else through
 // encoding/json. The connection copies the body before Respond returns.
-func (s *Service) respond(req micro.Request, out any) error {
+func (s *Service) respond(req asyncReply, out any) error {
 	page, ok := out.(wire.Page)
 	if !ok {
 		body, err := json.Marshal(out)
 		if err != nil {
 			return fmt.Errorf("encode reply: %w", err)
 		}
-		return req.Respond(body)
+		return req.respond(body)
 	}
 	buf, _ := s.bufs.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
 	}
 	*buf = reply.AppendPage((*buf)[:0], page)
-	err := req.Respond(*buf)
+	err := req.respond(*buf)
 	if cap(*buf) <= maxPooledReply {
 		s.bufs.Put(buf)
 	}
 	return err
+}
+
+// asyncReply answers a micro request from a worker goroutine, in the
+// format micro.Request uses (errors in the Nats-Service-Error headers).
+type asyncReply struct {
+	nc      *nats.Conn
+	subject string
+}
+
+// respond publishes body as the reply.
+func (r asyncReply) respond(body []byte) error {
+	if err := r.nc.Publish(r.subject, body); err != nil {
+		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
+	}
+	return nil
+}
+
+// fail publishes an error reply; a failed publish is the requester's
+// timeout, so it is only logged by the caller's metrics.
+func (r asyncReply) fail(code, description string) {
+	_ = r.nc.PublishMsg(&nats.Msg{
+		Subject: r.subject,
+		Header: nats.Header{
+			micro.ErrorHeader:     []string{description},
+			micro.ErrorCodeHeader: []string{code},
+		},
+	})
 }
 
 // maxPooledReply is the largest reply buffer kept for reuse.

@@ -2,7 +2,9 @@ package presence
 
 import (
 	"encoding/json"
+	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -18,7 +20,7 @@ func (s *Service) handleConn(event string) micro.HandlerFunc {
 			return
 		}
 		select {
-		case s.shard(ev.Room, ev.User) <- job{req: req, event: event, ev: ev}:
+		case s.shard(ev.Room, ev.User) <- job{req: detach(s.nc, req), event: event, ev: ev}:
 		case <-s.stopping:
 			s.fail(req, event, "503", wire.Errorf(wire.CodeUnavailable, "presence is shutting down"))
 		}
@@ -56,8 +58,59 @@ func (s *Service) handleTyping(req micro.Request) {
 	s.reply(req, "typing", wire.TypingStateReply{Room: r.Room, Users: s.typing.Typists(r.Room)})
 }
 
-func (s *Service) reply(req micro.Request, endpoint string, v any) {
-	if err := req.RespondJSON(v); err != nil {
+// responder answers a request: a micro.Request inside its handler, a
+// detachedRequest after the handler has returned.
+type responder interface {
+	Respond(data []byte, opts ...micro.RespondOpt) error
+	Error(code, description string, data []byte, opts ...micro.RespondOpt) error
+}
+
+// detachedRequest answers a micro request after its handler has returned.
+// micro.Request must not be used then: the service reads its error state for
+// stats once the handler returns, so replies from workers go straight to the
+// request's reply subject, in micro's format.
+type detachedRequest struct {
+	nc      *nats.Conn
+	subject string
+}
+
+func detach(nc *nats.Conn, req micro.Request) detachedRequest {
+	return detachedRequest{nc: nc, subject: req.Reply()}
+}
+
+// Respond publishes data as the reply.
+func (d detachedRequest) Respond(data []byte, opts ...micro.RespondOpt) error {
+	msg := &nats.Msg{Subject: d.subject, Data: data}
+	for _, o := range opts {
+		o(msg)
+	}
+	if err := d.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
+	}
+	return nil
+}
+
+// Error publishes an error reply with micro's error headers.
+func (d detachedRequest) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
+	msg := &nats.Msg{Subject: d.subject, Data: data, Header: nats.Header{
+		micro.ErrorHeader:     []string{description},
+		micro.ErrorCodeHeader: []string{code},
+	}}
+	for _, o := range opts {
+		o(msg)
+	}
+	if err := d.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
+	}
+	return nil
+}
+
+func (s *Service) reply(req responder, endpoint string, v any) {
+	body, err := json.Marshal(v)
+	if err == nil {
+		err = req.Respond(body)
+	}
+	if err != nil {
 		s.log.Warn("respond", "endpoint", endpoint, "err", err)
 	}
 }
@@ -65,7 +118,7 @@ func (s *Service) reply(req micro.Request, endpoint string, v any) {
 // fail answers with a micro error: status is an HTTP-like code ("400",
 // "500", "503") in the Nats-Service-Error-Code header, the description is
 // "<wire code>: <message>", and the body is a wire.ErrorFrame.
-func (s *Service) fail(req micro.Request, endpoint, status string, werr *wire.Error) {
+func (s *Service) fail(req responder, endpoint, status string, werr *wire.Error) {
 	s.metrics.requestErrors.WithLabelValues(endpoint, werr.Code).Inc()
 	body, err := json.Marshal(werr.Frame("", ""))
 	if err != nil {

@@ -503,7 +503,7 @@ func (s *Service) reapOrphans(ctx context.Context, missing map[string]time.Time)
 
 // job is one join or leave request waiting for a worker.
 type job struct {
-	req   micro.Request
+	req   detachedRequest
 	event string
 	ev    wire.ConnEvent
 }
