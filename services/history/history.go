@@ -126,7 +126,8 @@ type Service struct {
 	reader *chain.Reader
 	ing    *ingest.Ingester
 
-	bound     atomic.Bool
+	bound     atomic.Bool   // store bound to the stream
+	serving   atomic.Bool   // request endpoints registered
 	stored    atomic.Uint64 // consumer ack floor
 	first     atomic.Uint64 // stream first sequence
 	running   atomic.Bool
@@ -176,10 +177,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-// Ready reports whether the service can do its job now: started, the
-// database answering and ingest not stalled.
+// Ready reports whether the service can do its job now: started, its
+// request endpoints registered, the database answering and ingest not
+// stalled.
 func (s *Service) Ready() error {
-	if !s.bound.Load() || !s.running.Load() {
+	if !s.bound.Load() || !s.running.Load() || !s.serving.Load() {
 		return ErrNotReady
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -239,8 +241,18 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Wait()
 		return err
 	}
+	// The server must have the endpoints' subscriptions before the
+	// service calls itself ready; a failed flush only delays readiness.
+	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+	err = s.nc.FlushWithContext(fctx)
+	fcancel()
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("history: flush subscriptions", "err", err)
+	}
+	s.serving.Store(true)
 	s.log.Info("history running", "store", fmt.Sprint(s.st), "read_only", s.cfg.ReadOnly, "retention", s.cfg.Retention)
 	<-ctx.Done()
+	s.serving.Store(false)
 	if err := svc.Stop(); err != nil {
 		s.log.Warn("history: stop micro service", "err", err)
 	}

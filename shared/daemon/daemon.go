@@ -81,6 +81,9 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 	if b.OpsAddr != "" {
 		f.String(&opsAddr, "http-addr", "HUBBUB_HTTP_ADDR", b.OpsAddr, "listen address of /healthz, /readyz, /metrics")
 	}
+	var pprofAddr string
+	f.String(&pprofAddr, "pprof-addr", "HUBBUB_PPROF_ADDR", "",
+		"listen address of net/http/pprof (/debug/pprof/), off when empty; bind it to loopback")
 	build := b.Flags(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -123,6 +126,20 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 		httpErr <- nil
 	}
 
+	pprofErr := make(chan error, 1)
+	if pprofAddr != "" {
+		go func() {
+			// A profiler that cannot listen is logged, not fatal: it is a
+			// diagnostic, and the service is healthy without it.
+			if err := ops.Serve(ctx, pprofAddr, ops.Pprof(), log); err != nil {
+				log.Error("pprof listener", "addr", pprofAddr, "err", err)
+			}
+			pprofErr <- nil
+		}()
+	} else {
+		pprofErr <- nil
+	}
+
 	var runErr error
 	if err := provision.EnsureRetry(ctx, js, common.Provision(), log); err != nil {
 		if ctx.Err() == nil {
@@ -132,6 +149,7 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 		runErr = svc.Run(ctx)
 	}
 	stop()
+	<-pprofErr
 	if err := <-httpErr; err != nil && runErr == nil {
 		runErr = err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,7 @@ func freeAddr(t *testing.T) string {
 func TestBinaryRun(t *testing.T) {
 	srv := natstest.Start(t)
 	addr := freeAddr(t)
+	pprofAddr := freeAddr(t)
 	var subject string
 	b := daemon.Binary{
 		Name:    "hubbub-test",
@@ -76,7 +78,7 @@ func TestBinaryRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- b.Run(ctx, []string{"-nats-url", srv.URL(), "-http-addr", addr, "-subject", "test.x"}, io.Discard)
+		done <- b.Run(ctx, []string{"-nats-url", srv.URL(), "-http-addr", addr, "-pprof-addr", pprofAddr, "-subject", "test.x"}, io.Discard)
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -91,6 +93,24 @@ func TestBinaryRun(t *testing.T) {
 			t.Fatalf("never ready: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The profiler answers on its own listener, and only there.
+	for _, c := range []struct {
+		addr string
+		want int
+	}{{pprofAddr, http.StatusOK}, {addr, http.StatusNotFound}} {
+		resp, err := http.Get("http://" + c.addr + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			t.Fatalf("pprof on %s: %v", c.addr, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Fatalf("GET %s/debug/pprof/goroutine: %d, want %d", c.addr, resp.StatusCode, c.want)
+		}
+		if c.want == http.StatusOK && !strings.Contains(string(body), "goroutine profile") {
+			t.Fatalf("not a goroutine profile: %.200s", body)
+		}
 	}
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
