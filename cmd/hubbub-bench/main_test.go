@@ -65,7 +65,7 @@ func TestQuickSuite(t *testing.T) {
 		t.Log("running anyway: -short only trims sizes further")
 	}
 	bin := buildBinaries(t)
-	c, err := parseSuite([]string{"-quick", "-bin", bin, "-out", t.TempDir(), "-postgres=false", "-profile=false"})
+	c, err := parseSuite([]string{"-quick", "-bin", bin, "-out", t.TempDir(), "-postgres=false"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +117,22 @@ func TestQuickSuite(t *testing.T) {
 			t.Errorf("scenario %s produced no result", s)
 		}
 	}
+	// Every profiled process (through its -pprof-addr / nats-server
+	// --profile) left a non-empty CPU profile of both profiled points.
+	profiles := map[string]bool{}
+	for _, p := range run.Profiles {
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s missing or empty: %v", p, err)
+		}
+		profiles[filepath.Base(p)] = true
+	}
+	for _, proc := range []string{"nats-server", "history", "edge-0"} {
+		for _, label := range []string{"fanout", "latency"} {
+			if name := proc + "-" + label + ".pprof"; !profiles[name] {
+				t.Errorf("no profile %s (profiles %v, notes %v)", name, run.Profiles, run.Notes)
+			}
+		}
+	}
 }
 
 // TestLeanClientMatchesReferenceClient checks the load tool's own client
@@ -134,7 +150,7 @@ func TestLeanClientMatchesReferenceClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	_, edges, err := hubbubDeployment(ctx, d, 1, "", "")
+	_, edges, err := hubbubDeployment(ctx, d, 1, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func parseSuite(args []string) (suiteConfig, error) {
 	f.String(&c.scenarios, "scenarios", "HUBBUB_BENCH_SCENARIOS", "idle,fanout,latency,storm,history,ingest", "scenarios to run")
 	f.Bool(&c.baselines, "baselines", "HUBBUB_BENCH_BASELINES", true, "measure the NATS and WebSocket baselines too")
 	f.Bool(&c.hubbub, "hubbub", "HUBBUB_BENCH_HUBBUB", true, "measure Hubbub (false: baselines only)")
-	f.Bool(&c.profile, "profile", "HUBBUB_BENCH_PROFILE", true, "capture CPU profiles (nats-server pprof) during the largest fan-out point")
+	f.Bool(&c.profile, "profile", "HUBBUB_BENCH_PROFILE", true, "capture CPU profiles of nats-server, history and the first edge during the last fan-out and the last latency point")
 	f.Int(&c.edges, "edges", "HUBBUB_BENCH_EDGES", 7, "edge processes (idle uses all; <= 19k connections each)")
 	f.Int(&c.fanoutEdges, "fanout-edges", "HUBBUB_BENCH_FANOUT_EDGES", 2, "edges the fan-out and latency clients use")
 	f.Int(&c.stormEdges, "storm-edges", "HUBBUB_BENCH_STORM_EDGES", 3, "edges of the reconnect storm (the first is killed)")
@@ -263,7 +263,7 @@ func baselines(ctx context.Context, c suiteConfig, bins deploy.Binaries, outDir 
 		return err
 	}
 	defer d.Close()
-	nats, err := d.StartNATS(ctx, "")
+	nats, err := d.StartNATS(ctx)
 	if err != nil {
 		return err
 	}
@@ -296,9 +296,9 @@ func baselines(ctx context.Context, c suiteConfig, bins deploy.Binaries, outDir 
 }
 
 // hubbubDeployment starts nats-server, presence, history and n edges.
-func hubbubDeployment(ctx context.Context, d *deploy.Deployment, edges int, databaseURL, profileAddr string) (scenario.Target, []*deploy.Process, error) {
+func hubbubDeployment(ctx context.Context, d *deploy.Deployment, edges int, databaseURL string) (scenario.Target, []*deploy.Process, error) {
 	t := scenario.Target{Name: "hubbub", Kind: worker.KindWS, Servers: map[string]*deploy.Process{}}
-	nats, err := d.StartNATS(ctx, profileAddr)
+	nats, err := d.StartNATS(ctx)
 	if err != nil {
 		return t, nil, err
 	}
@@ -354,14 +354,9 @@ func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins deploy.Bi
 		return err
 	}
 	defer d.Close()
-	profAddr := ""
-	if c.profile {
-		if profAddr, err = deploy.FreeAddr(); err != nil {
-			return err
-		}
-	}
+	d.Profile = c.profile
 	edges := max(c.edges, c.fanoutEdges, c.stormEdges)
-	t, all, err := hubbubDeployment(ctx, d, edges, "", profAddr)
+	t, all, err := hubbubDeployment(ctx, d, edges, "")
 	if err != nil {
 		return err
 	}
@@ -375,19 +370,34 @@ func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins deploy.Bi
 		quiesce()
 	}
 	ft := subset(t, all[:c.fanoutEdges])
+	// The last point of fan-out and of latency are profiled: nats-server,
+	// the first edge and history, over the sending window.
+	profiled := []*deploy.Process{t.Servers["nats-server"], t.Servers["history"]}
+	if len(all) > 0 {
+		profiled = append(profiled, all[0])
+	}
+	withProfile := func(p scenario.Fanout, label string) scenario.Fanout {
+		if c.profile {
+			p.DuringRun = func() func() {
+				return profile(ctx, profiled, p.Duration, outDir, label, run)
+			}
+		}
+		return p
+	}
 	if want["fanout"] {
 		for i, p := range fanouts {
-			if profAddr != "" && i == len(fanouts)-1 {
-				p.DuringRun = func() func() {
-					return profileNATS(ctx, profAddr, p.Duration, filepath.Join(outDir, "nats-server-fanout.pprof"), bins.NATSServer, run)
-				}
+			if i == len(fanouts)-1 {
+				p = withProfile(p, "fanout")
 			}
 			add(runner.Fanout(ctx, ft, p))
 			quiesce()
 		}
 	}
 	if want["latency"] {
-		for _, p := range latencies {
+		for i, p := range latencies {
+			if i == len(latencies)-1 {
+				p = withProfile(p, "latency")
+			}
 			add(runner.Fanout(ctx, ft, p))
 			quiesce()
 		}
@@ -420,7 +430,7 @@ func postgresPhase(ctx context.Context, c suiteConfig, bins deploy.Binaries, out
 		return err
 	}
 	defer d.Close()
-	t, _, err := hubbubDeployment(ctx, d, 0, dbURL, "")
+	t, _, err := hubbubDeployment(ctx, d, 0, dbURL)
 	if err != nil {
 		return err
 	}
@@ -472,34 +482,71 @@ func redact(s string) string {
 	return u.Redacted()
 }
 
-// profileNATS captures a CPU profile of nats-server over the next d in the
-// background and summarises it with go tool pprof.
-func profileNATS(ctx context.Context, addr string, d time.Duration, path, bin string, run *report.Run) func() {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		secs := max(1, int(d.Seconds()))
-		cl := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
-		resp, err := cl.Do(req)
-		if err != nil {
-			run.Notes = append(run.Notes, "nats-server profile: "+err.Error())
-			return
+// profile captures a CPU profile of each process over the next d in the
+// background, as <dir>/<process>-<label>.pprof with a `go tool pprof -top`
+// summary beside it. The returned function waits for the captures and
+// records them in run.
+func profile(ctx context.Context, procs []*deploy.Process, d time.Duration, dir, label string, run *report.Run) func() {
+	type outcome struct{ files, notes []string }
+	results := make(chan outcome, len(procs))
+	n := 0
+	for _, p := range procs {
+		if p == nil || p.PprofAddr == "" {
+			continue
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || os.WriteFile(path, b, 0o644) != nil {
-			run.Notes = append(run.Notes, fmt.Sprintf("nats-server profile: could not save (%v)", err))
-			return
+		n++
+		go func() {
+			path := filepath.Join(dir, p.Name+"-"+label+".pprof")
+			files, err := captureProfile(ctx, p, d, path)
+			o := outcome{files: files}
+			if err != nil {
+				o.notes = append(o.notes, fmt.Sprintf("%s profile (%s): %v", p.Name, label, err))
+			}
+			results <- o
+		}()
+	}
+	return func() {
+		for range n {
+			o := <-results
+			run.Profiles = append(run.Profiles, o.files...)
+			run.Notes = append(run.Notes, o.notes...)
 		}
-		run.Profiles = append(run.Profiles, path)
-		top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", bin, path).Output()
-		if err == nil {
-			_ = os.WriteFile(path+".top.txt", top, 0o644)
-			run.Profiles = append(run.Profiles, path+".top.txt")
-		}
-	}()
-	return func() { <-done }
+	}
+}
+
+// captureProfile fetches /debug/pprof/profile from p for d, saves it at
+// path and its top functions at path.top.txt.
+func captureProfile(ctx context.Context, p *deploy.Process, d time.Duration, path string) ([]string, error) {
+	secs := max(1, int(d.Seconds()))
+	cl := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.PprofAddr, secs), nil)
+	if err != nil {
+		return nil, fmt.Errorf("profile request: %w", err)
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("profile: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return nil, fmt.Errorf("save profile: %w", err)
+	}
+	files := []string{path}
+	top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=30", p.Bin, path).Output()
+	if err != nil {
+		return files, fmt.Errorf("go tool pprof -top: %w", err)
+	}
+	if err := os.WriteFile(path+".top.txt", top, 0o644); err != nil {
+		return files, fmt.Errorf("save profile summary: %w", err)
+	}
+	return append(files, path+".top.txt"), nil
 }
 
 func waitQuiet(ctx context.Context, log *slog.Logger, limit time.Duration, quiet float64) {

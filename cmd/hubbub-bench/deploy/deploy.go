@@ -40,6 +40,11 @@ type Process struct {
 	// Addr is its HTTP (ops) address, or the client address for NATS and
 	// the WebSocket baseline.
 	Addr string
+	// PprofAddr is its net/http/pprof address (/debug/pprof/), or empty
+	// when the deployment does not profile.
+	PprofAddr string
+	// Bin is the program's path, for symbolising its profiles.
+	Bin  string
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -87,6 +92,9 @@ func (p *Process) Stop(grace time.Duration) {
 type Deployment struct {
 	Dir  string
 	Bins Binaries
+	// Profile gives every nats-server and Hubbub service a pprof listener
+	// on loopback (Process.PprofAddr).
+	Profile bool
 
 	mu    sync.Mutex
 	procs []*Process
@@ -124,7 +132,7 @@ func (d *Deployment) start(name, addr string, argv []string, env []string) (*Pro
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Process{Name: name, Addr: addr, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, Addr: addr, Bin: argv[0], cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
@@ -137,16 +145,20 @@ func (d *Deployment) start(name, addr string, argv []string, env []string) (*Pro
 }
 
 // StartNATS runs nats-server with JetStream (store under the deployment
-// dir) and, when profile is true, its pprof endpoint. It returns the
-// process; Addr is the client URL's host:port.
-func (d *Deployment) StartNATS(ctx context.Context, profileAddr string) (*Process, error) {
+// dir) and, when the deployment profiles, its pprof endpoint. It returns
+// the process; Addr is the client URL's host:port.
+func (d *Deployment) StartNATS(ctx context.Context) (*Process, error) {
 	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	argv := []string{d.Bins.NATSServer, "-a", host, "-p", port, "-js", "-sd", filepath.Join(d.Dir, "nats"), "-n", "bench"}
-	if profileAddr != "" {
+	profileAddr := ""
+	if d.Profile {
+		if profileAddr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
 		_, pport, _ := net.SplitHostPort(profileAddr)
 		argv = append(argv, "--profile", pport)
 	}
@@ -154,6 +166,7 @@ func (d *Deployment) StartNATS(ctx context.Context, profileAddr string) (*Proces
 	if err != nil {
 		return nil, err
 	}
+	p.PprofAddr = profileAddr
 	if err := waitTCP(ctx, p, addr); err != nil {
 		return nil, err
 	}
@@ -168,10 +181,18 @@ func (d *Deployment) Service(ctx context.Context, name, bin string, env []string
 		return nil, err
 	}
 	env = append([]string{"HUBBUB_HTTP_ADDR=" + addr, "HUBBUB_LOG_FORMAT=json"}, env...)
+	pprofAddr := ""
+	if d.Profile {
+		if pprofAddr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
+		env = append(env, "HUBBUB_PPROF_ADDR="+pprofAddr)
+	}
 	p, err := d.start(name, addr, []string{bin}, env)
 	if err != nil {
 		return nil, err
 	}
+	p.PprofAddr = pprofAddr
 	if err := waitReady(ctx, p, "http://"+addr+"/readyz"); err != nil {
 		return nil, err
 	}
