@@ -88,7 +88,7 @@ func parseSuite(args []string) (suiteConfig, error) {
 	f.Float64Var(&c.stormRate, "storm-rate", 1, "messages per second per room during the storm")
 	f.Duration(&c.stormJitter, "storm-jitter", "HUBBUB_BENCH_STORM_JITTER", 2*time.Second, "clients wait up to this long before reconnecting")
 	f.Duration(&c.stormWindow, "storm-window", "HUBBUB_BENCH_STORM_WINDOW", 10*time.Second, "resume deadline after the kill")
-	f.String(&c.historyConc, "history-concurrency", "HUBBUB_BENCH_HISTORY_CONCURRENCY", "8,32", "concurrent request loops of the history scenario, comma-separated")
+	f.String(&c.historyConc, "history-concurrency", "HUBBUB_BENCH_HISTORY_CONCURRENCY", "8,32,64", "concurrent request loops of the history scenario, comma-separated")
 	f.Duration(&c.historyDuration, "history-duration", "HUBBUB_BENCH_HISTORY_DURATION", 5*time.Second, "duration of each history point")
 	f.Int(&c.historyRooms, "history-rooms", "HUBBUB_BENCH_HISTORY_ROOMS", 20, "rooms (of 100 messages each) read by the history scenario")
 	f.Int(&c.ingest, "ingest", "HUBBUB_BENCH_INGEST", 50000, "messages of the ingest scenario")

@@ -75,6 +75,23 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// Pause stops the process (SIGSTOP) until Resume: it keeps its
+// connections but does no work.
+func (p *Process) Pause() error {
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pause %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Resume continues a paused process (SIGCONT).
+func (p *Process) Resume() error {
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("resume %s: %w", p.Name, err)
+	}
+	return nil
+}
+
 // Stop sends SIGTERM and waits up to grace before killing.
 func (p *Process) Stop(grace time.Duration) {
 	if p.Exited() {

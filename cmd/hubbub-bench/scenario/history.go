@@ -31,9 +31,13 @@ type History struct {
 	Backend string
 }
 
-// Ingest publishes Messages messages (spread over Rooms rooms) as fast as
-// JetStream accepts them and measures how fast the history service's
-// durable consumer gets through them.
+// Ingest measures how fast the history service stores a backlog: with the
+// history process paused (SIGSTOP), Messages messages (spread over Rooms
+// rooms) are published as fast as JetStream accepts them; then history
+// resumes and the rate is Messages ÷ the time until its durable consumer
+// has nothing pending — the store's rate, not the publisher's. Without a
+// history process of its own (an external deployment) publishing and
+// ingest overlap.
 type Ingest struct {
 	Messages int
 	Rooms    int
@@ -129,12 +133,36 @@ func (r *Runner) Ingest(ctx context.Context, t Target, in Ingest) (res Result) {
 		res.Failed = err.Error()
 		return res
 	}
-	meter := startCPU(t, nil)
+	hist := t.Servers["history"]
+	if hist != nil {
+		if err := hist.Pause(); err != nil {
+			res.Failed = err.Error()
+			return res
+		}
+	}
+	resumed := false
+	resume := func() error {
+		if hist == nil || resumed {
+			return nil
+		}
+		resumed = true
+		return hist.Resume()
+	}
+	defer func() { _ = resume() }()
 	start := time.Now()
 	pubTime, err := publish(ctx, js, r.nextTag("g"), in.Rooms, in.Messages)
 	if err != nil {
 		res.Failed = err.Error()
 		return res
+	}
+	res.Params["history_paused"] = hist != nil
+	meter := startCPU(t, nil)
+	if hist != nil {
+		start = time.Now()
+		if err := resume(); err != nil {
+			res.Failed = err.Error()
+			return res
+		}
 	}
 	done, err := caughtUp(ctx, js, 5*time.Minute)
 	if err != nil {
