@@ -80,7 +80,7 @@ func parseSuite(args []string) (suiteConfig, error) {
 	f.String(&c.idleStages, "idle", "HUBBUB_BENCH_IDLE", "20000,60000,100000", "cumulative idle connection counts")
 	f.Int(&c.idleMembers, "idle-members", "HUBBUB_BENCH_IDLE_MEMBERS", 50, "members per room of idle connections")
 	f.Float64Var(&c.idleRate, "idle-rate", 0, "connection attempts per second (0: 64 concurrent per worker)")
-	f.String(&c.fanout, "fanout", "HUBBUB_BENCH_FANOUT", "10x100x50,10x500x30,100x50x30,2x1000x75", "fan-out points: ROOMSxMEMBERSxMSGS_PER_S_PER_ROOM, comma-separated")
+	f.String(&c.fanout, "fanout", "HUBBUB_BENCH_FANOUT", "10x100x50,10x500x40,100x50x40,2x1000x100", "fan-out points: ROOMSxMEMBERSxMSGS_PER_S_PER_ROOM, comma-separated")
 	f.String(&c.latency, "latency", "HUBBUB_BENCH_LATENCY", "20x100x10,100x20x10", "latency points (same syntax; 20,000 deliveries/s each by default)")
 	f.Duration(&c.duration, "duration", "HUBBUB_BENCH_DURATION", 10*time.Second, "sending time of each fan-out/latency point")
 	f.Int(&c.stormClients, "storm-clients", "HUBBUB_BENCH_STORM_CLIENTS", 20000, "reconnect storm clients (spread over -storm-edges)")
