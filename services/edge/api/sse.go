@@ -140,7 +140,10 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 				reason = "transport"
 				return
 			}
-			_ = rc.Flush()
+			if err := rc.Flush(); err != nil {
+				reason = "transport"
+				return
+			}
 		case <-sink.notify:
 			if !started {
 				start()
@@ -155,7 +158,12 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
-			_ = rc.Flush()
+			// A failed write also cancels ctx (net/http does): check the
+			// flush here, or the close would be counted as the client's.
+			if err := rc.Flush(); err != nil {
+				reason = "transport"
+				return
+			}
 			if over {
 				reason = "slow_consumer"
 				return
