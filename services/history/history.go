@@ -256,7 +256,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := svc.Stop(); err != nil {
 		s.log.Warn("history: stop micro service", "err", err)
 	}
-	reqs.Wait()
+	reqs.closeAndWait()
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -655,4 +656,59 @@ func TestDatabaseOutage(t *testing.T) {
 		checkChain(t, "since all "+room, sinceAll(t, e.nc, room, 0), e.ids(room), 0)
 	}
 	r.stop(t)
+}
+
+// TestStopUnderRequests stops the service while requesters keep it busy:
+// micro drains its subscriptions asynchronously, so requests keep arriving
+// after Stop; each must get an answer or a shutdown error — never a
+// request admitted after the final wait (a WaitGroup misuse -race saw) or a
+// query on the closed store.
+func TestStopUnderRequests(t *testing.T) {
+	for round := range 5 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			e := newEnv(t)
+			r := start(t, e, sqliteConfig(t))
+			e.publishMany(t, 50, "a")
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			var answered, refused atomic.Int64
+			for range 8 {
+				nc, err := nats.Connect(e.srv.URL())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer nc.Close()
+				body, _ := json.Marshal(wire.RecentRequest{Room: "a", Limit: 10})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						m, err := nc.Request(subjects.HistoryRecent, body, 2*time.Second)
+						switch {
+						case err != nil:
+							refused.Add(1) // no responders once stopped
+						case m.Header.Get(micro.ErrorCodeHeader) == "":
+							answered.Add(1)
+						case m.Header.Get(micro.ErrorCodeHeader) == "503":
+							refused.Add(1)
+						default:
+							t.Errorf("request failed while stopping: %s %s", m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader))
+						}
+					}
+				}()
+			}
+			eventually(t, 10*time.Second, func() error {
+				if answered.Load() < 50 {
+					return fmt.Errorf("%d answered", answered.Load())
+				}
+				return nil
+			})
+			r.stop(t)
+			cancel()
+			wg.Wait()
+			if answered.Load() == 0 {
+				t.Fatal("no request answered")
+			}
+		})
+	}
 }

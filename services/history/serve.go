@@ -25,9 +25,38 @@ const (
 	codeUnavailable = "503"
 )
 
+// inflight tracks the requests being handled. Once closed it admits no
+// more: micro drains its subscriptions asynchronously, so the handler can
+// still be called after Stop returned, and every Add must happen before
+// the final Wait.
+type inflight struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// add admits a request unless closed.
+func (f *inflight) add() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.wg.Add(1)
+	return true
+}
+
+// closeAndWait refuses further requests and waits for the admitted ones.
+func (f *inflight) closeAndWait() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
 // serve registers the micro service. Requests are handled on up to
-// cfg.Workers goroutines; the returned WaitGroup tracks them.
-func (s *Service) serve(ctx context.Context) (micro.Service, *sync.WaitGroup, error) {
+// cfg.Workers goroutines, tracked by the returned inflight.
+func (s *Service) serve(ctx context.Context) (micro.Service, *inflight, error) {
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        subjects.HistoryService,
 		Version:     Version,
@@ -37,7 +66,7 @@ func (s *Service) serve(ctx context.Context) (micro.Service, *sync.WaitGroup, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("history micro service: %w", err)
 	}
-	reqs := &sync.WaitGroup{}
+	reqs := &inflight{}
 	sem := make(chan struct{}, s.cfg.Workers)
 	endpoints := []struct {
 		name, subject string
@@ -58,11 +87,16 @@ func (s *Service) serve(ctx context.Context) (micro.Service, *sync.WaitGroup, er
 }
 
 func (s *Service) handler(ctx context.Context, name string, fn func(context.Context, []byte) (any, error),
-	sem chan struct{}, reqs *sync.WaitGroup) micro.HandlerFunc {
+	sem chan struct{}, reqs *inflight) micro.HandlerFunc {
 	return func(req micro.Request) {
+		if ctx.Err() != nil || !reqs.add() {
+			_ = req.Error(codeUnavailable, "history is shutting down", nil)
+			return
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
+			reqs.wg.Done()
 			_ = req.Error(codeUnavailable, "history is shutting down", nil)
 			return
 		}
@@ -72,9 +106,8 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 		// are immutable.
 		r := asyncReply{nc: s.nc, subject: req.Reply()}
 		data := req.Data()
-		reqs.Add(1)
 		go func() {
-			defer reqs.Done()
+			defer reqs.wg.Done()
 			defer func() { <-sem }()
 			start := time.Now()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
