@@ -19,6 +19,12 @@ func (s *Service) handleConn(event string) micro.HandlerFunc {
 			s.fail(req, event, "400", werr)
 			return
 		}
+		s.gate.RLock()
+		defer s.gate.RUnlock()
+		if s.gateClosed {
+			s.fail(req, event, "503", wire.Errorf(wire.CodeUnavailable, "presence is shutting down"))
+			return
+		}
 		select {
 		case s.shard(ev.Room, ev.User) <- job{req: detach(s.nc, req), event: event, ev: ev}:
 		case <-s.stopping:

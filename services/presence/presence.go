@@ -139,6 +139,13 @@ type Service struct {
 	running  atomic.Bool
 	jobs     []chan job
 	stopping <-chan struct{} // closed when Run's context ends
+	drain    chan struct{}   // closed once no more jobs can be queued
+	// gate admits join/leave requests to the workers until shutdown closes
+	// it: micro drains its subscriptions asynchronously, so handlers still
+	// run after Stop, and a job queued after the workers drained would
+	// never be answered.
+	gate       sync.RWMutex
+	gateClosed bool
 }
 
 // New builds a service; Run starts it.
@@ -279,6 +286,14 @@ func (s *Service) Run(ctx context.Context) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	var workers sync.WaitGroup
+	s.drain = make(chan struct{})
+	closeGate := sync.OnceFunc(func() {
+		s.gate.Lock()
+		s.gateClosed = true
+		s.gate.Unlock()
+		close(s.drain)
+	})
+	defer closeGate()
 	s.jobs = make([]chan job, s.cfg.Workers)
 	for i := range s.jobs {
 		ch := make(chan job, 64)
@@ -311,6 +326,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("drain typing subscription", "err", err)
 	}
 	// Let queued join/leave requests finish, within a bound.
+	closeGate()
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(done) }()
 	select {
@@ -523,7 +539,7 @@ func (s *Service) work(ctx context.Context, jobs chan job) {
 		select {
 		case j := <-jobs:
 			s.do(ctx, j)
-		case <-s.stopping:
+		case <-s.drain:
 			for {
 				select {
 				case j := <-jobs:

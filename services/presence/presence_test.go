@@ -2,13 +2,18 @@ package presence_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -530,5 +535,65 @@ func TestTenThousandMembers(t *testing.T) {
 	}
 	if n := st.State.Subjects[subjects.Room("huge")]; n != members {
 		t.Errorf("%d system messages stored, want %d", n, members)
+	}
+}
+
+// Joins keep arriving while a replica stops (micro drains its
+// subscriptions asynchronously, so handlers run after Stop): each gets an
+// answer, a shutdown error or no responders — none is queued for a worker
+// that already drained and left to time out.
+func TestStopUnderJoins(t *testing.T) {
+	for round := range 3 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			e := newEnv(t, shortProvision())
+			e.holdLeases("edge-s")
+			r := e.start(short())
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			var answered, refused atomic.Int64
+			for w := range 6 {
+				nc := e.connect()
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ctx.Err() == nil; i++ {
+						user := fmt.Sprintf("u%d-%d", w, i)
+						b, _ := json.Marshal(wire.ConnEvent{Room: "stop", User: user, Conn: "c-" + user, Edge: "edge-s"})
+						m, err := nc.Request(subjects.PresenceJoin, b, 10*time.Second)
+						switch {
+						case errors.Is(err, nats.ErrNoResponders):
+							refused.Add(1)
+						case err != nil:
+							t.Errorf("join %s while stopping: %v", user, err)
+							return
+						case m.Header.Get(micro.ErrorCodeHeader) == "":
+							answered.Add(1)
+						case m.Header.Get(micro.ErrorCodeHeader) == "503":
+							refused.Add(1)
+						default:
+							t.Errorf("join %s: %s %s", user, m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader))
+						}
+					}
+				}()
+			}
+			poll(t, 10*time.Second, "joins answered", func() error {
+				if n := answered.Load(); n < 30 {
+					return fmt.Errorf("%d answered", n)
+				}
+				return nil
+			})
+			r.stop(t)
+			// Past the stop, requests meet no responders; give in-flight
+			// ones their time, then end.
+			poll(t, 15*time.Second, "requests refused after stop", func() error {
+				if refused.Load() == 0 {
+					return errors.New("none refused yet")
+				}
+				return nil
+			})
+			cancel()
+			wg.Wait()
+		})
 	}
 }
