@@ -3,6 +3,7 @@ package topology_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -389,24 +390,41 @@ include ./auth.conf
 	})
 }
 
-// readRoom reads every message of room from the CHAT stream with an ordered
-// consumer and chains them (prev = the previous id in the room).
+// readRoom reads every message of room from the stream with an ordered
+// consumer. A cluster that just lost a node can answer JetStream API calls
+// with "no responders" or time out for a while, so a failed read is
+// retried from the start for up to 30 seconds.
 func readRoom(t *testing.T, js jetstream.JetStream, room string) []wire.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := readRoomOnce(t.Context(), js, room)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read room %s from the stream: %v", room, err)
+		}
+		t.Logf("read room %s from the stream: %v (retrying)", room, err)
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func readRoomOnce(ctx context.Context, js jetstream.JetStream, room string) ([]wire.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, subjects.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subjects.Room(room)},
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("ordered consumer: %w", err)
 	}
 	var out []wire.Message
 	var prev uint64
 	for {
 		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("fetch: %w", err)
 		}
 		var pending uint64
 		n := 0
@@ -414,24 +432,24 @@ func readRoom(t *testing.T, js jetstream.JetStream, room string) []wire.Message 
 			n++
 			md, err := m.Metadata()
 			if err != nil {
-				t.Fatal(err)
+				return nil, fmt.Errorf("metadata: %w", err)
 			}
 			var p wire.Post
 			if err := json.Unmarshal(m.Data(), &p); err != nil {
-				t.Fatalf("stored message %d: %v", md.Sequence.Stream, err)
+				return nil, fmt.Errorf("stored message %d: %w", md.Sequence.Stream, err)
 			}
 			out = append(out, p.Stored(md.Sequence.Stream, prev))
 			prev = md.Sequence.Stream
 			pending = md.NumPending
 		}
-		if batch.Error() != nil {
-			t.Fatal(batch.Error())
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("fetch: %w", err)
 		}
 		if n == 0 || pending == 0 {
 			if len(out) == 0 {
-				t.Fatal("the room is empty in the stream")
+				return nil, errors.New("the room is empty in the stream")
 			}
-			return out
+			return out, nil
 		}
 	}
 }
