@@ -134,10 +134,6 @@ func checkArgs(room string, limit int) error {
 	return nil
 }
 
-// readRetries bounds how often a read is repeated when retention trims the
-// rows it just read.
-const readRetries = 5
-
 // recent implements Store.Recent. Rows are read before the watermark:
 // retention only ever raises the watermark and deletes a prefix of ids, so
 // a watermark read later that is below the oldest row proves no row older
@@ -146,35 +142,43 @@ func recent(ctx context.Context, b backend, room string, before uint64, limit in
 	if err := checkArgs(room, limit); err != nil {
 		return wire.Page{}, err
 	}
-	for range readRetries {
-		rows, err := b.newest(ctx, room, before, limit+1)
+	rows, err := b.newest(ctx, room, before, limit+1)
+	if err != nil {
+		return wire.Page{}, err
+	}
+	page := wire.Page{Room: room, Items: []wire.Message{}, Recovered: true}
+	if len(rows) == 0 {
+		return page, nil
+	}
+	var floor uint64
+	if len(rows) > limit {
+		page.HasMore = true
+		floor = rows[limit].ID
+		rows = rows[:limit]
+	} else {
+		t, err := b.trimmed(ctx, room)
 		if err != nil {
 			return wire.Page{}, err
 		}
-		page := wire.Page{Room: room, Items: []wire.Message{}, Recovered: true}
-		if len(rows) == 0 {
-			return page, nil
-		}
-		var floor uint64
-		if len(rows) > limit {
-			page.HasMore = true
-			floor = rows[limit].ID
-			rows = rows[:limit]
-		} else {
-			t, err := b.trimmed(ctx, room)
-			if err != nil {
-				return wire.Page{}, err
+		if t >= rows[len(rows)-1].ID {
+			// Retention trimmed the oldest of these rows after we read
+			// them (it deletes in id order): the page is what is left
+			// above the watermark. Re-reading instead could lose to a
+			// retention pass deleting batch after batch.
+			n := 0
+			for n < len(rows) && rows[n].ID > t {
+				n++
 			}
-			if t >= rows[len(rows)-1].ID {
-				continue // trimmed under our feet: read again
+			rows = rows[:n]
+			if n == 0 {
+				return page, nil
 			}
-			floor = t
 		}
-		slices.Reverse(rows)
-		page.Items = chain(rows, floor)
-		return page, nil
+		floor = t
 	}
-	return wire.Page{}, fmt.Errorf("recent %s: retention kept trimming the page", room)
+	slices.Reverse(rows)
+	page.Items = chain(rows, floor)
+	return page, nil
 }
 
 // since implements Store.Since; see recent for the read order argument.
