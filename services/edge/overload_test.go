@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
+	"github.com/hubbub-chat/hubbub/services/edge/client"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // rawDial opens a WebSocket with a tiny receive buffer and returns a
@@ -68,11 +71,11 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 
 	body := strings.Repeat("x", 1000)
 	var ids []uint64
-	ctx := tctx(t)
 	for batch := 0; te.Metrics().Drops("slow_consumer") == 0; batch++ {
 		if batch == 200 {
 			t.Fatalf("no 1013 after %d messages", len(ids))
 		}
+		ctx := tctx(t)
 		futures := make([]jetstream.PubAckFuture, 0, 50)
 		for i := range 50 {
 			f, err := e.js.PublishAsync(subjects.Room("general"), mustPost("general", "pub", body, batch*50+i))
@@ -85,6 +88,13 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 			select {
 			case ack := <-f.Ok():
 				ids = append(ids, ack.Sequence)
+				// Bob reads each message before the next batch, so he is
+				// never more than a batch (~50 KiB) behind however loaded
+				// the machine is: only the client that stopped reading may
+				// pass the hard bound. Bob gets everything, in order.
+				if got := bob.messageFrom(ack.Sequence); got != ack.Sequence {
+					t.Fatalf("bob got message %d, want %d", got, ack.Sequence)
+				}
 			case err := <-f.Err():
 				t.Fatal(err)
 			case <-ctx.Done():
@@ -92,9 +102,8 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 			}
 		}
 	}
-	// Bob got everything, in order.
-	for _, id := range ids {
-		bob.message(id)
+	if closed, code, _ := bob.c.CloseStatus(); closed {
+		t.Fatalf("bob was closed (%d) along with the slow client", code)
 	}
 	// The slow client, reading at last, finds a close frame with 1013.
 	_ = slow.SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -105,6 +114,17 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 	// Bob is unaffected.
 	id := bob.say("general", "still fine", "after-slow")
 	bob.message(id)
+}
+
+// messageFrom waits for the first message frame with an id of at least
+// from and returns its id (earlier ones are kept for later calls).
+func (c *conn) messageFrom(from uint64) uint64 {
+	c.t.Helper()
+	f := c.await(fmt.Sprintf("message %d", from), func(f client.Frame) bool {
+		var mf wire.MessageFrame
+		return f.Type == wire.TypeMessage && f.Decode(&mf) == nil && mf.Message.ID >= from
+	})
+	return decode[wire.MessageFrame](c.t, f).Message.ID
 }
 
 // readUntilClose reads server frames until a close frame and returns its
