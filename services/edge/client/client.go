@@ -4,6 +4,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,7 +85,10 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if br != nil {
 		r = io.MultiReader(br, conn)
 	}
-	go c.readLoop(r)
+	// Buffered: a frame header read straight from the socket costs a few
+	// syscalls, which under -race makes this reader slower than a busy
+	// server, and an edge closes a reader that falls behind (1013).
+	go c.readLoop(bufio.NewReaderSize(r, 64<<10))
 	return c, nil
 }
 
