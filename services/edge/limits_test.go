@@ -16,7 +16,9 @@ import (
 // that answers stays.
 func TestDeadPeerDropped(t *testing.T) {
 	e := newEnv(t)
-	te := e.startEdge(func(c *edge.Config) { c.PingInterval = 200 * time.Millisecond })
+	// Long enough that the live client answers in time on a loaded -race run.
+	const interval = 500 * time.Millisecond
+	te := e.startEdge(func(c *edge.Config) { c.PingInterval = interval })
 	live := dial(t, te.wsURL("alive")) // the client answers pings
 	dead, _ := rawDial(t, te.wsURL("dead"))
 	if err := wsutil.WriteClientText(dead, []byte(`{"type":"join","room":"general"}`)); err != nil {
@@ -27,7 +29,7 @@ func TestDeadPeerDropped(t *testing.T) {
 	if n := te.Metrics().Closes("ping_timeout"); n != 1 {
 		t.Fatalf("ping_timeout closes = %v, want 1", n)
 	}
-	time.Sleep(600 * time.Millisecond) // three more intervals
+	time.Sleep(3 * interval) // three more pings the live client must answer
 	live.joinLive("general")
 	if te.Connections() != 1 {
 		t.Fatal("a peer answering pings was dropped")
