@@ -450,22 +450,37 @@ func (p *Postgres) Trim(ctx context.Context, cutoff time.Time, batch int) (int, 
 		if err != nil {
 			return err
 		}
-		var marks map[string]uint64
-		n, marks = trimPrefix(ms, cutoff)
-		if n == 0 {
+		k := trimPrefix(ms, cutoff)
+		if k == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE id <= $1`, int64(ms[n-1].ID)); err != nil {
+		// The rows actually deleted (RETURNING) drive the watermarks and the
+		// lobby counts, so they stay exact even if a concurrent ingest
+		// committed an older id after the read above.
+		del, err := tx.Query(ctx, `DELETE FROM messages WHERE id <= $1 RETURNING room, id`, int64(ms[k-1].ID))
+		if err != nil {
 			return fmt.Errorf("postgres trim delete: %w", err)
 		}
-		roomsSorted := make([]string, 0, len(marks))
-		for r := range marks {
+		tally := map[string]roomTrim{}
+		var room string
+		var id int64
+		if _, err := pgx.ForEachRow(del, []any{&room, &id}, func() error {
+			tallyTrim(tally, room, uint64(id))
+			n++
+			return nil
+		}); err != nil {
+			return fmt.Errorf("postgres trim delete: %w", err)
+		}
+		roomsSorted := make([]string, 0, len(tally))
+		for r := range tally {
 			roomsSorted = append(roomsSorted, r)
 		}
-		slices.Sort(roomsSorted)
+		slices.Sort(roomsSorted) // a fixed lock order
 		for _, r := range roomsSorted {
-			if _, err := tx.Exec(ctx, `UPDATE rooms SET trimmed_through = GREATEST(trimmed_through, $1) WHERE room = $2`,
-				int64(marks[r]), r); err != nil {
+			rt := tally[r]
+			if _, err := tx.Exec(ctx, `UPDATE rooms SET trimmed_through = GREATEST(trimmed_through, $1),
+				message_count = GREATEST(message_count - $2, 0) WHERE room = $3`,
+				int64(rt.through), rt.count, r); err != nil {
 				return fmt.Errorf("postgres trim watermark: %w", err)
 			}
 		}

@@ -397,23 +397,42 @@ func (s *SQLite) Trim(ctx context.Context, cutoff time.Time, batch int) (int, er
 	if err != nil {
 		return 0, err
 	}
-	n, marks := trimPrefix(ms, cutoff)
+	n := trimPrefix(ms, cutoff)
 	if n == 0 {
 		return 0, nil
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id <= ?`, int64(ms[n-1].ID)); err != nil {
+	// The rows actually deleted (RETURNING) drive the watermarks and the
+	// lobby counts, so they stay exact whatever else the batch held.
+	del, err := tx.QueryContext(ctx, `DELETE FROM messages WHERE id <= ? RETURNING room, id`, int64(ms[n-1].ID))
+	if err != nil {
 		return 0, fmt.Errorf("sqlite trim delete: %w", err)
 	}
-	for room, id := range marks {
-		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET trimmed_through = MAX(trimmed_through, ?) WHERE room = ?`,
-			int64(id), room); err != nil {
+	tally := map[string]roomTrim{}
+	deleted := 0
+	for del.Next() {
+		var room string
+		var id int64
+		if err := del.Scan(&room, &id); err != nil {
+			_ = del.Close()
+			return 0, fmt.Errorf("sqlite trim delete: %w", err)
+		}
+		tallyTrim(tally, room, uint64(id))
+		deleted++
+	}
+	if err := errors.Join(del.Err(), del.Close()); err != nil {
+		return 0, fmt.Errorf("sqlite trim delete: %w", err)
+	}
+	for room, rt := range tally {
+		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET trimmed_through = MAX(trimmed_through, ?),
+			message_count = MAX(message_count - ?, 0) WHERE room = ?`,
+			int64(rt.through), rt.count, room); err != nil {
 			return 0, fmt.Errorf("sqlite trim watermark: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite trim commit: %w", err)
 	}
-	return n, nil
+	return deleted, nil
 }
 
 // String describes the store for logs.

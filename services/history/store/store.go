@@ -346,17 +346,29 @@ const (
 )
 
 // trimPrefix returns how many of rows (oldest first) are older than cutoff
-// before the first that is not, and the newest trimmed id per room.
-func trimPrefix(rows []wire.Message, cutoff time.Time) (int, map[string]uint64) {
+// before the first that is not.
+func trimPrefix(rows []wire.Message, cutoff time.Time) int {
 	ms := cutoff.UnixMilli()
-	n := 0
-	marks := map[string]uint64{}
-	for _, r := range rows {
+	for i, r := range rows {
 		if r.TS >= ms {
-			break
+			return i
 		}
-		n++
-		marks[r.Room] = max(marks[r.Room], r.ID)
 	}
-	return n, marks
+	return len(rows)
+}
+
+// roomTrim is what one retention batch deleted from a room: the newest
+// id (the room's new watermark) and how many rows (subtracted from the
+// room's message count).
+type roomTrim struct {
+	through uint64
+	count   int64
+}
+
+// tallyTrim adds one deleted row to the per-room tally.
+func tallyTrim(t map[string]roomTrim, room string, id uint64) {
+	rt := t[room]
+	rt.through = max(rt.through, id)
+	rt.count++
+	t[room] = rt
 }

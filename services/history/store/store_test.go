@@ -2,10 +2,13 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/services/history/store"
@@ -112,5 +115,82 @@ func TestOpenOptions(t *testing.T) {
 		if !store.IsPostgresURL(u) {
 			t.Errorf("IsPostgresURL(%s) = false", u)
 		}
+	}
+}
+
+// TestMigrationRecountsRooms opens a database as a build before migration
+// 0002 left it (counts of every message ever stored, some since trimmed)
+// and checks that opening it recounts the rooms from the messages held.
+func TestMigrationRecountsRooms(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pgURL, _ := pgtest.Database(t)
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		o    store.Options
+		exec func(sql string) error
+	}{
+		{"sqlite", store.Options{DataDir: dir}, func(q string) error {
+			db, err := sql.Open("sqlite", store.SQLitePath(dir))
+			if err != nil {
+				return err
+			}
+			defer func() { _ = db.Close() }()
+			_, err = db.ExecContext(ctx, q)
+			return err
+		}},
+		{"postgres", store.Options{DatabaseURL: pgURL}, func(q string) error {
+			c, err := pgx.Connect(ctx, pgURL)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = c.Close(ctx) }()
+			_, err = c.Exec(ctx, q)
+			return err
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := store.Open(ctx, c.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ms []wire.Message
+			for i := range 7 {
+				room := []string{"a", "b"}[i%2]
+				ms = append(ms, wire.Message{ID: uint64(i + 1), Room: room, User: "u", Body: "b", Kind: wire.KindMessage, TS: 1})
+			}
+			if _, err := s.Insert(ctx, ms); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{
+				`UPDATE rooms SET message_count = message_count + 100`,
+				`DELETE FROM schema_migrations WHERE version >= 2`,
+			} {
+				if err := c.exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			s, err = store.Open(ctx, c.o)
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer func() { _ = s.Close() }()
+			lobby, err := s.Lobby(ctx, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int64{}
+			for _, r := range lobby {
+				got[r.Room] = r.Messages
+			}
+			if got["a"] != 4 || got["b"] != 3 || len(got) != 2 {
+				t.Fatalf("counts after migration %v, want a:4 b:3", got)
+			}
+		})
 	}
 }

@@ -490,13 +490,19 @@ func testRetention(t *testing.T, s store.Store) {
 	if n, err := s.Trim(ctx, cutoff, 3); err != nil || n != 0 {
 		t.Fatalf("second trim: %d, %v", n, err)
 	}
-	// Counts are totals ever stored; the lobby still lists the rooms.
+	// The lobby still lists both rooms and counts the messages they hold.
 	lobby, err := s.Lobby(ctx, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(lobby) != 2 {
 		t.Fatalf("lobby after trim: %+v", lobby)
+	}
+	for _, r := range lobby {
+		want := map[string]int{"a": len(keptA), "b": len(keptB)}[r.Room]
+		if r.Messages != int64(want) {
+			t.Errorf("lobby count of %s after trim %d, want %d held", r.Room, r.Messages, want)
+		}
 	}
 }
 
