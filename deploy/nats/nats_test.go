@@ -28,6 +28,13 @@ var passwordEnv = map[string]string{
 	"presence": "HUBBUB_NATS_PRESENCE_PASSWORD",
 }
 
+// inboxOf is the reply prefix each service user connects with.
+var inboxOf = map[string]string{
+	"edge":     subjects.EdgeInbox,
+	"history":  subjects.HistoryInbox,
+	"presence": subjects.PresenceInbox,
+}
+
 // setPasswords gives every user a test password through the environment,
 // as compose and Kubernetes do, and returns them.
 func setPasswords(t *testing.T) map[string]string {
@@ -177,15 +184,20 @@ type client struct {
 func connect(t *testing.T, url string, pw map[string]string, user string) *client {
 	t.Helper()
 	c := &client{user: user, errs: make(chan error, 256)}
-	nc, err := nats.Connect(url,
+	opts := []nats.Option{
 		nats.UserInfo(user, pw[user]),
-		nats.Name("permtest-"+user),
+		nats.Name("permtest-" + user),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case c.errs <- err:
 			default:
 			}
-		}))
+		}),
+	}
+	if p := inboxOf[user]; p != "" { // as the service binaries connect
+		opts = append(opts, nats.CustomInboxPrefix(p))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -271,6 +283,8 @@ func TestPublishPermissions(t *testing.T) {
 		{"edge", "chat.live.general", false},     // live delivery only comes from the stream
 		{"edge", "chat.presence.general", false}, // presence diffs only come from presence
 		{"edge", "_INBOX.abc.def", false},        // cannot forge a reply to anyone
+		{"edge", "_INBOX_history.abc.def", false},
+		{"edge", "_INBOX_edge.abc.def", false}, // its own inbox is subscribe-only
 		{"edge", "$KV.hubbub_roster.general.x", false},
 		{"edge", "$KV.hubbub_typing.general.x", false},
 		{"edge", "$JS.API.STREAM.DELETE.CHAT", false},
@@ -286,6 +300,7 @@ func TestPublishPermissions(t *testing.T) {
 		{"history", "chat.presence.general", false},
 		{"history", "hubbub.presence.join", false},
 		{"history", "_INBOX.abc.def", false}, // only replies to requests it received
+		{"history", "_INBOX_edge.abc.def", false},
 		{"history", "$KV.hubbub_roster.general.x", false},
 		{"history", "$KV.hubbub_edges.edge-1", false},
 		{"history", "$JS.ACK.CHAT.history.1.1.1.1.1.1", true},
@@ -304,6 +319,7 @@ func TestPublishPermissions(t *testing.T) {
 		{"presence", "$KV.hubbub_edges.edge-1", false}, // cannot forge or renew a lease
 		{"presence", "hubbub.history.recent", false},
 		{"presence", "_INBOX.abc.def", false},
+		{"presence", "_INBOX_edge.abc.def", false},
 		{"presence", "$JS.API.STREAM.DELETE.KV_hubbub_roster", false},
 		{"presence", "$JS.API.STREAM.PURGE.CHAT", false},
 		// admin
@@ -361,7 +377,16 @@ func TestSubscribePermissions(t *testing.T) {
 		{"edge", "chat.live.*", "", "chat.live.general", true},
 		{"edge", "chat.typing.general", "", "chat.typing.general", true},
 		{"edge", "chat.presence.*", "", "chat.presence.general", true},
-		{"edge", "_INBOX.x.*", "", "_INBOX.x.y", true},
+		{"edge", "_INBOX_edge.x.*", "", "_INBOX_edge.x.y", true},
+		{"edge", "_INBOX.>", "", "", false},            // no reply of anyone else:
+		{"edge", "_INBOX_history.>", "", "", false},    // not history's,
+		{"edge", "_INBOX_presence.x.*", "", "", false}, // not presence's
+		{"history", "_INBOX_history.x.*", "", "_INBOX_history.x.y", true},
+		{"history", "_INBOX.>", "", "", false},
+		{"history", "_INBOX_edge.>", "", "", false},
+		{"presence", "_INBOX_presence.x.*", "", "_INBOX_presence.x.y", true},
+		{"presence", "_INBOX.>", "", "", false},
+		{"presence", "_INBOX_edge.>", "", "", false},
 		{"edge", "chat.room.*", "", "", false},
 		{"edge", "chat.>", "", "", false},
 		{"edge", "hubbub.history.recent", "q", "", false}, // cannot impersonate a service

@@ -50,6 +50,9 @@ type Build func(Deps) (Service, error)
 type Binary struct {
 	// Name is the binary and NATS client name, e.g. "hubbub-history".
 	Name string
+	// Inbox is the prefix of the service's NATS reply subjects
+	// (subjects.HistoryInbox, …), matching its NATS permissions.
+	Inbox string
 	// OpsAddr is the default listen address of /healthz, /readyz and
 	// /metrics (flag -http-addr, $HUBBUB_HTTP_ADDR). Empty when the service
 	// serves them itself on its own listener (the edge).
@@ -95,7 +98,9 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	nc, err := natsconn.Connect(common.NATS(b.Name), log)
+	ncfg := common.NATS(b.Name)
+	ncfg.InboxPrefix = b.Inbox
+	nc, err := natsconn.Connect(ncfg, log)
 	if err != nil {
 		return err
 	}

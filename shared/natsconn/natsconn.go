@@ -24,6 +24,9 @@ type Config struct {
 	Token string
 	// CredsFile authenticates with a NATS credentials file (JWT + nkey).
 	CredsFile string
+	// InboxPrefix replaces "_INBOX" as the prefix of the client's reply
+	// subjects (a subjects.*Inbox constant); empty keeps "_INBOX".
+	InboxPrefix string
 }
 
 // Connect dials NATS. It keeps retrying the first connect in the background
@@ -72,6 +75,9 @@ func Options(cfg Config, log *slog.Logger) []nats.Option {
 			}
 			log.Error("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	switch {
 	case cfg.CredsFile != "":

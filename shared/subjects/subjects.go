@@ -92,6 +92,19 @@ const (
 	PresenceTyping = "hubbub.presence.typing"
 )
 
+// Reply inboxes. Each service takes its replies (request-reply answers,
+// JetStream API responses and PubAcks, consumer deliveries) under a prefix
+// of its own instead of the shared "_INBOX", so NATS permissions can let
+// each service subscribe to its own replies only.
+const (
+	// EdgeInbox prefixes the edge's reply subjects.
+	EdgeInbox = "_INBOX_edge"
+	// HistoryInbox prefixes history's reply subjects.
+	HistoryInbox = "_INBOX_history"
+	// PresenceInbox prefixes presence's reply subjects.
+	PresenceInbox = "_INBOX_presence"
+)
+
 // Headers set by JetStream RePublish on live delivery.
 const (
 	HeaderSequence     = "Nats-Sequence"

@@ -26,6 +26,7 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/natsembed"
 	"github.com/hubbub-chat/hubbub/shared/provision"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
 
 // Config configures the all-in-one.
@@ -105,9 +106,9 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		cfg.Log.Info("embedded nats-server running", "url", s.natsURL, "store", filepath.Join(cfg.DataDir, "jetstream"))
 	}
 
-	connect := func(name string) (*nats.Conn, error) {
+	connect := func(name, inbox string) (*nats.Conn, error) {
 		c := cfg.NATS
-		c.URL, c.Name = s.natsURL, name
+		c.URL, c.Name, c.InboxPrefix = s.natsURL, name, inbox
 		nc, err := natsconn.Connect(c, cfg.Log.With("component", name))
 		if err != nil {
 			return nil, err
@@ -115,15 +116,15 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		s.conns = append(s.conns, nc)
 		return nc, nil
 	}
-	ncEdge, err := connect("hubbub-edge")
+	ncEdge, err := connect("hubbub-edge", subjects.EdgeInbox)
 	if err != nil {
 		return nil, err
 	}
-	ncHistory, err := connect("hubbub-history")
+	ncHistory, err := connect("hubbub-history", subjects.HistoryInbox)
 	if err != nil {
 		return nil, err
 	}
-	ncPresence, err := connect("hubbub-presence")
+	ncPresence, err := connect("hubbub-presence", subjects.PresenceInbox)
 	if err != nil {
 		return nil, err
 	}

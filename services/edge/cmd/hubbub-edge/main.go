@@ -11,10 +11,12 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/shared/config"
 	"github.com/hubbub-chat/hubbub/shared/daemon"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
 
 var binary = daemon.Binary{
-	Name: "hubbub-edge",
+	Name:  "hubbub-edge",
+	Inbox: subjects.EdgeInbox,
 	// The edge serves /healthz, /readyz and /metrics on its own listener.
 	Flags: func(f *config.Flags) daemon.Build {
 		var cfg edge.Config

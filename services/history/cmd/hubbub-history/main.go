@@ -8,10 +8,12 @@ import (
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/shared/config"
 	"github.com/hubbub-chat/hubbub/shared/daemon"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
 
 var binary = daemon.Binary{
 	Name:    "hubbub-history",
+	Inbox:   subjects.HistoryInbox,
 	OpsAddr: ":8081",
 	Flags: func(f *config.Flags) daemon.Build {
 		var cfg history.Config

@@ -7,10 +7,12 @@ import (
 	"github.com/hubbub-chat/hubbub/services/presence"
 	"github.com/hubbub-chat/hubbub/shared/config"
 	"github.com/hubbub-chat/hubbub/shared/daemon"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
 
 var binary = daemon.Binary{
 	Name:    "hubbub-presence",
+	Inbox:   subjects.PresenceInbox,
 	OpsAddr: ":8082",
 	Flags: func(f *config.Flags) daemon.Build {
 		var cfg presence.Config
