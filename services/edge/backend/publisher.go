@@ -24,31 +24,32 @@ var ErrPublisherClosed = errors.New("publisher closed")
 // DefaultMaxPending bounds the publishes awaiting a PubAck on one edge.
 const DefaultMaxPending = 4096
 
-// PostDone receives the outcome of an asynchronous post. It runs on the
-// publisher's goroutine and must not block.
+// PostDone receives the outcome of an asynchronous post. It runs on a
+// publisher goroutine and must not block.
 type PostDone func(PostResult, error)
 
-// Publisher stores user messages without waiting: Post hands the message
-// to JetStream (an asynchronous publish) and returns; the outcome reaches
-// the caller's PostDone once the PubAck arrives, or with ErrUnavailable
-// when none arrived within the timeout.
+// Publisher stores user messages without waiting: Lane.Post hands the
+// message to JetStream (an asynchronous publish) and returns; the outcome
+// reaches the caller's PostDone once the PubAck arrives, or with
+// ErrUnavailable when none arrived within the timeout.
 //
-// Outcomes are reported in publish order (one FIFO for the edge), so the
-// acks of one connection keep the order of its messages. Messages are
-// written to NATS in call order on one connection, so one connection's
-// messages are also stored in the order it sent them. A goroutine runs
-// only while publishes are pending.
+// Outcomes are reported in publish order per Lane (one per connection),
+// so the acks of one connection keep the order of its messages, while a
+// PubAck that never comes (a stream leader lost mid-publish) delays only
+// the lane that waits for it, not every connection of the edge. Messages
+// are written to NATS in call order on one connection, so one connection's
+// messages are also stored in the order it sent them. A lane has a
+// goroutine only while it has publishes pending.
 type Publisher struct {
 	js      jetstream.JetStream
 	timeout time.Duration
 	max     int
 
 	mu      sync.Mutex
-	queue   []pendingPost // FIFO of publishes awaiting an outcome
-	head    int
-	working bool
+	pending int // publishes awaiting an outcome, all lanes
+	workers int // lanes with a goroutine reporting outcomes
 	closed  bool
-	idle    chan struct{} // closed when the queue empties, if waited on
+	idle    chan struct{} // closed when workers drops to 0, if waited on
 }
 
 type pendingPost struct {
@@ -70,22 +71,40 @@ func NewPublisher(nc *nats.Conn, timeout time.Duration, maxPending int) (*Publis
 	if err != nil {
 		return nil, fmt.Errorf("jetstream publisher: %w", err)
 	}
-	return &Publisher{js: js, timeout: timeout, max: maxPending}, nil
+	return newPublisher(js, timeout, maxPending), nil
+}
+
+func newPublisher(js jetstream.JetStream, timeout time.Duration, maxPending int) *Publisher {
+	return &Publisher{js: js, timeout: timeout, max: maxPending}
 }
 
 // Pending is the number of publishes awaiting an outcome.
 func (p *Publisher) Pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.queue) - p.head
+	return p.pending
 }
+
+// Lane orders the outcomes of one connection's posts. A Lane holds no
+// goroutine and no buffer while nothing is pending.
+type Lane struct {
+	p *Publisher
+	// Guarded by p.mu.
+	queue   []pendingPost // FIFO of publishes awaiting an outcome
+	head    int
+	working bool
+}
+
+// NewLane returns a lane for one connection's posts.
+func (p *Publisher) NewLane() *Lane { return &Lane{p: p} }
 
 // Post publishes a user message (room normalised, body validated) to the
 // CHAT stream with its de-duplication id and returns at once. done gets
-// the outcome later, unless Post returns an error: ErrBusy when the edge
-// has too many publishes pending, ErrPublisherClosed, or a publish
-// failure (wrapping ErrUnavailable when NATS cannot take it).
-func (p *Publisher) Post(room, user, body, cid string, done PostDone) error {
+// the outcome later, after the outcomes of the lane's earlier posts,
+// unless Post returns an error: ErrBusy when the edge has too many
+// publishes pending, ErrPublisherClosed, or a publish failure (wrapping
+// ErrUnavailable when NATS cannot take it).
+func (l *Lane) Post(room, user, body, cid string, done PostDone) error {
 	data, err := json.Marshal(wire.Post{Room: room, User: user, Body: body, Kind: wire.KindMessage, TS: time.Now().UnixMilli(), CID: cid})
 	if err != nil {
 		return fmt.Errorf("marshal post: %w", err)
@@ -93,17 +112,18 @@ func (p *Publisher) Post(room, user, body, cid string, done PostDone) error {
 	msg := &nats.Msg{Subject: subjects.Room(room), Data: data, Header: nats.Header{}}
 	msg.Header.Set(subjects.HeaderMsgID, MsgID(room, user, cid))
 
+	p := l.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case p.closed:
 		return ErrPublisherClosed
-	case len(p.queue)-p.head >= p.max:
+	case p.pending >= p.max:
 		return ErrBusy
 	}
-	// Under p.mu: the publish order is the queue order. The NATS client
+	// Under p.mu: the publish order is the call order. The NATS client
 	// never stalls here since its own bound equals ours and a future
-	// leaves its pending set before it leaves our queue.
+	// leaves its pending set before it leaves our count.
 	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Millisecond))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
@@ -111,34 +131,37 @@ func (p *Publisher) Post(room, user, body, cid string, done PostDone) error {
 		}
 		return classify(subjects.Room(room), err)
 	}
-	p.queue = append(p.queue, pendingPost{fut: fut, done: done})
-	if !p.working {
-		p.working = true
-		go p.work()
+	p.pending++
+	l.queue = append(l.queue, pendingPost{fut: fut, done: done})
+	if !l.working {
+		l.working = true
+		p.workers++
+		go l.work()
 	}
 	return nil
 }
 
-// work reports outcomes in order until the queue is empty.
-func (p *Publisher) work() {
+// work reports the lane's outcomes in order until its queue is empty.
+func (l *Lane) work() {
+	p := l.p
 	// A safety net on top of the client's own ack timeout.
 	t := time.NewTimer(p.timeout + time.Second)
 	defer t.Stop()
 	for {
 		p.mu.Lock()
-		if p.head == len(p.queue) {
-			clear(p.queue)
-			p.queue, p.head = p.queue[:0], 0
-			p.working = false
-			if p.idle != nil {
+		if l.head == len(l.queue) {
+			l.queue, l.head = nil, 0 // an idle lane keeps no array
+			l.working = false
+			p.workers--
+			if p.workers == 0 && p.idle != nil {
 				close(p.idle)
 				p.idle = nil
 			}
 			p.mu.Unlock()
 			return
 		}
-		pp := p.queue[p.head]
-		p.queue[p.head] = pendingPost{}
+		pp := l.queue[l.head]
+		l.queue[l.head] = pendingPost{}
 		p.mu.Unlock()
 
 		t.Reset(p.timeout + time.Second)
@@ -157,18 +180,19 @@ func (p *Publisher) work() {
 		// The slot is freed before the outcome is reported, so a caller
 		// reacting to it may publish again.
 		p.mu.Lock()
-		p.head++
+		l.head++
+		p.pending--
 		p.mu.Unlock()
 		pp.done(res, err)
 	}
 }
 
-// Close refuses further posts and waits until every pending outcome was
-// reported (each within the publish timeout).
+// Close refuses further posts and waits until every pending outcome of
+// every lane was reported (each within the publish timeout).
 func (p *Publisher) Close() {
 	p.mu.Lock()
 	p.closed = true
-	if !p.working {
+	if p.workers == 0 {
 		p.mu.Unlock()
 		return
 	}

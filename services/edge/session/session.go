@@ -141,6 +141,9 @@ type Session struct {
 	allowed []string
 	// posting counts messages awaiting their PubAck.
 	posting atomic.Int32
+	// lane orders the outcomes of this connection's posts (made on the
+	// first message, so idle connections hold none).
+	lane *backend.Lane
 }
 
 type membership struct {
@@ -328,7 +331,10 @@ func (s *Session) message(f wire.ClientFrame) {
 	// the message; the ack (or the error) follows when the PubAck arrives.
 	start := time.Now()
 	room, cid := f.Room, f.CID
-	err := s.env.Publisher.Post(room, s.user, f.Body, cid, func(res backend.PostResult, err error) {
+	if s.lane == nil {
+		s.lane = s.env.Publisher.NewLane()
+	}
+	err := s.lane.Post(room, s.user, f.Body, cid, func(res backend.PostResult, err error) {
 		s.posting.Add(-1)
 		if err != nil {
 			s.env.Log.Warn("publish failed", "room", room, "err", err)

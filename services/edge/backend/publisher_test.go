@@ -1,0 +1,168 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubbub-chat/hubbub/shared/natstest"
+	"github.com/hubbub-chat/hubbub/shared/provision"
+)
+
+// lossyJS is the real JetStream client, except that the PubAck of the
+// publishes lose picks never reaches the caller — as when a stream leader
+// dies after storing a message: the message is stored, its ack is lost.
+type lossyJS struct {
+	jetstream.JetStream
+	lose func(*nats.Msg) bool
+}
+
+func (j lossyJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	f, err := j.JetStream.PublishMsgAsync(m, opts...)
+	if err != nil || !j.lose(m) {
+		return f, err
+	}
+	return lostAck{msg: m}, nil
+}
+
+// lostAck is a future whose outcome never arrives (nil channels block).
+type lostAck struct{ msg *nats.Msg }
+
+func (lostAck) Ok() <-chan *jetstream.PubAck { return nil }
+func (lostAck) Err() <-chan error            { return nil }
+func (l lostAck) Msg() *nats.Msg             { return l.msg }
+
+func startJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := provision.Ensure(ctx, js, provision.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// A PubAck that never comes delays the outcomes of its own connection's
+// lane (which keep their order) but not those of other connections, and
+// Close waits for every lane's outcomes.
+func TestLostPubAckDelaysOnlyItsLane(t *testing.T) {
+	js := startJS(t)
+	p := newPublisher(lossyJS{JetStream: js, lose: func(m *nats.Msg) bool {
+		return strings.Contains(string(m.Data), `"cid":"lost"`)
+	}}, 5*time.Second, 100) // bob's acks have seconds to come back however loaded the machine
+
+	events := make(chan string, 16)
+	record := func(name string) PostDone {
+		return func(res PostResult, err error) {
+			switch {
+			case errors.Is(err, ErrUnavailable):
+				events <- name + ":unavailable"
+			case err != nil:
+				events <- name + ":" + err.Error()
+			case res.ID == 0:
+				events <- name + ":no id"
+			default:
+				events <- name + ":ok"
+			}
+		}
+	}
+	alice, bob := p.NewLane(), p.NewLane()
+	for _, post := range []struct {
+		lane *Lane
+		user string
+		cid  string
+	}{
+		{alice, "alice", "lost"}, // first on the wire: its ack never comes
+		{alice, "alice", "a2"},
+		{bob, "bob", "b1"},
+		{bob, "bob", "b2"},
+	} {
+		if err := post.lane.Post("general", post.user, "hello", post.cid, record(post.cid)); err != nil {
+			t.Fatalf("post %s: %v", post.cid, err)
+		}
+	}
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+
+	var got []string
+	deadline := time.After(15 * time.Second)
+	for len(got) < 4 {
+		select {
+		case ev := <-events:
+			got = append(got, ev)
+		case <-deadline:
+			t.Fatalf("outcomes so far %v", got)
+		}
+	}
+	want := []string{"b1:ok", "b2:ok", "lost:unavailable", "a2:ok"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("outcomes %v, want %v (bob's acks must not wait for alice's lost one)", got, want)
+	}
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close did not return after every outcome was reported")
+	}
+	if n := p.Pending(); n != 0 {
+		t.Fatalf("pending after close %d", n)
+	}
+	if err := alice.Post("general", "alice", "late", "a3", record("a3")); !errors.Is(err, ErrPublisherClosed) {
+		t.Fatalf("post after close: %v, want ErrPublisherClosed", err)
+	}
+}
+
+// Close does not return while a lane still waits for an outcome.
+func TestCloseWaitsForLostAck(t *testing.T) {
+	js := startJS(t)
+	p := newPublisher(lossyJS{JetStream: js, lose: func(*nats.Msg) bool { return true }}, time.Second, 100)
+	reported := make(chan struct{})
+	if err := p.NewLane().Post("general", "carol", "hello", "c1", func(_ PostResult, err error) {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("outcome %v, want ErrUnavailable", err)
+		}
+		close(reported)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	select {
+	case <-reported:
+	default:
+		t.Fatal("Close returned before the pending outcome was reported")
+	}
+}
+
+// The edge-wide bound counts the publishes of every lane.
+func TestPendingBoundAcrossLanes(t *testing.T) {
+	js := startJS(t)
+	p := newPublisher(lossyJS{JetStream: js, lose: func(*nats.Msg) bool { return true }}, time.Second, 3)
+	done := func(PostResult, error) {}
+	lanes := []*Lane{p.NewLane(), p.NewLane(), p.NewLane()}
+	for i, l := range lanes {
+		if err := l.Post("general", "u", "m", "c"+string(rune('0'+i)), done); err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+	}
+	if err := p.NewLane().Post("general", "u", "m", "c9", done); !errors.Is(err, ErrBusy) {
+		t.Fatalf("fourth post: %v, want ErrBusy", err)
+	}
+	p.Close()
+	if n := p.Pending(); n != 0 {
+		t.Fatalf("pending after close %d", n)
+	}
+}
