@@ -67,6 +67,14 @@ type Config struct {
 	Workers int
 	// RequestTimeout bounds one request (5s).
 	RequestTimeout time.Duration
+	// MaxQueueWait is how long a request may wait for a worker (2s, below
+	// the edges' 3 s request timeout): one that waited longer is answered
+	// 503 without querying, since its requester is about to give up, so
+	// an overloaded history spends its time on requests still wanted.
+	MaxQueueWait time.Duration
+	// MaxQueued bounds the requests waiting for a worker (16 × Workers);
+	// beyond it a request is answered 503 at once.
+	MaxQueued int
 	// MarksInterval is how often the consumer's ack floor is re-read (250ms).
 	MarksInterval time.Duration
 	// MaxStreamScan bounds the stream messages one request may read while
@@ -91,6 +99,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
+	}
+	if c.MaxQueueWait <= 0 {
+		c.MaxQueueWait = 2 * time.Second
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 16 * c.Workers
 	}
 	if c.MarksInterval <= 0 {
 		c.MarksInterval = 250 * time.Millisecond
@@ -131,6 +145,7 @@ type Service struct {
 	stored    atomic.Uint64 // consumer ack floor
 	first     atomic.Uint64 // stream first sequence
 	running   atomic.Bool
+	queued    atomic.Int64 // requests waiting for a worker
 	closeOnce sync.Once
 	bufs      sync.Pool // *[]byte reply buffers
 }

@@ -89,14 +89,11 @@ func (s *Service) serve(ctx context.Context) (micro.Service, *inflight, error) {
 func (s *Service) handler(ctx context.Context, name string, fn func(context.Context, []byte) (any, error),
 	sem chan struct{}, reqs *inflight) micro.HandlerFunc {
 	return func(req micro.Request) {
+		// The handler never blocks (a blocked handler leaves requests
+		// queued in the subscription, unseen and unaged): each request
+		// gets its worker goroutine at once, which waits for a slot.
+		arrived := time.Now()
 		if ctx.Err() != nil || !reqs.add() {
-			_ = req.Error(codeUnavailable, "history is shutting down", nil)
-			return
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			reqs.wg.Done()
 			_ = req.Error(codeUnavailable, "history is shutting down", nil)
 			return
 		}
@@ -105,10 +102,32 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 		// straight to the request's reply subject; data and reply subject
 		// are immutable.
 		r := asyncReply{nc: s.nc, subject: req.Reply()}
+		if s.queued.Add(1) > int64(s.cfg.MaxQueued) {
+			s.queued.Add(-1)
+			reqs.wg.Done()
+			s.m.Requests.WithLabelValues(name, "overloaded").Inc()
+			r.fail(codeUnavailable, "history is overloaded")
+			return
+		}
 		data := req.Data()
 		go func() {
 			defer reqs.wg.Done()
+			select {
+			case sem <- struct{}{}:
+				s.queued.Add(-1)
+			case <-ctx.Done():
+				s.queued.Add(-1)
+				r.fail(codeUnavailable, "history is shutting down")
+				return
+			}
 			defer func() { <-sem }()
+			if waited := time.Since(arrived); waited > s.cfg.MaxQueueWait {
+				// Its requester is giving up: answer at once and spend
+				// the slot on a request still wanted.
+				s.m.Requests.WithLabelValues(name, "expired").Inc()
+				r.fail(codeUnavailable, fmt.Sprintf("history is overloaded (request waited %s)", waited.Round(time.Millisecond)))
+				return
+			}
 			start := time.Now()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
 			defer cancel()
