@@ -143,6 +143,10 @@ func TestPublishPendingBounds(t *testing.T) {
 			c := dial(t, te.wsURL("alice"))
 			c.joinLive("bounded")
 			e.srv.Stop()
+			// Send only once the edge has seen NATS go: nats.go fails every
+			// async publish pending at that moment (ErrDisconnected), which
+			// would answer b0 early and free a slot before b2 is read.
+			waitFor(t, 10*time.Second, "edge sees NATS down", func() bool { return te.Ready() != nil })
 			for i := range 5 {
 				c.send(wire.ClientFrame{Type: wire.TypeMessage, Room: "bounded", Body: "x", CID: fmt.Sprintf("b%d", i)})
 			}
