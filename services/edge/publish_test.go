@@ -29,9 +29,12 @@ func TestPublishDuringNATSOutage(t *testing.T) {
 	c.say("outage", "before", "before")
 
 	e.srv.Stop()
-	// The client sends on during the outage, then a frame the edge answers
-	// without any backend (an unknown type): its answer must not wait for
-	// the PubAcks of the messages before it.
+	// Once the edge has seen NATS go (nats.go fails the async publishes
+	// pending at that moment at once, which could answer them all before
+	// the last frame is read), the client sends on during the outage, then
+	// a frame the edge answers without any backend (an unknown type): its
+	// answer must not wait for the PubAcks of the messages before it.
+	waitFor(t, 10*time.Second, "edge sees NATS down", func() bool { return te.Ready() != nil })
 	const n = 20
 	for i := range n {
 		c.send(wire.ClientFrame{Type: wire.TypeMessage, Room: "outage", Body: fmt.Sprintf("during %d", i), CID: fmt.Sprintf("d%d", i)})
