@@ -46,6 +46,9 @@ func (f *inflight) add() bool {
 	return true
 }
 
+// done ends an admitted request.
+func (f *inflight) done() { f.wg.Done() }
+
 // closeAndWait refuses further requests and waits for the admitted ones.
 func (f *inflight) closeAndWait() {
 	f.mu.Lock()
@@ -104,14 +107,14 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 		r := asyncReply{nc: s.nc, subject: req.Reply()}
 		if s.queued.Add(1) > int64(s.cfg.MaxQueued) {
 			s.queued.Add(-1)
-			reqs.wg.Done()
+			reqs.done()
 			s.m.Requests.WithLabelValues(name, "overloaded").Inc()
 			r.fail(codeUnavailable, "history is overloaded")
 			return
 		}
 		data := req.Data()
 		go func() {
-			defer reqs.wg.Done()
+			defer reqs.done()
 			select {
 			case sem <- struct{}{}:
 				s.queued.Add(-1)
