@@ -28,6 +28,11 @@ func TestRoom(t *testing.T) {
 		{"##a", "", false},
 		{"café", "", false},
 		{"a\x00", "", false},
+		{"\u212a", "", false},        // KELVIN SIGN folds to 'k'
+		{"wor\u212ad", "", false},    // ...inside a name
+		{"\u0130stanbul", "", false}, // dotted capital I folds to 'i' + U+0307
+		{"ſecret", "", false},        // LATIN SMALL LONG S upper-cases to 'S'
+		{"GENERAL", "general", true},
 	}
 	for _, tt := range tests {
 		got, err := Room(tt.in)
@@ -57,6 +62,17 @@ func TestUser(t *testing.T) {
 		{"a\nb", false},
 		{"\xff", false},
 		{strings.Repeat("x", 129), false},
+		{"bob builder", true},
+		{"❤️ fan", true},             // emoji with variation selector
+		{"admin\u200b", false},       // zero-width space
+		{"ad\u200dmin", false},       // zero-width joiner
+		{"\u202eadmin", false},       // right-to-left override
+		{"al\u2066ice\u2069", false}, // bidi isolates
+		{"\ufeffalice", false},       // BOM
+		{"ali\u00a0ce", false},       // no-break space looks like a space
+		{"a\u3164b", false},          // Hangul filler renders as nothing
+		{"a\u2028b", false},          // line separator
+		{"a\ue000b", false},          // private use
 	}
 	for _, tt := range tests {
 		_, err := User(tt.in)

@@ -39,6 +39,11 @@ func ParseClientFrame(data []byte, lim Limits) (ClientFrame, *Error) {
 		lim.MaxPage = DefaultMaxPage
 	}
 	var f ClientFrame
+	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
+		// JSON null, arrays, strings and numbers decode into a struct
+		// without error (null leaves it zero): only an object is a frame.
+		return ClientFrame{}, Errorf(CodeBadJSON, "frame is not a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&f); err != nil {
 		return ClientFrame{}, Errorf(CodeBadJSON, "frame is not a JSON object: %v", err)
@@ -64,12 +69,8 @@ func ParseClientFrame(data []byte, lim Limits) (ClientFrame, *Error) {
 			return f, e
 		}
 		f.Body = strings.TrimSpace(f.Body)
-		n := utf8.RuneCountInString(f.Body)
-		if n == 0 {
-			return f, Errorf(CodeInvalidBody, "message body is empty")
-		}
-		if n > lim.MaxBody {
-			return f, Errorf(CodeInvalidBody, "message body is %d characters, the limit is %d", n, lim.MaxBody)
+		if e := CheckBody(f.Body, lim.MaxBody); e != nil {
+			return f, e
 		}
 	case TypeTyping:
 		if f.State != TypingOn && f.State != TypingOff {
@@ -84,6 +85,36 @@ func ParseClientFrame(data []byte, lim Limits) (ClientFrame, *Error) {
 		}
 	}
 	return f, nil
+}
+
+// CheckBody applies the body rule every tier shares (guarantee 9): a body
+// is 1 to maxBody characters (runes) of valid UTF-8 with no control
+// characters other than tab, line feed and carriage return. U+0000 in
+// particular is refused here, at the edge, because PostgreSQL text
+// cannot hold it; history applies the same rule to whatever reaches the
+// stream by other means and parks what fails it. maxBody <= 0 means
+// DefaultMaxBody. The body is expected to be trimmed already.
+func CheckBody(body string, maxBody int) *Error {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
+	}
+	if body == "" {
+		return Errorf(CodeInvalidBody, "message body is empty")
+	}
+	if !utf8.ValidString(body) {
+		return Errorf(CodeInvalidBody, "message body is not valid UTF-8")
+	}
+	n := 0
+	for _, r := range body {
+		n++
+		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0x7f && r < 0xa0) {
+			return Errorf(CodeInvalidBody, "message body contains control character %U", r)
+		}
+	}
+	if n > maxBody {
+		return Errorf(CodeInvalidBody, "message body is %d characters, the limit is %d", n, maxBody)
+	}
+	return nil
 }
 
 // validCID accepts 1-64 printable ASCII characters.
