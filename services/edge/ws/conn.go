@@ -236,7 +236,8 @@ type Conn struct {
 	heard      bool // something was read since the last ping
 	pinged     bool // a ping was sent by Ping
 	writing    bool
-	closing    bool // a close frame is queued or sent
+	closing    bool         // a close frame is queued or sent
+	closeFrame *frame.Frame // the close frame queued when closing began
 	peerClosed bool
 	finished   bool
 }
@@ -321,11 +322,13 @@ func (c *Conn) pong(p []byte) {
 
 // Ping queues a ping frame. The edge calls it once per PingInterval for
 // each connection: a polled connection from which nothing was read since
-// the previous Ping (the peer did not answer it) is closed with 1001.
+// the previous Ping (the peer did not answer it) is closed with 1001 and
+// its reading ended. That holds for a connection already closing too, so
+// whatever stalls a close, the connection ends within two intervals.
 func (c *Conn) Ping() {
 	if c.t.cfg.PingInterval > 0 {
 		c.mu.Lock()
-		dead := c.pd != nil && c.pstate == pollArmed && c.pinged && !c.heard && !c.closing
+		dead := c.pd != nil && c.pstate == pollArmed && c.pinged && !c.heard
 		c.pinged, c.heard = true, false
 		c.mu.Unlock()
 		if dead {
@@ -507,6 +510,7 @@ func (c *Conn) startCloseLocked(code uint16, reason string, label closeLabel, dr
 		c.queued = 0
 	}
 	f := frame.Close(code, reason)
+	c.closeFrame = f
 	c.enqueueLocked(f, len(f.WS()))
 	if c.pd != nil {
 		time.AfterFunc(c.t.cfg.CloseTimeout, c.terminate)

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"errors"
 	"net"
 	"time"
 
@@ -67,8 +68,7 @@ func (c *Conn) wrote(n int, err error) {
 	c.mu.Lock()
 	c.inflight = 0
 	if err != nil {
-		// The peer cannot take more: give up on the connection. Closing the
-		// socket also wakes the reader.
+		// The peer cannot take more: give up on the connection.
 		c.closing = true
 		if c.label == labelNone {
 			c.label = labelWriteError
@@ -79,12 +79,67 @@ func (c *Conn) wrote(n int, err error) {
 		}
 		clear(c.queue)
 		c.queue = nil
+		polled := c.pd != nil
 		c.mu.Unlock()
-		_ = c.nc.Close()
+		if polled {
+			// Never close a polled socket here: closing it silently drops
+			// it from the poller, the read side would never report the
+			// end, and the session would stay for good (a ghost). End
+			// reading instead; the handler's Finish closes the socket.
+			c.terminate()
+		} else {
+			_ = c.nc.Close() // wakes the reader goroutine
+		}
 	} else {
 		c.mu.Unlock()
 	}
 	c.t.obs.QueueBytes(-n)
+}
+
+// stalled is called when a blocking write timed out with rest unwritten:
+// the peer stopped reading. It closes the connection with 1013 (unless it
+// is already closing), drops what is still queued and gives the rest of
+// the interrupted frame plus the close frame one CloseTimeout more, so a
+// peer that resumes reading learns why it was closed (a peer that does not
+// would otherwise get a bare TCP close). It returns the error that ends
+// the write, nil if the close frame went out.
+func (c *Conn) stalled(rest net.Buffers, err error) error {
+	c.mu.Lock()
+	if !c.closing {
+		c.t.obs.Overflow()
+		c.startCloseLocked(CodeTryAgainLater, "slow consumer", labelSlowConsumer, true)
+	}
+	var cf *frame.Frame // the close frame, if it is still queued
+	for _, f := range c.queue {
+		if f == c.closeFrame {
+			cf = f
+		}
+	}
+	dropped := c.queued
+	clear(c.queue)
+	c.queue, c.queued = nil, 0
+	c.mu.Unlock()
+	c.t.obs.QueueBytes(-dropped)
+	if cf == nil {
+		return err
+	}
+	rest = append(rest, cf.WS())
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.CloseTimeout))
+	_, err = rest.WriteTo(c.nc)
+	return err
+}
+
+// writeAll writes bufs under WriteTimeout; a write that times out is
+// handed to stalled.
+func (c *Conn) writeAll(bufs net.Buffers) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
+	w := bufs // WriteTo consumes its receiver: w keeps what is unwritten
+	_, err := w.WriteTo(c.nc)
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		return c.stalled(w, err)
+	}
+	return err
 }
 
 // writeLoop writes queued frames in batches, waiting for the socket, until
@@ -100,24 +155,22 @@ func (c *Conn) writeLoop() {
 			_ = c.nc.SetWriteDeadline(time.Time{})
 			return
 		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
 		var err error
 		switch {
 		case len(batch) == 1:
-			_, err = c.nc.Write(batch[0].WS())
+			err = c.writeAll(net.Buffers{batch[0].WS()})
 		case n <= maxCopyBatch:
 			// Copy small batches into one pooled buffer: writev would make
 			// the socket keep an iovec array for as long as it lives.
 			b := c.join(batch, n)
-			_, err = c.nc.Write(b)
+			err = c.writeAll(net.Buffers{b})
 			c.t.pool.Put(b)
 		default:
 			bufs = bufs[:0]
 			for _, f := range batch {
 				bufs = append(bufs, f.WS())
 			}
-			w := bufs // WriteTo consumes its receiver
-			_, err = w.WriteTo(c.nc)
+			err = c.writeAll(bufs)
 			clear(bufs[:cap(bufs)])
 		}
 		clear(batch)
@@ -175,16 +228,15 @@ func (c *Conn) flush() {
 // finishBatch writes the rest of a batch (all of it when rest is nil),
 // waiting for the socket, then goes on as writeLoop.
 func (c *Conn) finishBatch(batch []*frame.Frame, rest, pooled []byte, n int) {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
 	var err error
 	if rest != nil {
-		_, err = c.nc.Write(rest)
+		err = c.writeAll(net.Buffers{rest})
 	} else {
 		bufs := make(net.Buffers, 0, len(batch))
 		for _, f := range batch {
 			bufs = append(bufs, f.WS())
 		}
-		_, err = bufs.WriteTo(c.nc)
+		err = c.writeAll(bufs)
 	}
 	if pooled != nil {
 		c.t.pool.Put(pooled)
