@@ -4,10 +4,12 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/shared/config"
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // RegisterFlags defines history's settings on f (HUBBUB_DATABASE_URL,
-// HUBBUB_DATA_DIR, HUBBUB_HISTORY_*).
+// HUBBUB_DATA_DIR, HUBBUB_HISTORY_*, and HUBBUB_MAX_BODY, which the edge
+// reads too, so that one variable sets the body limit of both tiers).
 func (c *Config) RegisterFlags(f *config.Flags) {
 	f.String(&c.DatabaseURL, "database-url", "HUBBUB_DATABASE_URL", "", "Postgres URL (postgres://…); empty: SQLite in the data dir")
 	f.String(&c.DataDir, "data-dir", "HUBBUB_DATA_DIR", "./hubbub-data", "directory of the SQLite database history.db")
@@ -19,4 +21,6 @@ func (c *Config) RegisterFlags(f *config.Flags) {
 	f.Int(&c.Inserts, "inserts", "HUBBUB_HISTORY_INSERTS", 2, "insert batches in flight at once")
 	f.Int(&c.Workers, "workers", "HUBBUB_HISTORY_WORKERS", 64, "requests handled concurrently")
 	f.Bool(&c.ReadOnly, "read-only", "HUBBUB_HISTORY_READ_ONLY", false, "serve requests without consuming the stream")
+	f.Int(&c.MaxBody, "history-max-body", "HUBBUB_MAX_BODY", wire.DefaultMaxBody, "longest message body in characters stored; longer ones are parked (keep it at least the edges' -max-body)")
+	f.Duration(&c.MaxIngestLag, "max-ingest-lag", "HUBBUB_HISTORY_MAX_INGEST_LAG", time.Minute, "not ready while the oldest message not yet stored is older than this; negative: never")
 }

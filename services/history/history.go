@@ -22,9 +22,11 @@ import (
 	"github.com/hubbub-chat/hubbub/services/history/chain"
 	"github.com/hubbub-chat/hubbub/services/history/ingest"
 	"github.com/hubbub-chat/hubbub/services/history/metrics"
+	"github.com/hubbub-chat/hubbub/services/history/post"
 	"github.com/hubbub-chat/hubbub/services/history/store"
 	"github.com/hubbub-chat/hubbub/services/history/streamread"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // Version is the micro service version.
@@ -40,6 +42,11 @@ var ErrStreamMismatch = store.ErrStreamMismatch
 // ErrNotReady is reported by Ready before Run has bound the store to the
 // stream.
 var ErrNotReady = errors.New("history not started")
+
+// ErrIngestLagging is reported by Ready while the oldest message not yet
+// stored is older than Config.MaxIngestLag (or the lag could not be
+// measured for that long).
+var ErrIngestLagging = errors.New("history ingest is lagging")
 
 // Config configures the service. Zero values take the defaults.
 type Config struct {
@@ -82,6 +89,14 @@ type Config struct {
 	MaxStreamScan int
 	// ReadOnly serves requests without consuming (no ingest, no retention).
 	ReadOnly bool
+	// MaxBody is the longest message body in characters (after trimming)
+	// history stores (wire.DefaultMaxBody); a longer one, like any body
+	// wire.CheckBody refuses, is parked. Keep it at least the edges'.
+	MaxBody int
+	// MaxIngestLag is how old the oldest message not yet stored may get
+	// before Ready reports ErrIngestLagging (1m); negative: never. Read-only
+	// replicas do not check it.
+	MaxIngestLag time.Duration
 }
 
 // WithDefaults fills zero fields.
@@ -112,11 +127,18 @@ func (c Config) WithDefaults() Config {
 	if c.MaxStreamScan <= 0 {
 		c.MaxStreamScan = 10000
 	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = wire.DefaultMaxBody
+	}
+	if c.MaxIngestLag == 0 {
+		c.MaxIngestLag = time.Minute
+	}
 	return c
 }
 
 func (c Config) ingestConfig() ingest.Config {
-	return ingest.Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending, Inserts: c.Inserts}
+	return ingest.Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending,
+		Inserts: c.Inserts, MaxBody: c.MaxBody}
 }
 
 // Deps are the service's collaborators.
@@ -146,6 +168,8 @@ type Service struct {
 	first     atomic.Uint64 // stream first sequence
 	running   atomic.Bool
 	queued    atomic.Int64 // requests waiting for a worker
+	lag       atomic.Int64 // ingest lag (time.Duration) at lagAt
+	lagAt     atomic.Int64 // when lag was last measured (Unix ns)
 	closeOnce sync.Once
 	bufs      sync.Pool // *[]byte reply buffers
 }
@@ -180,6 +204,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		Store:        st,
 		Stream:       streamread.New(deps.NC, js, subjects.Stream),
 		Marks:        s.marks,
+		Decoder:      post.Decoder{MaxBody: cfg.MaxBody},
 		MaxScan:      cfg.MaxStreamScan,
 		OnStreamRead: func(n int) { m.StreamReads.Add(float64(n)) },
 	}
@@ -193,8 +218,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 }
 
 // Ready reports whether the service can do its job now: started, its
-// request endpoints registered, the database answering and ingest not
-// stalled.
+// request endpoints registered, the database answering, ingest not
+// stalled and (unless read-only) not lagging past Config.MaxIngestLag.
 func (s *Service) Ready() error {
 	if !s.bound.Load() || !s.running.Load() || !s.serving.Load() {
 		return ErrNotReady
@@ -208,6 +233,26 @@ func (s *Service) Ready() error {
 		if err := s.ing.Healthy(); err != nil {
 			return err
 		}
+		if err := s.lagging(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lagging reports ErrIngestLagging when the last measured ingest lag is
+// over the bound, or when it has not been measured for that long.
+func (s *Service) lagging() error {
+	bound := s.cfg.MaxIngestLag
+	if bound < 0 {
+		return nil
+	}
+	if age := time.Since(time.Unix(0, s.lagAt.Load())); age > bound {
+		return fmt.Errorf("%w: lag not measured for %s (bound %s)", ErrIngestLagging, age.Round(time.Millisecond), bound)
+	}
+	if lag := time.Duration(s.lag.Load()); lag > bound {
+		return fmt.Errorf("%w: the oldest message not yet stored is %s old (bound %s)", ErrIngestLagging,
+			lag.Round(time.Millisecond), bound)
 	}
 	return nil
 }
@@ -227,6 +272,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	s.lagAt.Store(time.Now().UnixNano()) // not measured yet: allowed for one bound
 	s.refreshMarks(ctx)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -367,6 +413,32 @@ func (s *Service) refreshMarks(ctx context.Context) {
 	if info.State.LastSeq >= floor {
 		s.m.ConsumerLag.Set(float64(info.State.LastSeq - floor))
 	}
+	s.measureLag(ctx, floor, info.State.LastSeq)
+}
+
+// measureLag records the ingest lag: the age of the oldest message not
+// known to be stored, which is the first room message after the ack floor
+// (everything at or below it is stored or parked), read with one direct
+// get. It is 0 when the floor has reached the stream's last sequence.
+func (s *Service) measureLag(ctx context.Context, floor, last uint64) {
+	var lag time.Duration
+	if last > floor {
+		var oldest time.Time
+		err := s.reader.Stream.Scan(ctx, subjects.RoomAll, floor+1, func(m streamread.Msg) bool {
+			oldest = m.Time
+			return false
+		})
+		if err != nil {
+			s.log.Debug("history: read the oldest unstored message", "err", err)
+			return
+		}
+		if !oldest.IsZero() {
+			lag = max(time.Since(oldest), 0)
+		}
+	}
+	s.lag.Store(int64(lag))
+	s.lagAt.Store(time.Now().UnixNano())
+	s.m.IngestLag.Set(lag.Seconds())
 }
 
 func (s *Service) marksLoop(ctx context.Context) error {
@@ -405,12 +477,30 @@ func (s *Service) retentionLoop(ctx context.Context) error {
 			}
 			s.m.Trimmed.Add(float64(n))
 			if n < s.cfg.RetentionBatch {
+				s.trimDeadLetters(ctx, cutoff)
 				break
 			}
 			if !sleepCtx(ctx, 10*time.Millisecond) { // let writers in between batches
 				return nil
 			}
 		}
+	}
+}
+
+// trimDeadLetters applies retention to the dead-letter table too: parked
+// messages are user content like the rest.
+func (s *Service) trimDeadLetters(ctx context.Context, cutoff time.Time) {
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n, err := s.st.TrimDeadLetters(tctx, cutoff)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("history retention of dead letters", "err", err)
+		}
+		return
+	}
+	if n > 0 {
+		s.log.Info("history retention: dead letters deleted", "count", n, "parked_before", cutoff)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/services/history/pgtest"
@@ -125,7 +126,13 @@ func (r *running) stop(t *testing.T) {
 
 func start(t *testing.T, e *env, cfg history.Config) *running {
 	t.Helper()
-	svc, err := history.New(cfg, history.Deps{NC: e.nc, Log: testLog(t)})
+	return startWith(t, e, cfg, nil)
+}
+
+// startWith starts a service registering its metrics on reg (none: nil).
+func startWith(t *testing.T, e *env, cfg history.Config, reg prometheus.Registerer) *running {
+	t.Helper()
+	svc, err := history.New(cfg, history.Deps{NC: e.nc, Log: testLog(t), Registry: reg})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
@@ -654,6 +661,10 @@ func TestDatabaseOutage(t *testing.T) {
 	eventually(t, 30*time.Second, func() error { return storedExactly(t, e, st2) })
 	for _, room := range []string{"a", "b"} {
 		checkChain(t, "since all "+room, sinceAll(t, e.nc, room, 0), e.ids(room), 0)
+	}
+	// An outage is not a bad row: nothing was parked.
+	if err := checkParked(t, st2, nil); err != nil {
+		t.Fatalf("the outage parked messages: %v", err)
 	}
 	r.stop(t)
 }

@@ -43,6 +43,10 @@ type Reader struct {
 	// Marks returns the current marks. A stale (lower) Stored is always
 	// safe: more is read from the stream.
 	Marks func() Marks
+	// Decoder decodes stream messages as ingest does: what ingest parks
+	// (undecodable or invalid messages) is skipped, so a room read from
+	// the stream is the room the database will hold.
+	Decoder post.Decoder
 	// MaxScan bounds how many stream messages one request may read.
 	MaxScan int
 	// OnStreamRead, if set, is told how many messages a request served
@@ -61,9 +65,9 @@ func (r *Reader) scan(ctx context.Context, room string, from uint64, fn func(wir
 			tooMuch = true
 			return false
 		}
-		msg, err := post.Decode(m.Seq, m.Subject, m.Data, m.Time)
+		msg, err := r.Decoder.Decode(m.Seq, m.Subject, m.Data, m.Time)
 		if err != nil {
-			return true // ingest terminates these too: not part of the room
+			return true // ingest parks these: not part of the room
 		}
 		return fn(msg)
 	})

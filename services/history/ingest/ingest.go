@@ -1,9 +1,14 @@
 // Package ingest moves messages from the CHAT stream into the history
 // store through a durable JetStream pull consumer. It inserts in batches
 // and acknowledges each message only after the batch is committed, so an
-// acknowledged message is always stored; a failed insert is retried (the
-// messages held and kept in progress) until it succeeds. Several replicas
-// may share the consumer: inserts are idempotent by id.
+// acknowledged message is always stored — or parked: a message that is
+// not a valid room message, or whose row the database rejects, goes to the
+// store's dead-letter table (with a metric and an error log naming its
+// sequence) and is acknowledged, so that one bad message never stops the
+// others. A failed insert of any other kind (the database down or slow) is
+// retried, the messages held and kept in progress, until it succeeds.
+// Several replicas may share the consumer: inserts are idempotent by id,
+// parking by sequence.
 package ingest
 
 import (
@@ -11,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +56,10 @@ type Config struct {
 	// Inserts is how many batches are inserted concurrently (2): while
 	// one batch commits, the next is inserted instead of waiting.
 	Inserts int
+	// MaxBody is the longest message body in characters (after trimming)
+	// stored; a longer one is parked (0: wire.DefaultMaxBody). Keep it at
+	// least the edges' limit.
+	MaxBody int
 }
 
 // WithDefaults fills zero fields.
@@ -104,6 +115,7 @@ type Ingester struct {
 	js  jetstream.JetStream
 	st  store.Store
 	cfg Config
+	dec post.Decoder
 	log *slog.Logger
 	m   *metrics.Metrics
 
@@ -119,7 +131,11 @@ func New(js jetstream.JetStream, st store.Store, cfg Config, log *slog.Logger, m
 			return nil, err
 		}
 	}
-	return &Ingester{js: js, st: st, cfg: cfg.WithDefaults(), log: log, m: m}, nil
+	for _, r := range []string{ReasonUndecodable, ReasonInvalid, ReasonRejected} {
+		m.Parked.WithLabelValues(r) // export every reason from the start, at 0
+	}
+	cfg = cfg.WithDefaults()
+	return &Ingester{js: js, st: st, cfg: cfg, dec: post.Decoder{MaxBody: cfg.MaxBody}, log: log, m: m}, nil
 }
 
 // Healthy returns nil unless the last insert attempt failed.
@@ -233,15 +249,55 @@ func (in *Ingester) session(ctx context.Context) error {
 	}
 }
 
-// flush decodes batch, terminates undecodable messages, inserts the rest
-// (retrying until it succeeds or the service stops for good) and then
-// acknowledges them. During shutdown it makes one last attempt.
+// Park reasons: the dead-letter table's reason column and the label of
+// hubbub_history_ingest_parked_total.
+const (
+	// ReasonUndecodable parks a stream message that is not a room message
+	// (a payload that is not a JSON post, a subject naming no valid room).
+	ReasonUndecodable = "undecodable"
+	// ReasonInvalid parks a room message that breaks the message rule
+	// (post.ErrInvalid: the body fails wire.CheckBody, say U+0000).
+	ReasonInvalid = "invalid"
+	// ReasonRejected parks a message whose row the database rejected
+	// (store.ErrRejected), isolated from the rest of its batch.
+	ReasonRejected = "rejected"
+)
+
+// parcel is a message on its way to the dead-letter table.
+type parcel struct {
+	msg    jetstream.Msg
+	letter store.DeadLetter
+}
+
+func newParcel(msg jetstream.Msg, seq uint64, reason string, err error) parcel {
+	room, _ := strings.CutPrefix(msg.Subject(), subjects.RoomPrefix)
+	return parcel{msg: msg, letter: store.DeadLetter{
+		Seq: seq, Room: room, Subject: msg.Subject(), Payload: msg.Data(), Reason: reason, Detail: err.Error(),
+	}}
+}
+
+// flush decodes batch, inserts the room messages, parks what cannot be
+// stored and then acknowledges everything, so one bad message never holds
+// up the others:
+//
+//   - a message that is not a room message (post.ErrUndecodable) or breaks
+//     the message rule (post.ErrInvalid) is parked at once;
+//   - a batch the database rejects for its data (store.ErrRejected) is
+//     split until each rejected row stands alone: those are parked, the
+//     rest stored;
+//   - any other failure (the database down or timing out) parks nothing:
+//     the batch is retried with backoff, held in progress, until it
+//     succeeds or the service stops. Inserts skip stored ids and parking
+//     skips parked sequences, so a retry redoes nothing twice.
+//
+// During shutdown it makes one last attempt.
 func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 	if len(batch) == 0 {
 		return
 	}
 	rows := make([]wire.Message, 0, len(batch))
 	keep := batch[:0:0]
+	var park []parcel
 	for _, msg := range batch {
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -252,35 +308,64 @@ func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 		if meta.NumDelivered > 1 {
 			in.m.Redeliveries.Inc()
 		}
-		row, err := post.Decode(meta.Sequence.Stream, msg.Subject(), msg.Data(), meta.Timestamp)
+		seq := meta.Sequence.Stream
+		row, err := in.dec.Decode(seq, msg.Subject(), msg.Data(), meta.Timestamp)
 		if err != nil {
-			in.m.Undecodable.Inc()
-			in.log.Warn("history ingest: undecodable message; terminating", "seq", meta.Sequence.Stream, "subject", msg.Subject(), "err", err)
-			_ = msg.TermWithReason("undecodable")
+			reason := ReasonInvalid
+			if errors.Is(err, post.ErrUndecodable) {
+				reason = ReasonUndecodable
+				in.m.Undecodable.Inc()
+			}
+			park = append(park, newParcel(msg, seq, reason, err))
 			continue
 		}
 		rows = append(rows, row)
 		keep = append(keep, msg)
 	}
-	if len(rows) == 0 {
-		return
-	}
+	inserted, parked := len(rows) == 0, false
 	delay := 50 * time.Millisecond
 	for {
-		// An insert under way completes even if shutdown begins: it is
-		// bounded by its own timeout, not by ctx.
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertTimeout)
-		start := time.Now()
-		n, err := in.st.Insert(ictx, rows)
-		cancel()
+		var err error
+		if !inserted {
+			var refused map[uint64]error
+			start := time.Now()
+			var n int
+			n, refused, err = in.insert(ctx, rows)
+			if err == nil {
+				inserted = true
+				in.m.InsertSeconds.Observe(time.Since(start).Seconds())
+				in.m.BatchSize.Observe(float64(len(rows)))
+				in.m.Stored.Add(float64(n))
+				if len(refused) > 0 {
+					stay := keep[:0:0]
+					for _, msg := range keep {
+						meta, _ := msg.Metadata() // read above
+						if rerr, ok := refused[meta.Sequence.Stream]; ok {
+							park = append(park, newParcel(msg, meta.Sequence.Stream, ReasonRejected, rerr))
+						} else {
+							stay = append(stay, msg)
+						}
+					}
+					keep = stay
+				}
+			}
+		}
+		if err == nil && !parked && len(park) > 0 {
+			if err = in.park(ctx, park); err == nil {
+				parked = true
+			}
+		}
 		if err == nil {
-			in.m.InsertSeconds.Observe(time.Since(start).Seconds())
-			in.m.BatchSize.Observe(float64(len(rows)))
-			in.m.Stored.Add(float64(n))
 			in.setFailing(nil)
 			for _, msg := range keep {
 				if err := msg.Ack(); err != nil {
 					// Not stored twice: a redelivery is skipped by id.
+					in.log.Debug("history ingest: ack failed; message will be redelivered", "err", err)
+				}
+			}
+			for _, p := range park {
+				if err := p.msg.Ack(); err != nil {
+					// Not parked twice: a redelivery is skipped by sequence.
 					in.log.Debug("history ingest: ack failed; message will be redelivered", "err", err)
 				}
 			}
@@ -290,18 +375,96 @@ func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 		in.setFailing(err)
 		if ctx.Err() != nil {
 			// Not stored and not acknowledged: the stream redelivers.
-			in.log.Warn("history ingest: batch left unacknowledged at shutdown", "messages", len(rows), "err", err)
+			in.log.Warn("history ingest: batch left unacknowledged at shutdown", "messages", len(keep)+len(park), "err", err)
 			return
 		}
-		in.log.Error("history ingest: insert failed; retrying", "messages", len(rows), "err", err, "in", delay)
+		in.log.Error("history ingest: insert failed; retrying", "messages", len(keep)+len(park), "err", err, "in", delay)
 		for _, msg := range keep {
 			_ = msg.InProgress()
+		}
+		for _, p := range park {
+			_ = p.msg.InProgress()
 		}
 		if !sleep(ctx, delay) {
 			return
 		}
 		delay = min(2*delay, in.cfg.MaxBackoff)
 	}
+}
+
+// insert stores rows, isolating the ones the database rejects: a batch
+// refused for its data (store.ErrRejected) is split in halves until each
+// refused row stands alone. It returns how many rows were inserted and
+// the refused ids with their errors. Any other error is returned as is:
+// it is transient and the caller retries (rows already inserted are then
+// skipped by id).
+func (in *Ingester) insert(ctx context.Context, rows []wire.Message) (int, map[uint64]error, error) {
+	n, err := in.insertOnce(ctx, rows)
+	if err == nil || !errors.Is(err, store.ErrRejected) {
+		return n, nil, err
+	}
+	if len(rows) == 1 {
+		return 0, map[uint64]error{rows[0].ID: err}, nil
+	}
+	in.log.Warn("history ingest: database rejected a batch; isolating the rows it refuses", "messages", len(rows), "err", err)
+	refused := map[uint64]error{}
+	total := 0
+	mid := len(rows) / 2
+	for _, half := range [][]wire.Message{rows[:mid], rows[mid:]} {
+		n, r, err := in.insert(ctx, half)
+		total += n
+		if err != nil {
+			return total, nil, err
+		}
+		maps.Copy(refused, r)
+	}
+	return total, refused, nil
+}
+
+// insertOnce makes one insert attempt. An insert under way completes even
+// if shutdown begins: it is bounded by its own timeout, not by ctx.
+func (in *Ingester) insertOnce(ctx context.Context, rows []wire.Message) (int, error) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertTimeout)
+	defer cancel()
+	n, err := in.st.Insert(ictx, rows)
+	if err != nil {
+		return 0, fmt.Errorf("insert %d messages: %w", len(rows), err)
+	}
+	return n, nil
+}
+
+// park records the parcels in the dead-letter table, logging each one
+// and counting it by reason. If the database rejects even that (text is
+// stored in a form every database holds, so it should not), the messages
+// are terminated instead: they stay in the stream until it expires them,
+// and ingest goes on.
+func (in *Ingester) park(ctx context.Context, park []parcel) error {
+	letters := make([]store.DeadLetter, len(park))
+	now := time.Now()
+	for i, p := range park {
+		letters[i] = p.letter
+		letters[i].ParkedAt = now
+	}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertTimeout)
+	err := in.st.Park(ictx, letters)
+	cancel()
+	if errors.Is(err, store.ErrRejected) {
+		for _, p := range park {
+			in.log.Error("history ingest: message cannot be stored or parked; terminated (it stays in the stream)",
+				"seq", p.letter.Seq, "room", p.letter.Room, "reason", p.letter.Reason, "err", p.letter.Detail, "park_err", err)
+			_ = p.msg.TermWithReason("unparkable")
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("park %d messages: %w", len(park), err)
+	}
+	for _, p := range park {
+		in.m.Parked.WithLabelValues(p.letter.Reason).Inc()
+		in.log.Error("history ingest: message parked, not stored; its id stays unused",
+			"seq", p.letter.Seq, "room", p.letter.Room, "subject", p.letter.Subject, "reason", p.letter.Reason, "err", p.letter.Detail)
+	}
+	return nil
 }
 
 // release stops pulling and negatively acknowledges the messages already

@@ -24,8 +24,16 @@ type Metrics struct {
 	Stored prometheus.Counter
 	// Redeliveries counts messages delivered more than once.
 	Redeliveries prometheus.Counter
-	// Undecodable counts messages terminated because they cannot be decoded.
+	// Undecodable counts stream messages that are not room messages (each
+	// is also parked with reason undecodable).
 	Undecodable prometheus.Counter
+	// Parked counts messages parked in the dead-letter table instead of
+	// stored, by reason: undecodable (not a room message), invalid (breaks
+	// the message rule) or rejected (the database refused the row).
+	Parked *prometheus.CounterVec
+	// IngestLag is the age in seconds of the oldest message not yet known
+	// to be stored (the one after the consumer's ack floor); 0 when none.
+	IngestLag prometheus.Gauge
 	// Requests counts requests by endpoint and outcome (ok, bad_request, error, unavailable).
 	Requests *prometheus.CounterVec
 	// RequestSeconds observes request handling time by endpoint.
@@ -56,7 +64,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redeliveries_total",
 			Help: "Messages the consumer delivered more than once."}),
 		Undecodable: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "undecodable_total",
-			Help: "Stream messages terminated because they are not room messages."}),
+			Help: "Stream messages that are not room messages (parked with reason undecodable)."}),
+		Parked: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "ingest_parked_total",
+			Help: "Messages parked in the dead-letter table instead of stored, by reason (undecodable, invalid, rejected)."}, []string{"reason"}),
+		IngestLag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "ingest_lag_seconds",
+			Help: "Age of the oldest message not yet known to be stored (0 when ingest is caught up)."}),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
 			Help: "Requests by endpoint and outcome."}, []string{"endpoint", "outcome"}),
 		RequestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "request_seconds",
@@ -77,6 +89,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.Stored = register(reg, m.Stored, &err)
 	m.Redeliveries = register(reg, m.Redeliveries, &err)
 	m.Undecodable = register(reg, m.Undecodable, &err)
+	m.Parked = register(reg, m.Parked, &err)
+	m.IngestLag = register(reg, m.IngestLag, &err)
 	m.Requests = register(reg, m.Requests, &err)
 	m.RequestSeconds = register(reg, m.RequestSeconds, &err)
 	m.StreamReads = register(reg, m.StreamReads, &err)

@@ -1,13 +1,15 @@
 // Package post decodes the messages stored in the CHAT stream (JSON
 // wire.Post published to chat.room.<room>) into history messages. Ingest
 // and the stream read path use the same decoder, so the database and the
-// stream present identical rooms.
+// stream present identical rooms: a message either decoder refuses is in
+// neither.
 package post
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hubbub-chat/hubbub/shared/names"
@@ -20,11 +22,34 @@ import (
 // wire.Post. Such messages are skipped (and terminated by ingest).
 var ErrUndecodable = errors.New("undecodable room message")
 
+// ErrInvalid marks a room message that decodes but breaks the rule every
+// tier applies to what it keeps (guarantee 9): its trimmed body fails
+// wire.CheckBody (empty, too long, a control character such as U+0000),
+// or its user or cid holds U+0000. The edge refuses such posts; anything
+// else that publishes one to a room subject has it parked by ingest and
+// skipped by the stream read path.
+var ErrInvalid = errors.New("invalid room message")
+
+// Decoder decodes stream messages under one body limit.
+type Decoder struct {
+	// MaxBody is the longest body in characters after trimming (0:
+	// wire.DefaultMaxBody). It must be at least the edges' limit, or
+	// messages the edges accepted are parked.
+	MaxBody int
+}
+
+// Decode decodes with the default body limit (Decoder{}.Decode).
+func Decode(seq uint64, subject string, data []byte, stored time.Time) (wire.Message, error) {
+	return Decoder{}.Decode(seq, subject, data, stored)
+}
+
 // Decode turns the stream message seq, published to subject at stored,
 // into a message. The room comes from the subject (authoritative: it is
 // what the stream sequenced), a missing kind means a chat message and a
-// missing timestamp is the stream's storage time.
-func Decode(seq uint64, subject string, data []byte, stored time.Time) (wire.Message, error) {
+// missing timestamp is the stream's storage time. It fails with
+// ErrUndecodable for what is not a room message and ErrInvalid for a room
+// message that breaks the message rule.
+func (d Decoder) Decode(seq uint64, subject string, data []byte, stored time.Time) (wire.Message, error) {
 	if seq == 0 {
 		return wire.Message{}, fmt.Errorf("%w: sequence 0", ErrUndecodable)
 	}
@@ -45,6 +70,12 @@ func Decode(seq uint64, subject string, data []byte, stored time.Time) (wire.Mes
 	case wire.KindMessage, wire.KindSystem:
 	default:
 		return wire.Message{}, fmt.Errorf("%w: kind %q", ErrUndecodable, p.Kind)
+	}
+	if e := wire.CheckBody(strings.TrimSpace(p.Body), d.MaxBody); e != nil {
+		return wire.Message{}, fmt.Errorf("%w: %s", ErrInvalid, e.Message)
+	}
+	if strings.IndexByte(p.User, 0) >= 0 || strings.IndexByte(p.CID, 0) >= 0 {
+		return wire.Message{}, fmt.Errorf("%w: user or cid contains U+0000", ErrInvalid)
 	}
 	if p.TS == 0 && !stored.IsZero() {
 		p.TS = stored.UnixMilli()

@@ -2,11 +2,12 @@ package post_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hubbub-chat/hubbub/services/history/post"
+	"github.com/hubbub-chat/hubbub/services/history/store"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -21,8 +22,10 @@ func TestDecode(t *testing.T) {
 	}{
 		{"chat", "chat.room.general", `{"room":"general","user":"alice","body":"hi","kind":"message","ts":5,"cid":"c1"}`,
 			wire.Message{ID: 9, Room: "general", User: "alice", Body: "hi", Kind: "message", TS: 5, CID: "c1"}, false},
-		{"system, defaults", "chat.room.x", `{"user":"bob","kind":"system"}`,
-			wire.Message{ID: 9, Room: "x", User: "bob", Kind: "system", TS: at.UnixMilli()}, false},
+		{"system, defaults", "chat.room.x", `{"user":"bob","body":"bob joined","kind":"system"}`,
+			wire.Message{ID: 9, Room: "x", User: "bob", Body: "bob joined", Kind: "system", TS: at.UnixMilli()}, false},
+		{"body kept untrimmed", "chat.room.x", `{"user":"u","body":" b\n","ts":1}`,
+			wire.Message{ID: 9, Room: "x", User: "u", Body: " b\n", Kind: "message", TS: 1}, false},
 		{"no kind", "chat.room.x", `{"user":"bob","body":"b","ts":1}`,
 			wire.Message{ID: 9, Room: "x", User: "bob", Body: "b", Kind: "message", TS: 1}, false},
 		{"room from subject wins", "chat.room.real", `{"room":"fake","user":"u","body":"b","ts":1}`,
@@ -38,6 +41,9 @@ func TestDecode(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := post.Decode(9, c.subject, []byte(c.data), at)
+			if errors.Is(err, post.ErrInvalid) {
+				t.Fatalf("ErrInvalid for a decodable, valid message: %v", err)
+			}
 			if c.bad {
 				if !errors.Is(err, post.ErrUndecodable) {
 					t.Fatalf("err %v, want ErrUndecodable", err)
@@ -54,6 +60,37 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestDecodeInvalid refuses, with ErrInvalid (never ErrUndecodable: ingest
+// parks these with their own reason), the room messages that break the
+// body rule the edge applies (wire.CheckBody) or that no store can hold.
+func TestDecodeInvalid(t *testing.T) {
+	long := strings.Repeat("é", 11)
+	cases := []struct{ name, data string }{
+		{"NUL body", `{"user":"u","body":"a\u0000b"}`},
+		{"only NUL", `{"user":"u","body":"\u0000"}`},
+		{"bell", `{"user":"u","body":"ding\u0007"}`},
+		{"C1 control", `{"user":"u","body":"x\u0085y"}`},
+		{"empty body", `{"user":"u","body":""}`},
+		{"blank body", `{"user":"u","body":" \t\n "}`},
+		{"no body", `{"user":"u","kind":"system"}`},
+		{"too long", `{"user":"u","body":"` + long + `"}`},
+		{"NUL user", `{"user":"u\u0000","body":"b"}`},
+		{"NUL cid", `{"user":"u","body":"b","cid":"\u0000"}`},
+	}
+	d := post.Decoder{MaxBody: 10}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := d.Decode(9, "chat.room.x", []byte(c.data), time.UnixMilli(1))
+			if !errors.Is(err, post.ErrInvalid) || errors.Is(err, post.ErrUndecodable) {
+				t.Fatalf("err %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if _, err := d.Decode(9, "chat.room.x", []byte(`{"user":"u","body":"`+long[:20]+`\t\r\n"}`), time.UnixMilli(1)); err != nil {
+		t.Fatalf("10 characters with tab, CR, LF: %v", err)
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add("chat.room.general", []byte(`{"room":"general","user":"alice","body":"hi","kind":"message","ts":5,"cid":"c1"}`))
 	f.Add("chat.room.x", []byte(`{"kind":"system"}`))
@@ -64,10 +101,18 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		m, err := post.Decode(1, subject, data, time.UnixMilli(1))
 		if err != nil {
-			if !errors.Is(err, post.ErrUndecodable) {
-				t.Fatalf("error not ErrUndecodable: %v", err)
+			if !errors.Is(err, post.ErrUndecodable) && !errors.Is(err, post.ErrInvalid) {
+				t.Fatalf("error neither ErrUndecodable nor ErrInvalid: %v", err)
 			}
 			return
+		}
+		if e := wire.CheckBody(strings.TrimSpace(m.Body), 0); e != nil {
+			t.Fatalf("decoded a body the edge refuses: %v", e)
+		}
+		for _, s := range []string{m.Room, m.User, m.Body, m.Kind, m.CID} {
+			if !store.Holdable(s) {
+				t.Fatalf("decoded text no store holds: %q", s)
+			}
 		}
 		if m.ID != 1 || m.Room == "" || (m.Kind != wire.KindMessage && m.Kind != wire.KindSystem) {
 			t.Fatalf("decoded invalid message %+v", m)
@@ -75,6 +120,5 @@ func FuzzDecode(f *testing.F) {
 		if "chat.room."+m.Room != subject {
 			t.Fatalf("room %q from subject %q", m.Room, subject)
 		}
-		_ = utf8.ValidString(m.Body)
 	})
 }

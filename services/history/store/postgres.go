@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -273,9 +274,96 @@ func (p *Postgres) Insert(ctx context.Context, msgs []wire.Message) (int, error)
 	}
 	var inserted, updated int64
 	if err := p.w.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids).Scan(&inserted, &updated); err != nil {
-		return 0, fmt.Errorf("postgres insert: %w", err)
+		return 0, fmt.Errorf("postgres insert: %w", classifyPG(err))
 	}
 	return int(inserted), nil
+}
+
+// classifyPG wraps err in ErrRejected when PostgreSQL refused a statement
+// for the data it carried, by SQLSTATE class: 22 (data exception: a value
+// the column cannot hold, such as 22021 for U+0000 in text), 23
+// (integrity constraint violation: CHECK, NOT NULL, foreign key) except
+// 23505 unique_violation (inserts skip existing ids with ON CONFLICT, so
+// a unique violation is a race with another writer, retried and then
+// skipped), and 54 (program limit exceeded: a row over an index or
+// statement limit). Everything else stays transient and is retried:
+// errors that are not a *pgconn.PgError (connection refused or lost,
+// context deadline, pool closed), and server errors of the database
+// rather than the row — 08 connection, 40 serialization failure or
+// deadlock, 53 insufficient resources, 57 operator intervention (admin
+// shutdown, query cancelled), 42 (a missing table or column: a schema
+// problem that would otherwise park every message), XX internal.
+func classifyPG(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch class := pe.Code[:min(2, len(pe.Code))]; {
+	case class == "22", class == "54", class == "23" && pe.Code != "23505":
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	return err
+}
+
+// pgPark records dead letters; a sequence already parked is skipped.
+const pgPark = `INSERT INTO dead_letters (seq, room, subject, payload, reason, detail, parked_at)
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::timestamptz[])
+	ORDER BY 1
+	ON CONFLICT (seq) DO NOTHING`
+
+// Park implements Store.
+func (p *Postgres) Park(ctx context.Context, letters []DeadLetter) error {
+	letters, err := prepareDeadLetters(letters)
+	if err != nil || len(letters) == 0 {
+		return err
+	}
+	n := len(letters)
+	seqs, payloads, at := make([]int64, n), make([][]byte, n), make([]time.Time, n)
+	rooms, subjects, reasons, details := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, l := range letters {
+		seqs[i], rooms[i], subjects[i], payloads[i] = int64(l.Seq), l.Room, l.Subject, l.Payload
+		reasons[i], details[i], at[i] = l.Reason, l.Detail, l.ParkedAt
+	}
+	if _, err := p.w.Exec(ctx, pgPark, seqs, rooms, subjects, payloads, reasons, details, at); err != nil {
+		return fmt.Errorf("postgres park: %w", classifyPG(err))
+	}
+	return nil
+}
+
+// DeadLetters implements Store.
+func (p *Postgres) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: limit %d", ErrInvalidArgument, limit)
+	}
+	rows, err := p.r.Query(ctx, `SELECT seq, room, subject, payload, reason, detail, parked_at
+		FROM dead_letters WHERE seq > $1 ORDER BY seq LIMIT $2`, idArg(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres dead letters: %w", err)
+	}
+	defer rows.Close()
+	out := []DeadLetter{}
+	for rows.Next() {
+		var l DeadLetter
+		var seq int64
+		if err := rows.Scan(&seq, &l.Room, &l.Subject, &l.Payload, &l.Reason, &l.Detail, &l.ParkedAt); err != nil {
+			return nil, fmt.Errorf("postgres dead letters scan: %w", err)
+		}
+		l.Seq = uint64(seq)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// TrimDeadLetters implements Store.
+func (p *Postgres) TrimDeadLetters(ctx context.Context, cutoff time.Time) (int, error) {
+	tag, err := p.w.Exec(ctx, `DELETE FROM dead_letters WHERE parked_at < $1`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("postgres trim dead letters: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 const pgCols = `id, room, user_id, body, kind, ts, cid`

@@ -9,7 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -223,7 +224,7 @@ func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
 		}
 		res, err := istmt.ExecContext(ctx, int64(m.ID), m.Room, m.User, m.Body, m.Kind, m.TS, m.CID)
 		if err != nil {
-			return 0, fmt.Errorf("sqlite insert %d: %w", m.ID, err)
+			return 0, fmt.Errorf("sqlite insert %d: %w", m.ID, classifySQLite(err))
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return 0, fmt.Errorf("sqlite insert %d: %w", m.ID, err)
@@ -245,13 +246,108 @@ func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
 				last_cid  = CASE WHEN excluded.last_id > rooms.last_id THEN excluded.last_cid  ELSE rooms.last_cid  END,
 				last_id   = MAX(rooms.last_id, excluded.last_id)`,
 			u.room, int64(l.ID), l.TS, u.count, l.User, l.Body, l.Kind, l.CID); err != nil {
-			return 0, fmt.Errorf("sqlite insert room %s: %w", u.room, err)
+			return 0, fmt.Errorf("sqlite insert room %s: %w", u.room, classifySQLite(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite insert commit: %w", err)
 	}
 	return len(inserted), nil
+}
+
+// classifySQLite wraps err in ErrRejected when SQLite refused a statement
+// for the data it carried: a constraint other than the primary key or a
+// unique index (a trigger's RAISE(ABORT), CHECK, NOT NULL), a value over
+// a limit (SQLITE_TOOBIG) or of the wrong type (SQLITE_MISMATCH). Busy
+// and locked databases, I/O errors, a full disk and a cancelled context
+// stay transient: they are retried.
+func classifySQLite(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch code := se.Code(); code & 0xff {
+	case sqlite3.SQLITE_CONSTRAINT:
+		if code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || code == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return err // inserts skip conflicting ids: not the row's fault
+		}
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH:
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	return err
+}
+
+// Park implements Store.
+func (s *SQLite) Park(ctx context.Context, letters []DeadLetter) error {
+	letters, err := prepareDeadLetters(letters)
+	if err != nil || len(letters) == 0 {
+		return err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite park: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO dead_letters (seq, room, subject, payload, reason, detail, parked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("sqlite park: %w", err)
+	}
+	defer func() { _ = stmt.Close() }()
+	for _, l := range letters {
+		if _, err := stmt.ExecContext(ctx, int64(l.Seq), l.Room, l.Subject, l.Payload, l.Reason, l.Detail,
+			l.ParkedAt.UnixMilli()); err != nil {
+			return fmt.Errorf("sqlite park %d: %w", l.Seq, classifySQLite(err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite park commit: %w", err)
+	}
+	return nil
+}
+
+// DeadLetters implements Store.
+func (s *SQLite) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: limit %d", ErrInvalidArgument, limit)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, room, subject, payload, reason, detail, parked_at
+		FROM dead_letters WHERE seq > ? ORDER BY seq LIMIT ?`, idArg(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite dead letters: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := []DeadLetter{}
+	for rows.Next() {
+		var (
+			l       DeadLetter
+			seq, at int64
+			payload []byte
+		)
+		if err := rows.Scan(&seq, &l.Room, &l.Subject, &payload, &l.Reason, &l.Detail, &at); err != nil {
+			return nil, fmt.Errorf("sqlite dead letters scan: %w", err)
+		}
+		l.Seq, l.Payload, l.ParkedAt = uint64(seq), append([]byte{}, payload...), time.UnixMilli(at)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// TrimDeadLetters implements Store.
+func (s *SQLite) TrimDeadLetters(ctx context.Context, cutoff time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM dead_letters WHERE parked_at < ?`, cutoff.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("sqlite trim dead letters: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite trim dead letters: %w", err)
+	}
+	return int(n), nil
 }
 
 const sqliteCols = `id, room, user_id, body, kind, ts, cid`

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -28,6 +29,40 @@ var ErrStreamMismatch = errors.New("store belongs to a different stream")
 // ErrInvalidArgument is returned for a request no store can answer (an
 // empty room, a non-positive limit).
 var ErrInvalidArgument = errors.New("invalid store argument")
+
+// ErrRejected marks a write the database refused because of the data it
+// carried: a value no column of that type can hold (U+0000 or invalid
+// UTF-8 in text, PostgreSQL's data exceptions), a violated constraint or
+// a row over a database limit. The same write can never succeed, so
+// retrying it is pointless; a batch holding such a row fails as a whole,
+// and the caller isolates the row by inserting smaller batches. Failures
+// of the database rather than of the data — connection refused or lost,
+// timeouts, lock and serialization conflicts, a full disk, a missing
+// table — never wrap ErrRejected: they are retried. Callers branch with
+// errors.Is; the database's own error stays in the chain.
+var ErrRejected = errors.New("rejected by the database")
+
+// DeadLetter is a stream message ingest parked instead of storing: it is
+// not a room message, it breaks the message rule (wire.CheckBody), or
+// the database rejected its row (ErrRejected). Its id stays unused: the
+// room's chain links the messages before and after it directly.
+type DeadLetter struct {
+	// Seq is the message's stream sequence (the id it would have had).
+	Seq uint64
+	// Room is the room named by the subject ("" when it names none).
+	Room string
+	// Subject is the subject the message was published to.
+	Subject string
+	// Payload is the message as published, byte for byte.
+	Payload []byte
+	// Reason is a short class (the metric label): undecodable, invalid or
+	// rejected.
+	Reason string
+	// Detail is the error that parked the message.
+	Detail string
+	// ParkedAt is when the message was parked.
+	ParkedAt time.Time
+}
 
 // Identity names the stream instance whose sequences are the stored ids.
 type Identity struct {
@@ -74,6 +109,17 @@ type Store interface {
 	// newer one, and raises the trimmed rooms' watermarks. It returns how
 	// many rows it deleted; callers repeat while it returns batch.
 	Trim(ctx context.Context, cutoff time.Time, batch int) (int, error)
+	// Park records dead letters in one transaction, skipping sequences
+	// already parked (a redelivery parks again). Text fields are stored
+	// in a form every database holds (U+0000 and invalid UTF-8 replaced
+	// by U+FFFD); the payload is stored byte for byte.
+	Park(ctx context.Context, letters []DeadLetter) error
+	// DeadLetters returns up to limit dead letters with Seq > after, in
+	// sequence order.
+	DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error)
+	// TrimDeadLetters deletes the dead letters parked before cutoff and
+	// returns how many it deleted.
+	TrimDeadLetters(ctx context.Context, cutoff time.Time) (int, error)
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.
@@ -285,16 +331,63 @@ func sortedUnique(msgs []wire.Message) []wire.Message {
 	return slices.CompactFunc(out, func(a, b wire.Message) bool { return a.ID == b.ID })
 }
 
+// validateBatch refuses, before any database sees them, the rows no
+// store can hold: both stores then refuse the same rows the same way
+// (SQLite would keep U+0000 in text, PostgreSQL cannot).
 func validateBatch(msgs []wire.Message) error {
 	for _, m := range msgs {
 		if m.ID == 0 || m.ID > 1<<63-1 {
-			return fmt.Errorf("%w: message id %d", ErrInvalidArgument, m.ID)
+			return fmt.Errorf("%w: %w: message id %d", ErrInvalidArgument, ErrRejected, m.ID)
 		}
 		if m.Room == "" {
-			return fmt.Errorf("%w: message %d has no room", ErrInvalidArgument, m.ID)
+			return fmt.Errorf("%w: %w: message %d has no room", ErrInvalidArgument, ErrRejected, m.ID)
+		}
+		for _, f := range []struct{ name, v string }{
+			{"room", m.Room}, {"user", m.User}, {"body", m.Body}, {"kind", m.Kind}, {"cid", m.CID},
+		} {
+			if !Holdable(f.v) {
+				return fmt.Errorf("%w: message %d: %s holds U+0000 or invalid UTF-8", ErrRejected, m.ID, f.name)
+			}
 		}
 	}
 	return nil
+}
+
+// Holdable reports whether every store can hold s as text: valid UTF-8
+// without U+0000 (PostgreSQL text cannot hold either).
+func Holdable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// holdableText returns s with invalid UTF-8 and U+0000 replaced by
+// U+FFFD, so that writing it can never be rejected.
+func holdableText(s string) string {
+	if Holdable(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// prepareDeadLetters makes letters holdable, drops repeated sequences
+// (the first is kept) and sorts them by sequence (a fixed lock order).
+func prepareDeadLetters(letters []DeadLetter) ([]DeadLetter, error) {
+	out := make([]DeadLetter, 0, len(letters))
+	for _, l := range letters {
+		if l.Seq == 0 || l.Seq > 1<<63-1 {
+			return nil, fmt.Errorf("%w: dead letter sequence %d", ErrInvalidArgument, l.Seq)
+		}
+		l.Room, l.Subject = holdableText(l.Room), holdableText(l.Subject)
+		l.Reason, l.Detail = holdableText(l.Reason), holdableText(l.Detail)
+		if l.Payload == nil {
+			l.Payload = []byte{}
+		}
+		if l.ParkedAt.IsZero() {
+			l.ParkedAt = time.Now()
+		}
+		out = append(out, l)
+	}
+	slices.SortStableFunc(out, func(a, b DeadLetter) int { return cmpID(a.Seq, b.Seq) })
+	return slices.CompactFunc(out, func(a, b DeadLetter) bool { return a.Seq == b.Seq }), nil
 }
 
 // Meta keys.

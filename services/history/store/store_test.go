@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/services/history/store"
@@ -193,4 +194,93 @@ func TestMigrationRecountsRooms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRejectedByDatabase injects a rule the database enforces and the
+// store does not know about (a CHECK constraint in Postgres, a trigger in
+// SQLite): a batch holding a row that breaks it fails with ErrRejected,
+// the database's own error still in the chain, while a database that
+// cannot be reached fails without ErrRejected.
+func TestRejectedByDatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pgURL, pgName := pgtest.Database(t)
+	dir := t.TempDir()
+	row := func(id uint64, body string) wire.Message {
+		return wire.Message{ID: id, Room: "r", User: "u", Body: body, Kind: wire.KindMessage, TS: 1}
+	}
+	batch := []wire.Message{row(1, "fine"), row(2, "refused"), row(3, "fine too")}
+	t.Run("postgres", func(t *testing.T) {
+		s, err := store.Open(ctx, store.Options{DatabaseURL: pgURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = s.Close() }()
+		c, err := pgx.Connect(ctx, pgURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Exec(ctx, `ALTER TABLE messages ADD CONSTRAINT no_refused CHECK (body <> 'refused')`)
+		_ = c.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Insert(ctx, batch)
+		var pe *pgconn.PgError
+		if !errors.Is(err, store.ErrRejected) || !errors.As(err, &pe) || pe.Code != "23514" {
+			t.Fatalf("insert breaking a CHECK: %v, want ErrRejected wrapping SQLSTATE 23514", err)
+		}
+		if n, err := s.Insert(ctx, []wire.Message{batch[0], batch[2]}); err != nil || n != 2 {
+			t.Fatalf("insert the other rows: %d %v", n, err)
+		}
+
+		db := pgx.Identifier{pgName}.Sanitize()
+		pgtest.Exec(t, "ALTER DATABASE "+db+" ALLOW_CONNECTIONS false")
+		defer pgtest.Exec(t, "ALTER DATABASE "+db+" ALLOW_CONNECTIONS true")
+		pgtest.TerminateBackends(t, pgName)
+		_, err = s.Insert(ctx, []wire.Message{row(4, "fine")})
+		if err == nil || errors.Is(err, store.ErrRejected) {
+			t.Fatalf("insert with the database unreachable: %v, want a transient error", err)
+		}
+		if err := s.Park(ctx, []store.DeadLetter{{Seq: 4, Reason: "x"}}); err == nil || errors.Is(err, store.ErrRejected) {
+			t.Fatalf("park with the database unreachable: %v, want a transient error", err)
+		}
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		s, err := store.Open(ctx, store.Options{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = s.Close() }()
+		db, err := sql.Open("sqlite", store.SQLitePath(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = db.Close() }()
+		if _, err := db.ExecContext(ctx, `CREATE TRIGGER no_refused BEFORE INSERT ON messages
+			WHEN NEW.body = 'refused' BEGIN SELECT RAISE(ABORT, 'refused body'); END`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Insert(ctx, batch); !errors.Is(err, store.ErrRejected) {
+			t.Fatalf("insert refused by a trigger: %v, want ErrRejected", err)
+		}
+		if n, err := s.Insert(ctx, []wire.Message{batch[0], batch[2]}); err != nil || n != 2 {
+			t.Fatalf("insert the other rows: %d %v", n, err)
+		}
+		// A database locked by another writer is busy, not a bad row.
+		lock, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = lock.Close() }()
+		if _, err := lock.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _, _ = lock.ExecContext(context.Background(), `ROLLBACK`) }()
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if _, err := s.Insert(short, []wire.Message{row(4, "fine")}); err == nil || errors.Is(err, store.ErrRejected) {
+			t.Fatalf("insert into a locked database: %v, want a transient error", err)
+		}
+	})
 }

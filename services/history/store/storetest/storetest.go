@@ -37,6 +37,9 @@ func Run(t *testing.T, open Factory) {
 		{"Retention", testRetention},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"OddContent", testOddContent},
+		{"InsertRejectsUnholdable", testInsertRejectsUnholdable},
+		{"CancelledIsNotRejected", testCancelledIsNotRejected},
+		{"DeadLetters", testDeadLetters},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -596,5 +599,136 @@ func testOddContent(t *testing.T, s store.Store) {
 		if m != w {
 			t.Errorf("round trip: got %+v, want %+v", m, w)
 		}
+	}
+}
+
+// testInsertRejectsUnholdable: a row holding text no store can keep
+// (U+0000, invalid UTF-8) fails its whole batch with ErrRejected on every
+// store alike — SQLite could store it, PostgreSQL could not — and nothing
+// of the batch is stored; the other rows then insert on their own.
+func testInsertRejectsUnholdable(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	good := []wire.Message{msg(1, "r"), msg(3, "r")}
+	for _, c := range []struct {
+		name string
+		edit func(m *wire.Message)
+	}{
+		{"NUL body", func(m *wire.Message) { m.Body = "a\x00b" }},
+		{"only NUL", func(m *wire.Message) { m.Body = "\x00" }},
+		{"invalid UTF-8 body", func(m *wire.Message) { m.Body = "a\xffb" }},
+		{"NUL user", func(m *wire.Message) { m.User = "u\x00" }},
+		{"NUL cid", func(m *wire.Message) { m.CID = "\x00" }},
+		{"NUL kind", func(m *wire.Message) { m.Kind = "message\x00" }},
+	} {
+		bad := msg(2, "r")
+		c.edit(&bad)
+		_, err := s.Insert(ctx, []wire.Message{good[0], bad, good[1]})
+		if !errors.Is(err, store.ErrRejected) {
+			t.Fatalf("%s: insert %v, want ErrRejected", c.name, err)
+		}
+		p, err := s.Recent(ctx, "r", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Items) != 0 {
+			t.Fatalf("%s: a rejected batch stored %v", c.name, ids(p.Items))
+		}
+	}
+	if n := mustInsert(t, s, good); n != 2 {
+		t.Fatalf("inserted %d of the good rows, want 2", n)
+	}
+	p, err := s.Since(ctx, "r", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkChain(t, "after rejections", p.Items, []uint64{1, 3}, 0)
+	lobby, err := s.Lobby(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lobby) != 1 || lobby[0].Messages != 2 || lobby[0].LastID != 3 {
+		t.Fatalf("lobby after rejections: %+v", lobby)
+	}
+}
+
+// testCancelledIsNotRejected: a failure of the call rather than of the
+// data never wraps ErrRejected, so ingest retries it instead of parking.
+func testCancelledIsNotRejected(t *testing.T, s store.Store) {
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cancel()
+	if _, err := s.Insert(ctx, []wire.Message{msg(1, "r")}); err == nil || errors.Is(err, store.ErrRejected) {
+		t.Fatalf("insert with a cancelled context: %v, want a transient error", err)
+	}
+	if err := s.Park(ctx, []store.DeadLetter{{Seq: 1, Reason: "x"}}); err == nil || errors.Is(err, store.ErrRejected) {
+		t.Fatalf("park with a cancelled context: %v, want a transient error", err)
+	}
+}
+
+// testDeadLetters: parked messages keep their payload byte for byte
+// (U+0000 included), text no database holds is made holdable rather than
+// refused, parking again is a no-op, and retention deletes by parked_at.
+func testDeadLetters(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	if got, err := s.DeadLetters(ctx, 0, 10); err != nil || len(got) != 0 {
+		t.Fatalf("empty store: %v %v", got, err)
+	}
+	at := time.UnixMilli(base)
+	raw := []byte("{\"body\":\"a\\u0000b\"}\x00\xff")
+	letters := []store.DeadLetter{
+		{Seq: 9, Room: "r", Subject: "chat.room.r", Payload: raw, Reason: "invalid", Detail: "body contains U+0000", ParkedAt: at},
+		{Seq: 4, Room: "r\x00", Subject: "chat.room.\xff", Payload: nil, Reason: "undecodable", Detail: "bad \x00 \xfe", ParkedAt: at.Add(time.Hour)},
+		{Seq: 9, Room: "r", Subject: "chat.room.r", Payload: []byte("second copy"), Reason: "invalid", ParkedAt: at}, // same seq: first kept
+	}
+	if err := s.Park(ctx, letters); err != nil {
+		t.Fatalf("park: %v", err)
+	}
+	if err := s.Park(ctx, letters[:1]); err != nil {
+		t.Fatalf("park again: %v", err)
+	}
+	if err := s.Park(ctx, []store.DeadLetter{{Seq: 1<<53 + 1, Payload: []byte{0}, Reason: "rejected", ParkedAt: at}}); err != nil {
+		t.Fatalf("park a big sequence: %v", err)
+	}
+	got, err := s.DeadLetters(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Seq != 4 || got[1].Seq != 9 || got[2].Seq != 1<<53+1 {
+		t.Fatalf("dead letters %+v, want seqs 4, 9, 2^53+1", got)
+	}
+	if l := got[1]; string(l.Payload) != string(raw) || l.Room != "r" || l.Subject != "chat.room.r" ||
+		l.Reason != "invalid" || l.Detail != "body contains U+0000" || !l.ParkedAt.Equal(at) {
+		t.Fatalf("dead letter 9: %+v (payload %q)", l, l.Payload)
+	}
+	if l := got[0]; l.Room != "r\uFFFD" || l.Subject != "chat.room.\uFFFD" || l.Detail != "bad \uFFFD \uFFFD" ||
+		len(l.Payload) != 0 || l.Payload == nil {
+		t.Fatalf("dead letter 4: %+v", l)
+	}
+	if string(got[2].Payload) != "\x00" {
+		t.Fatalf("dead letter 2^53+1 payload %q", got[2].Payload)
+	}
+	if page, err := s.DeadLetters(ctx, 4, 1); err != nil || len(page) != 1 || page[0].Seq != 9 {
+		t.Fatalf("page after 4: %+v %v", page, err)
+	}
+	// Parking never touches messages.
+	if p, err := s.Recent(ctx, "r", 0, 10); err != nil || len(p.Items) != 0 {
+		t.Fatalf("messages after parking: %+v %v", p, err)
+	}
+	for _, c := range []struct {
+		name string
+		call func() error
+	}{
+		{"park seq 0", func() error { return s.Park(ctx, []store.DeadLetter{{Reason: "x"}}) }},
+		{"list limit 0", func() error { _, err := s.DeadLetters(ctx, 0, 0); return err }},
+	} {
+		if err := c.call(); !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", c.name, err)
+		}
+	}
+	n, err := s.TrimDeadLetters(ctx, at.Add(time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("trim dead letters: %d %v, want 2", n, err)
+	}
+	if got, err := s.DeadLetters(ctx, 0, 10); err != nil || len(got) != 1 || got[0].Seq != 4 {
+		t.Fatalf("after trim: %+v %v", got, err)
 	}
 }
