@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/hubbub-chat/hubbub/services/edge/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/api"
 	"github.com/hubbub-chat/hubbub/services/edge/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/backend"
@@ -51,8 +52,17 @@ type Config struct {
 
 	// Auth selects the authentication mode.
 	Auth auth.Config
-	// AllowedOrigins for WebSocket upgrades; empty: same host only.
+	// AllowedOrigins are other sites' origins allowed to open WebSockets
+	// and make cookie-authenticated posts ("*": any).
 	AllowedOrigins []string
+	// PublicOrigins are the origins Hubbub is served from
+	// ("https://chat.example"). With neither list set, the Origin must
+	// name the request's Host, which a DNS-rebinding page controls: set
+	// this in production.
+	PublicOrigins []string
+	// Admit caps connections per edge and per client address and says
+	// which proxies' X-Forwarded-For to trust.
+	Admit admit.Config
 
 	// MaxFrame is the largest client frame in bytes (16 KiB): 1009 beyond.
 	MaxFrame int
@@ -173,6 +183,7 @@ type Service struct {
 	env       *session.Env
 	lease     *lease.Lease
 	users     *userlimit.Limits
+	gate      *admit.Gate
 	handler   http.Handler
 
 	draining atomic.Bool
@@ -242,8 +253,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		hub:       fanout.New(fcfg, be, log, m),
 		transport: transport,
 		users:     userlimit.New(cfg.UserLimits),
+		gate:      admit.New(cfg.Admit),
 		authn:     authn,
-		origins:   auth.NewOriginChecker(cfg.AllowedOrigins),
+		origins:   auth.NewOriginChecker(cfg.AllowedOrigins, cfg.PublicOrigins),
 		lease:     lease.New(be.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
 		drainCh:   make(chan struct{}),
 		sessions:  make(map[*session.Session]int),
@@ -263,7 +275,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.lease.OnLost(s.rejoin)
 	api.New(api.Config{EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, KeepAlive: cfg.PingInterval,
-		SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout, Users: s.users},
+		SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout, Users: s.users, Gate: s.gate, Origins: s.origins},
 		be, s.hub, authn, log, m, s.drainCh, s.newConnID).Register(mux)
 	ops.Register(mux, gatherer, s.readyCheck)
 	mux.Handle("/", cfg.Web)
@@ -437,13 +449,34 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	ticket, gerr := s.gate.Acquire(r)
+	if errors.Is(gerr, admit.ErrEdgeFull) {
+		// Refuse before upgrading: the load balancer or the client's
+		// backoff takes the connection elsewhere.
+		s.metrics.ConnRefused("edge_full")
+		s.log.Warn("connection refused: edge at its connection cap", "cap", s.gate.Config().MaxConns)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "edge is at its connection cap; try again later", http.StatusServiceUnavailable)
+		return
+	}
 	id, aerr := s.authn.Authenticate(r)
 	conn, err := s.transport.Upgrade(w, r)
 	if err != nil {
+		if ticket != nil {
+			ticket.Release()
+		}
 		s.log.Debug("upgrade failed", "err", err)
 		return
 	}
+	if gerr != nil {
+		// Per-address cap: a browser cannot read an HTTP status, so
+		// refuse with a close code it can see.
+		s.metrics.ConnRefused("address_full")
+		go closeRefused(conn, ws.CodeTryAgainLater, "too many connections from this address")
+		return
+	}
 	if aerr != nil {
+		ticket.Release()
 		code, msg := ws.CodeAuthInvalid, "invalid credentials"
 		if errors.Is(aerr, auth.ErrMissing) {
 			code, msg = ws.CodeAuthRequired, "authentication required"
@@ -454,6 +487,7 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	quota, qerr := s.users.Acquire(id.User)
 	if qerr != nil {
+		ticket.Release()
 		s.metrics.ConnRefused("too_many_connections")
 		go closeRefused(conn, ws.CodePolicy, "too many connections for this user")
 		return
@@ -465,6 +499,7 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		s.mu.Unlock()
 		quota.Release()
+		ticket.Release()
 		go closeRefused(conn, ws.CodeRestart, "service restart: reconnect")
 		return
 	}
@@ -473,17 +508,18 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.metrics.ConnOpened()
 	sess.Start()
-	s.transport.Serve(conn, &served{s: s, sess: sess, conn: conn, quota: quota})
+	s.transport.Serve(conn, &served{s: s, sess: sess, conn: conn, quota: quota, ticket: ticket})
 }
 
 // served lets the transport drive a session: it reads the connection
 // (with no goroutine while the connection is idle) and hands each message
 // to the session.
 type served struct {
-	s     *Service
-	sess  *session.Session
-	conn  *ws.Conn
-	quota *userlimit.User
+	s      *Service
+	sess   *session.Session
+	conn   *ws.Conn
+	quota  *userlimit.User
+	ticket *admit.Ticket
 }
 
 func (h *served) Message(m ws.Message) { h.sess.Handle(h.s.base, m) }
@@ -496,6 +532,7 @@ func (h *served) Closed() {
 	delete(s.sessions, h.sess)
 	s.mu.Unlock()
 	h.quota.Release()
+	h.ticket.Release()
 	s.metrics.ConnClosed(h.conn.CloseReason())
 }
 

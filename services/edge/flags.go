@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/hubbub-chat/hubbub/services/edge/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/ws"
 	"github.com/hubbub-chat/hubbub/shared/config"
 )
@@ -16,7 +17,7 @@ import (
 // f.Parse: it completes the settings that need work (reading the key file,
 // splitting lists). LeaseTTL comes from config.Common.
 func (c *Config) RegisterFlags(f *config.Flags) func() error {
-	var origins, keysFile, readMode string
+	var origins, public, proxies, keysFile, readMode string
 	var userMsgRate, userJoinRate, userTypingRate float64
 	f.String(&c.HTTPAddr, "http-addr", "HUBBUB_HTTP_ADDR", DefaultHTTPAddr, "listen address (WebSocket, API, UI, ops endpoints)")
 	f.String(&c.EdgeID, "edge-id", "HUBBUB_EDGE_ID", "", "edge id (lease key); default hostname-<random>")
@@ -26,7 +27,11 @@ func (c *Config) RegisterFlags(f *config.Flags) func() error {
 	f.String(&c.Auth.Algorithm, "jwt-algorithm", "HUBBUB_JWT_ALGORITHM", "", "pinned JWT algorithm: HS256, RS256 or EdDSA (default: from the key)")
 	f.String(&c.Auth.Audience, "jwt-audience", "HUBBUB_JWT_AUDIENCE", "", "required JWT audience")
 	f.String(&c.Auth.Issuer, "jwt-issuer", "HUBBUB_JWT_ISSUER", "", "required JWT issuer")
-	f.String(&origins, "allowed-origins", "HUBBUB_ALLOWED_ORIGINS", "", "comma-separated origins allowed to open WebSockets (default: same host)")
+	f.String(&origins, "allowed-origins", "HUBBUB_ALLOWED_ORIGINS", "", "comma-separated other origins allowed to open WebSockets and post with the cookie (\"*\": any)")
+	f.String(&public, "public-origins", "HUBBUB_PUBLIC_ORIGINS", "", "comma-separated origins Hubbub is served from, e.g. https://chat.example (default: the request's Host; set it in production)")
+	f.Int(&c.Admit.MaxConns, "max-conns", "HUBBUB_MAX_CONNS", 0, "connections (WebSocket and SSE) this edge holds; more get HTTP 503 (default: open-file limit less 1024)")
+	f.Int(&c.Admit.MaxConnsPerIP, "max-conns-per-ip", "HUBBUB_MAX_CONNS_PER_IP", admit.DefaultMaxConnsPerIP, "connections from one client address (IPv6: per /64); more are closed with 1013 (SSE: 503)")
+	f.String(&proxies, "trusted-proxies", "HUBBUB_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client")
 	f.Duration(&c.DrainPeriod, "drain-period", "HUBBUB_DRAIN_PERIOD", DefaultDrainPeriod, "period over which connections are closed with 1012 on shutdown")
 	f.Int(&c.MaxBody, "max-body", "HUBBUB_MAX_BODY", 2000, "longest message body in characters")
 	f.Int(&c.MaxFrame, "max-frame", "HUBBUB_MAX_FRAME", 16<<10, "largest client frame in bytes")
@@ -58,6 +63,12 @@ func (c *Config) RegisterFlags(f *config.Flags) func() error {
 		c.UserLimits.TypingRate = rate.Limit(userTypingRate)
 		if origins != "" {
 			c.AllowedOrigins = strings.Split(origins, ",")
+		}
+		if public != "" {
+			c.PublicOrigins = strings.Split(public, ",")
+		}
+		if c.Admit.TrustedProxies, err = admit.ParsePrefixes(proxies); err != nil {
+			return err
 		}
 		if keysFile != "" {
 			b, err := os.ReadFile(keysFile)

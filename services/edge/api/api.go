@@ -10,10 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/hubbub-chat/hubbub/services/edge/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/fanout"
@@ -27,6 +30,8 @@ type Observer interface {
 	Published(d time.Duration)
 	ConnOpened()
 	ConnClosed(reason string)
+	// ConnRefused counts a stream refused at a connection cap.
+	ConnRefused(reason string)
 }
 
 // Config configures the API.
@@ -49,6 +54,11 @@ type Config struct {
 	// edge: SSE streams count as connections, posts draw on the user's
 	// message rate. Nil: no per-user limits.
 	Users *userlimit.Limits
+	// Gate caps SSE streams with the edge's WebSockets (nil: no cap).
+	Gate *admit.Gate
+	// Origins decides the Origin of cookie-authenticated posts (nil:
+	// same host only).
+	Origins *auth.OriginChecker
 }
 
 // API serves the HTTP endpoints.
@@ -79,6 +89,9 @@ func New(cfg Config, be *backend.Client, hub *fanout.Hub, authn auth.Authenticat
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
+	if cfg.Origins == nil {
+		cfg.Origins = auth.NewOriginChecker(nil, nil)
+	}
 	return &API{cfg: cfg, be: be, hub: hub, authn: authn, log: log, obs: obs, done: done, ids: newID}
 }
 
@@ -92,6 +105,10 @@ func (a *API) Register(mux *http.ServeMux) {
 }
 
 func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.identity(w, r)
+	if !ok {
+		return
+	}
 	limit, ok := intParam(w, r, "limit", a.cfg.LobbyLimit, 1, 500)
 	if !ok {
 		return
@@ -101,6 +118,8 @@ func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	// A token restricted to some rooms sees only those.
+	lobby.Rooms = slices.DeleteFunc(lobby.Rooms, func(rs wire.RoomSummary) bool { return !id.Allows(rs.Room) })
 	if lobby.Rooms == nil {
 		lobby.Rooms = []wire.RoomSummary{}
 	}
@@ -122,7 +141,7 @@ func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) messages(w http.ResponseWriter, r *http.Request) {
-	room, ok := roomParam(w, r)
+	room, ok := a.readableRoom(w, r)
 	if !ok {
 		return
 	}
@@ -152,7 +171,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) presence(w http.ResponseWriter, r *http.Request) {
-	room, ok := roomParam(w, r)
+	room, ok := a.readableRoom(w, r)
 	if !ok {
 		return
 	}
@@ -185,15 +204,26 @@ type PostReply struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
+// MaxPostBytes bounds the body of a post request.
+const MaxPostBytes = 64 << 10
+
 func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	id, ok := a.identity(w, r)
 	if !ok {
 		return
 	}
+	if id.Ambient && !a.sameSite(w, r) {
+		return
+	}
 	user := id.User
 	var req PostRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPostBytes))
 	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, wire.Errorf(wire.CodeInvalidBody, "request body is over %d bytes", MaxPostBytes))
+			return
+		}
 		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "body must be a JSON object {\"body\",\"cid\"}"))
 		return
 	}
@@ -230,6 +260,47 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	}
 	a.obs.Published(time.Since(start))
 	writeJSON(w, http.StatusOK, PostReply{ID: res.ID, CID: f.CID, Duplicate: res.Duplicate})
+}
+
+// readableRoom checks a room read (messages, presence) by the rule every
+// read path shares with join (guarantee 10): the request is authenticated
+// and the token allows the room. It answers 400/401/403 itself.
+func (a *API) readableRoom(w http.ResponseWriter, r *http.Request) (string, bool) {
+	room, ok := roomParam(w, r)
+	if !ok {
+		return "", false
+	}
+	id, ok := a.identity(w, r)
+	if !ok {
+		return "", false
+	}
+	if !id.Allows(room) {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
+		return "", false
+	}
+	return room, true
+}
+
+// sameSite applies the CSRF rules to a state change authenticated by a
+// cookie (which browsers attach to other sites' requests too): a browser's
+// Origin must be allowed ("null" never is), and the body must be declared
+// JSON, which a cross-site form or a "simple" fetch cannot send without a
+// CORS preflight. It answers 403/415 itself.
+func (a *API) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && !a.cfg.Origins.AllowedOrigin(o, r.Host) {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "origin not allowed for a cookie-authenticated request"))
+		return false
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Origin") == "" {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "cross-site request refused"))
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, wire.Errorf(wire.CodeBadJSON, "a cookie-authenticated post must have Content-Type: application/json"))
+		return false
+	}
+	return true
 }
 
 // identity authenticates r, answering 401 on failure.

@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/hubbub-chat/hubbub/services/edge/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/frame"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -28,6 +30,20 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if !id.Allows(room) {
 		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
 		return
+	}
+	if a.cfg.Gate != nil {
+		ticket, err := a.cfg.Gate.Acquire(r)
+		if err != nil {
+			reason := "edge_full"
+			if errors.Is(err, admit.ErrAddressFull) {
+				reason = "address_full"
+			}
+			a.obs.ConnRefused(reason)
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "%v", err))
+			return
+		}
+		defer ticket.Release()
 	}
 	user := id.User
 	var since *uint64

@@ -10,7 +10,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -50,6 +52,10 @@ type Identity struct {
 	// Rooms lists the (normalised) rooms the user may join; nil allows
 	// every room, an empty non-nil list none.
 	Rooms []string
+	// Ambient is set when the credentials came from a cookie, which a
+	// browser attaches to requests other sites make: state changes then
+	// need the CSRF checks (allowed Origin, JSON content type).
+	Ambient bool
 }
 
 // Allows reports whether the identity may join room (a normalised name).
@@ -200,9 +206,12 @@ const MaxRoomsClaim = 1000
 // "Authorization: Bearer", the hubbub_token cookie or ?token=. A "rooms"
 // claim (array of room names) restricts the rooms the user may join.
 func (j *JWT) Authenticate(r *http.Request) (Identity, error) {
-	tok := Token(r)
+	tok, src := TokenFrom(r)
 	if tok == "" {
 		return Identity{}, ErrMissing
+	}
+	if err := numericDates(tok); err != nil {
+		return Identity{}, err
 	}
 	var lastErr error
 	for _, k := range j.keys {
@@ -227,9 +236,38 @@ func (j *JWT) Authenticate(r *http.Request) (Identity, error) {
 		if err != nil {
 			return Identity{}, err
 		}
-		return Identity{User: u, Rooms: rooms}, nil
+		return Identity{User: u, Rooms: rooms, Ambient: src == SourceCookie}, nil
 	}
 	return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, lastErr)
+}
+
+// numericDates refuses a token whose exp, nbf or iat claim is not a JSON
+// number: RFC 7519 §2 makes them NumericDate values, but the JWT library
+// also accepts numeric strings ("exp":"4102444800").
+func numericDates(tok string) error {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("%w: token is not a JWS compact serialization", ErrInvalid)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return fmt.Errorf("%w: token payload: %w", ErrInvalid, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return fmt.Errorf("%w: token payload: %w", ErrInvalid, err)
+	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		v, ok := raw[name]
+		if !ok {
+			continue
+		}
+		var n json.Number
+		if len(v) == 0 || v[0] == '"' || json.Unmarshal(v, &n) != nil {
+			return fmt.Errorf("%w: claim %q must be a number (RFC 7519 NumericDate)", ErrInvalid, name)
+		}
+	}
+	return nil
 }
 
 // normaliseRooms validates and normalises a rooms claim; nil stays nil
@@ -254,15 +292,36 @@ func normaliseRooms(in []string) ([]string, error) {
 	return out, nil
 }
 
+// Source says where a request's token came from.
+type Source int
+
+// Token sources, in the order TokenFrom looks.
+const (
+	SourceNone Source = iota
+	SourceHeader
+	SourceCookie
+	SourceQuery
+)
+
 // Token extracts a bearer token from r, or "".
 func Token(r *http.Request) string {
+	t, _ := TokenFrom(r)
+	return t
+}
+
+// TokenFrom extracts a bearer token from r ("Authorization: Bearer",
+// then the hubbub_token cookie, then ?token=) and says where it was.
+func TokenFrom(r *http.Request) (string, Source) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			return strings.TrimSpace(h[7:])
+			return strings.TrimSpace(h[7:]), SourceHeader
 		}
 	}
 	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
-		return c.Value
+		return c.Value, SourceCookie
 	}
-	return r.URL.Query().Get("token")
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t, SourceQuery
+	}
+	return "", SourceNone
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,10 @@ func TestJWT(t *testing.T) {
 		{"rooms claim normalised", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", []string{"General", "#ops", "general"}))), "alice@example", nil, []string{"general", "ops"}},
 		{"empty rooms claim allows none", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", []string{}))), "alice@example", nil, []string{}},
 		{"invalid room in claim", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", []string{"ok", "not a room"}))), "", ErrInvalid, nil},
+		{"exp as a numeric string", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", strconv.FormatInt(exp, 10)))), "", ErrInvalid, nil},
+		{"nbf as a string", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("nbf", "0"))), "", ErrInvalid, nil},
+		{"iat as a string", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("iat", "1700000000"))), "", ErrInvalid, nil},
+		{"exp as a float", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", float64(exp)+0.5))), "alice@example", nil, nil},
 		{"rooms claim not a list", hs, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), with("rooms", "general"))), "", ErrInvalid, nil},
 	}
 	for _, tt := range tests {
@@ -184,27 +189,62 @@ func TestNone(t *testing.T) {
 
 func TestOriginChecker(t *testing.T) {
 	tests := []struct {
-		allowed []string
-		origin  string
-		host    string
-		ok      bool
+		allowed, public []string
+		origin          string
+		host            string
+		ok              bool
 	}{
-		{nil, "", "chat.example", true},
-		{nil, "https://chat.example", "chat.example", true},
-		{nil, "https://CHAT.example", "chat.example", true},
-		{nil, "https://evil.example", "chat.example", false},
-		{nil, "null", "chat.example", false},
-		{[]string{"https://app.example/"}, "https://app.example", "chat.example", true},
-		{[]string{"https://app.example"}, "https://chat.example", "chat.example", false},
-		{[]string{"*"}, "https://any.example", "chat.example", true},
+		{nil, nil, "", "chat.example", true},
+		{nil, nil, "https://chat.example", "chat.example", true},
+		{nil, nil, "https://CHAT.example", "chat.example", true},
+		{nil, nil, "https://evil.example", "chat.example", false},
+		{nil, nil, "null", "chat.example", false},
+		{nil, nil, "file://chat.example", "chat.example", false},
+		{[]string{"https://app.example/"}, nil, "https://app.example", "chat.example", true},
+		{[]string{"https://app.example"}, nil, "https://chat.example", "chat.example", false},
+		{[]string{"*"}, nil, "https://any.example", "chat.example", true},
+		// DNS rebinding: the attacker's name resolves to the edge, so
+		// Origin and Host agree; with public origins configured the
+		// Host header is not trusted.
+		{nil, nil, "http://rebind.evil:8080", "rebind.evil:8080", true},
+		{nil, []string{"https://chat.example"}, "http://rebind.evil:8080", "rebind.evil:8080", false},
+		{nil, []string{"https://chat.example"}, "https://chat.example", "chat.example", true},
+		{[]string{"https://app.example"}, []string{"https://chat.example"}, "https://chat.example", "internal:8080", true},
+		{[]string{"https://app.example"}, []string{"https://chat.example"}, "https://app.example", "internal:8080", true},
+		{nil, []string{"https://chat.example"}, "null", "chat.example", false},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest("GET", "http://"+tt.host+"/ws", nil)
 		if tt.origin != "" {
 			r.Header.Set("Origin", tt.origin)
 		}
-		if got := NewOriginChecker(tt.allowed).Allowed(r); got != tt.ok {
-			t.Errorf("allowed %v origin %q host %q: %v, want %v", tt.allowed, tt.origin, tt.host, got, tt.ok)
+		if got := NewOriginChecker(tt.allowed, tt.public).Allowed(r); got != tt.ok {
+			t.Errorf("allowed %v public %v origin %q host %q: %v, want %v", tt.allowed, tt.public, tt.origin, tt.host, got, tt.ok)
+		}
+	}
+}
+
+// The token's source is reported: only a cookie is an ambient credential.
+func TestAmbient(t *testing.T) {
+	a, err := New(Config{Mode: ModeJWT, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := sign(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "amy", "exp": time.Now().Add(time.Hour).Unix()})
+	cookie := httptest.NewRequest("POST", "/api/rooms/a/messages", nil)
+	cookie.AddCookie(&http.Cookie{Name: CookieName, Value: tok})
+	for _, tc := range []struct {
+		name    string
+		r       *http.Request
+		ambient bool
+	}{
+		{"bearer", bearer(tok), false},
+		{"query", httptest.NewRequest("GET", "/ws?token="+tok, nil), false},
+		{"cookie", cookie, true},
+	} {
+		id, err := a.Authenticate(tc.r)
+		if err != nil || id.Ambient != tc.ambient {
+			t.Errorf("%s: ambient %v err %v, want %v", tc.name, id.Ambient, err, tc.ambient)
 		}
 	}
 }
@@ -231,6 +271,6 @@ func FuzzAuthenticate(f *testing.F) {
 			t.Fatal("empty user accepted")
 		}
 		r.Header.Set("Origin", token)
-		_ = NewOriginChecker(nil).Allowed(r)
+		_ = NewOriginChecker(nil, nil).Allowed(r)
 	})
 }

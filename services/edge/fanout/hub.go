@@ -404,6 +404,19 @@ func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err erro
 		}
 		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, true)
 	}
+	c.r.mu.Lock()
+	newest := c.m.bufFrom // the room's newest id when the join began
+	c.r.mu.Unlock()
+	if *since > newest {
+		// A cursor beyond anything this room holds (another room's, or
+		// another deployment's): following it would drop every live
+		// message up to it. Reset the member's view to the newest page.
+		p, err := c.recent(ctx)
+		if err != nil {
+			return false, err
+		}
+		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, false)
+	}
 	c.last = *since
 	p, err := c.since(ctx, *since)
 	if err != nil {

@@ -162,9 +162,10 @@ func New(env *Env, conn *ws.Conn, user, id string) *Session {
 // of its user's connections on this edge. Call it before Run.
 func (s *Session) SetUserLimits(u *userlimit.User) { s.quota = u }
 
-// RestrictRooms limits the rooms the session may join to rooms
-// (normalised names; nil: every room). Joining another room closes the
-// connection with 4003. Call it before Run.
+// RestrictRooms limits the rooms the session may join and read to rooms
+// (normalised names; nil: every room). Joining or reading another room is
+// refused with a forbidden error frame; the connection stays open. Call
+// it before Run.
 func (s *Session) RestrictRooms(rooms []string) { s.allowed = rooms }
 
 // Run sends the welcome frame and serves the connection until it closes,
@@ -258,9 +259,10 @@ func (s *Session) handle(ctx context.Context, payload []byte) {
 }
 
 func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
-	if s.allowed != nil && !slices.Contains(s.allowed, f.Room) {
+	if !s.allows(f.Room) {
+		// Refuse the room, keep the connection: the user's other rooms
+		// go on.
 		s.sendError(wire.Errorf(wire.CodeForbidden, "the token does not allow this room"), "", f.Room)
-		s.conn.Close(ws.CodeForbidden, "forbidden room")
 		return
 	}
 	old, rejoin := s.rooms.get(f.Room)
@@ -374,7 +376,21 @@ func (s *Session) typing(f wire.ClientFrame) {
 	s.publishTyping(f.Room, f.State)
 }
 
+// allows reports whether the token lets the session into room: the one
+// rule every read and write of a room checks (guarantee 10).
+func (s *Session) allows(room string) bool {
+	return s.allowed == nil || slices.Contains(s.allowed, room)
+}
+
 func (s *Session) history(ctx context.Context, f wire.ClientFrame) {
+	if !s.allows(f.Room) {
+		s.sendError(wire.Errorf(wire.CodeForbidden, "the token does not allow this room"), "", f.Room)
+		return
+	}
+	if _, ok := s.rooms.get(f.Room); !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room before reading its history"), "", f.Room)
+		return
+	}
 	p, err := s.env.Backend.Recent(ctx, wire.RecentRequest{Room: f.Room, Before: f.Before, Limit: f.Limit})
 	if err != nil {
 		s.sendError(unavailable(err, "history is unavailable"), "", f.Room)

@@ -1,14 +1,18 @@
 // Package userlimit enforces limits per user across all of that user's
 // connections on one edge: how many connections the user may hold, and
 // token-bucket rates of messages, joins and typing frames shared by those
-// connections (in addition to each connection's own limits). A user's
-// entry exists while the user has a connection on the edge.
+// connections (in addition to each connection's own limits). The rates
+// hold on every transport: a user's HTTP posts draw on the same budget as
+// their WebSocket messages, whether or not a connection is open. A user's
+// entry exists while the user has a connection on the edge or a budget
+// that has not refilled yet.
 package userlimit
 
 import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -66,7 +70,14 @@ type Limits struct {
 
 	mu    sync.Mutex
 	users map[string]*User
+	// idle counts entries without connections (kept while a budget
+	// refills); swept is when they were last swept.
+	idle  int
+	swept time.Time
 }
+
+// sweepEvery bounds how often idle entries are looked for.
+const sweepEvery = time.Second
 
 // New returns Limits with cfg (defaults filled).
 func New(cfg Config) *Limits {
@@ -80,7 +91,43 @@ func (l *Limits) Config() Config { return l.cfg }
 func (l *Limits) Users() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return len(l.users) - l.idle
+}
+
+// Entries is the number of users tracked: connected, or with a budget
+// still refilling.
+func (l *Limits) Entries() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return len(l.users)
+}
+
+// entryLocked returns user's entry, creating it.
+func (l *Limits) entryLocked(user string) *User {
+	l.sweepLocked(time.Now())
+	u := l.users[user]
+	if u == nil {
+		u = &User{l: l, name: user}
+		l.users[user] = u
+		l.idle++
+	}
+	return u
+}
+
+// sweepLocked drops, at most once per sweepEvery, the entries of users
+// without connections whose budgets are full again: keeping them would
+// change nothing.
+func (l *Limits) sweepLocked(now time.Time) {
+	if l.idle == 0 || now.Sub(l.swept) < sweepEvery {
+		return
+	}
+	l.swept = now
+	for name, u := range l.users {
+		if u.conns == 0 && u.refilled(now) {
+			delete(l.users, name)
+			l.idle--
+		}
+	}
 }
 
 // Acquire registers one more connection of user. It fails with
@@ -89,25 +136,25 @@ func (l *Limits) Users() int {
 func (l *Limits) Acquire(user string) (*User, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := l.users[user]
-	if u == nil {
-		u = &User{l: l, name: user}
-		l.users[user] = u
-	} else if u.conns >= l.cfg.MaxConns {
+	u := l.entryLocked(user)
+	if u.conns >= l.cfg.MaxConns {
 		return nil, ErrTooManyConns
+	}
+	if u.conns == 0 {
+		l.idle--
 	}
 	u.conns++
 	return u, nil
 }
 
-// AllowMessage takes one message from the budget of user if the user has
-// a connection here (a post over HTTP by a user with open connections
-// shares their budget); otherwise it allows.
+// AllowMessage takes one message from the budget of user, whether or not
+// the user has a connection here: an HTTP post draws on the same budget
+// as the user's WebSocket messages.
 func (l *Limits) AllowMessage(user string) bool {
 	l.mu.Lock()
-	u := l.users[user]
+	u := l.entryLocked(user)
 	l.mu.Unlock()
-	return u == nil || u.AllowMessage()
+	return u.AllowMessage()
 }
 
 // User is one user's shared limits. Its methods are safe for concurrent
@@ -122,14 +169,32 @@ type User struct {
 	msg, join, typing atomic.Pointer[rate.Limiter]
 }
 
-// Release ends one connection of the user; the entry goes with the last.
+// Release ends one connection of the user. The entry goes with the last
+// connection unless a budget is still refilling (a user who reconnects
+// must not get a fresh budget); such entries are swept once refilled.
 func (u *User) Release() {
-	u.l.mu.Lock()
-	defer u.l.mu.Unlock()
+	l := u.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	u.conns--
-	if u.conns <= 0 && u.l.users[u.name] == u {
-		delete(u.l.users, u.name)
+	if u.conns > 0 || l.users[u.name] != u {
+		return
 	}
+	if u.refilled(time.Now()) {
+		delete(l.users, u.name)
+		return
+	}
+	l.idle++
+}
+
+// refilled reports whether every budget the user has used is full again.
+func (u *User) refilled(now time.Time) bool {
+	for _, p := range []*atomic.Pointer[rate.Limiter]{&u.msg, &u.join, &u.typing} {
+		if lim := p.Load(); lim != nil && lim.TokensAt(now) < float64(lim.Burst()) {
+			return false
+		}
+	}
+	return true
 }
 
 // AllowMessage takes one message from the user's budget.

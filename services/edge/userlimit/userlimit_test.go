@@ -3,6 +3,7 @@ package userlimit
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestLimits(t *testing.T) {
@@ -66,7 +67,49 @@ func TestMaxConns(t *testing.T) {
 	if _, err := l.Acquire("amy"); err != nil {
 		t.Fatalf("after a release: %v", err)
 	}
-	if !l.AllowMessage("nobody") {
-		t.Fatal("a user without connections is refused")
+}
+
+// Posts of a user without any connection (HTTP only) draw on the user's
+// budget too, and closing the last connection does not refill it.
+func TestMessagesWithoutConnection(t *testing.T) {
+	l := New(Config{MessageRate: 0.001, MessageBurst: 3})
+	for i := range 3 {
+		if !l.AllowMessage("amy") {
+			t.Fatalf("post %d refused", i)
+		}
+	}
+	if l.AllowMessage("amy") {
+		t.Fatal("HTTP posts beyond the burst accepted for a user with no connection")
+	}
+	if l.Users() != 0 || l.Entries() != 1 {
+		t.Fatalf("users %d entries %d, want 0 and 1", l.Users(), l.Entries())
+	}
+	// A connection opened and closed meanwhile neither resets nor leaks.
+	u, err := l.Acquire("amy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.AllowMessage() {
+		t.Fatal("a new connection got a fresh budget")
+	}
+	u.Release()
+	if l.AllowMessage("amy") {
+		t.Fatal("closing the connection refilled the budget")
+	}
+}
+
+// Entries of users without connections go once their budgets are full.
+func TestIdleEntriesSwept(t *testing.T) {
+	l := New(Config{MessageRate: 1000, MessageBurst: 1})
+	for i := range 50 {
+		l.AllowMessage(string(rune('a'+i%26)) + "x")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Entries() > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle entries never swept", l.Entries())
+		}
+		time.Sleep(50 * time.Millisecond)
+		l.AllowMessage("probe") // sweeping is lazy, on use
 	}
 }
