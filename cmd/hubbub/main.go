@@ -65,6 +65,9 @@ func run(args []string) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	cfg.History.DataDir = cfg.DataDir
+	// One process, one body limit: history must store whatever the edge
+	// accepts (a longer body would be parked).
+	cfg.History.MaxBody = max(cfg.History.MaxBody, cfg.Edge.MaxBody)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
