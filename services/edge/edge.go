@@ -47,6 +47,10 @@ type Config struct {
 	HTTPAddr string
 	// Listener, if set, is used instead of listening on HTTPAddr.
 	Listener net.Listener
+	// MetricsAddr, when set, is a second, internal listen address for
+	// /metrics (and /healthz, /readyz): /metrics is then not served on the
+	// public listener, so a load balancer never exposes it.
+	MetricsAddr string
 	// EdgeID names the edge (its lease key); default hostname-<random>.
 	EdgeID string
 
@@ -173,6 +177,8 @@ type Service struct {
 	nc        *nats.Conn
 	log       *slog.Logger
 	ln        net.Listener
+	metricsLn net.Listener // nil: /metrics on ln
+	opsMux    http.Handler
 	gatherer  prometheus.Gatherer
 	metrics   *metrics.Metrics
 	be        *backend.Client
@@ -277,7 +283,19 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	api.New(api.Config{EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, KeepAlive: cfg.PingInterval,
 		SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout, Users: s.users, Gate: s.gate, Origins: s.origins},
 		be, s.hub, authn, log, m, s.drainCh, s.newConnID).Register(mux)
-	ops.Register(mux, gatherer, s.readyCheck)
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("edge metrics listen %s: %w", cfg.MetricsAddr, err)
+		}
+		omux := http.NewServeMux()
+		ops.Register(omux, gatherer, s.readyCheck)
+		s.metricsLn, s.opsMux = mln, omux
+		ops.Register(mux, nil, s.readyCheck) // health on the public port too
+	} else {
+		ops.Register(mux, gatherer, s.readyCheck)
+	}
 	mux.Handle("/", cfg.Web)
 	s.handler = mux
 	return s, nil
@@ -285,6 +303,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 // Addr is the address the edge listens on.
 func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+// MetricsAddr is the internal metrics listener's address ("" when
+// /metrics is on the public listener).
+func (s *Service) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
 
 // EdgeID is the edge's id (its lease key).
 func (s *Service) EdgeID() string { return s.cfg.EdgeID }
@@ -336,8 +363,22 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { defer bgWG.Done(); s.pinger(bg) }()
 
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(s.ln) }()
+	if s.metricsLn != nil {
+		msrv := &http.Server{Handler: s.opsMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := msrv.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = msrv.Shutdown(sctx)
+		}()
+		s.log.Info("edge metrics listening", "addr", s.MetricsAddr())
+	}
 	s.log.Info("edge listening", "addr", s.Addr())
 
 	var serveErr error

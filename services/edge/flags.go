@@ -20,6 +20,7 @@ func (c *Config) RegisterFlags(f *config.Flags) func() error {
 	var origins, public, proxies, keysFile, readMode string
 	var userMsgRate, userJoinRate, userTypingRate float64
 	f.String(&c.HTTPAddr, "http-addr", "HUBBUB_HTTP_ADDR", DefaultHTTPAddr, "listen address (WebSocket, API, UI, ops endpoints)")
+	f.String(&c.MetricsAddr, "metrics-addr", "HUBBUB_METRICS_ADDR", "", "internal address serving /metrics (then not on -http-addr), /healthz and /readyz, e.g. :9090")
 	f.String(&c.EdgeID, "edge-id", "HUBBUB_EDGE_ID", "", "edge id (lease key); default hostname-<random>")
 	f.String(&c.Auth.Mode, "auth", "HUBBUB_AUTH", "none", "authentication: none (?user=NAME) or jwt")
 	f.String(&c.Auth.Secret, "jwt-secret", "HUBBUB_JWT_SECRET", "", "HS256 secret (jwt mode)")
