@@ -49,6 +49,11 @@ func setPasswords(t *testing.T) map[string]string {
 	return pw
 }
 
+// systemUsers lists the users of the system account a config file defines
+// beyond the users of auth.conf (the compose config has one; Kubernetes's
+// has none yet).
+var systemUsers = map[string][]string{"nats.conf": {"sys"}}
+
 // configFiles lists every nats-server configuration in the repository.
 func configFiles(t *testing.T) []string {
 	t.Helper()
@@ -99,8 +104,17 @@ func TestConfigFilesParse(t *testing.T) {
 					t.Errorf("%s: user %s missing", f, user)
 				}
 			}
-			if len(opts.Users) != len(passwordEnv) {
-				t.Errorf("%s: %d users, want exactly %d", f, len(opts.Users), len(passwordEnv))
+			sys := systemUsers[f]
+			for _, user := range sys {
+				if !got[user] {
+					t.Errorf("%s: system account user %s missing", f, user)
+				}
+			}
+			if len(opts.Users) != len(passwordEnv)+len(sys) {
+				t.Errorf("%s: %d users, want exactly %d", f, len(opts.Users), len(passwordEnv)+len(sys))
+			}
+			if len(sys) > 0 && opts.SystemAccount != "SYS" {
+				t.Errorf("%s: system_account = %q, want SYS", f, opts.SystemAccount)
 			}
 		})
 	}
