@@ -34,3 +34,11 @@ replace (
 )
 
 tool github.com/nats-io/nats-server/v2
+
+// Resolvable outside the workspace (GOWORK=off, go install from a clone).
+replace (
+	github.com/hubbub-chat/hubbub/services/edge => ../../services/edge
+	github.com/hubbub-chat/hubbub/services/history => ../../services/history
+	github.com/hubbub-chat/hubbub/services/presence => ../../services/presence
+	github.com/hubbub-chat/hubbub/shared => ../../shared
+)
