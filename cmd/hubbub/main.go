@@ -15,6 +15,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/cmd/hubbub/app"
 	"github.com/hubbub-chat/hubbub/shared/config"
+	"github.com/hubbub-chat/hubbub/shared/ops"
 )
 
 func main() {
@@ -42,8 +43,14 @@ func run(args []string) error {
 	if _, ok := os.LookupEnv("HUBBUB_LOG_FORMAT"); !ok {
 		_ = f.Set("log-format", "text")
 	}
+	var version bool
+	f.BoolVar(&version, "version", false, "print the build (version, commit, Go) and exit")
 	if err := f.Parse(args); err != nil {
 		return err
+	}
+	if version {
+		fmt.Println("hubbub", ops.BuildInfo())
+		return nil
 	}
 	if err := finishEdge(); err != nil {
 		return err

@@ -88,8 +88,14 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 	f.String(&pprofAddr, "pprof-addr", "HUBBUB_PPROF_ADDR", "",
 		"listen address of net/http/pprof (/debug/pprof/), off when empty; bind it to loopback")
 	build := b.Flags(f)
+	var version bool
+	f.BoolVar(&version, "version", false, "print the build (version, commit, Go) and exit")
 	if err := f.Parse(args); err != nil {
 		return err
+	}
+	if version {
+		fmt.Println(b.Name, ops.BuildInfo())
+		return nil
 	}
 	log, err := common.Logger(logw)
 	if err != nil {
@@ -110,6 +116,9 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	reg := prometheus.NewRegistry()
+	if err := ops.RegisterBuildInfo(reg, b.Name); err != nil {
+		return err
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc, err := build(Deps{NC: nc, Log: log, Registry: reg, Common: common})
 	if err != nil {

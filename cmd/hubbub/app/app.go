@@ -25,6 +25,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/presence"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/natsembed"
+	"github.com/hubbub-chat/hubbub/shared/ops"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
@@ -140,6 +141,9 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	}
 
 	s.registry = prometheus.NewRegistry()
+	if err := ops.RegisterBuildInfo(s.registry, "hubbub"); err != nil {
+		return nil, err
+	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	hcfg := cfg.History
