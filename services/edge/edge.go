@@ -283,6 +283,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	api.New(api.Config{EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, KeepAlive: cfg.PingInterval,
 		SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout, Users: s.users, Gate: s.gate, Origins: s.origins},
 		be, s.hub, authn, log, m, s.drainCh, s.newConnID).Register(mux)
+	live := []ops.Check{ops.NATSAlive(deps.NC)}
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
@@ -290,11 +291,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("edge metrics listen %s: %w", cfg.MetricsAddr, err)
 		}
 		omux := http.NewServeMux()
-		ops.Register(omux, gatherer, s.readyCheck)
+		ops.Endpoints{Metrics: gatherer, Live: live, Ready: []ops.Check{s.readyCheck}}.Register(omux)
 		s.metricsLn, s.opsMux = mln, omux
-		ops.Register(mux, nil, s.readyCheck) // health on the public port too
+		ops.Endpoints{Live: live, Ready: []ops.Check{s.readyCheck}}.Register(mux) // health on the public port too
 	} else {
-		ops.Register(mux, gatherer, s.readyCheck)
+		ops.Endpoints{Metrics: gatherer, Live: live, Ready: []ops.Check{s.readyCheck}}.Register(mux)
 	}
 	mux.Handle("/", cfg.Web)
 	s.handler = mux

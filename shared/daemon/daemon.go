@@ -128,7 +128,11 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 	httpErr := make(chan error, 1)
 	if opsAddr != "" {
 		mux := http.NewServeMux()
-		ops.Register(mux, reg, ops.NATSCheck(nc), func(context.Context) error { return svc.Ready() })
+		ops.Endpoints{
+			Metrics: reg,
+			Live:    []ops.Check{ops.NATSAlive(nc)},
+			Ready:   []ops.Check{ops.NATSCheck(nc), func(context.Context) error { return svc.Ready() }},
+		}.Register(mux)
 		go func() {
 			err := ops.Serve(ctx, opsAddr, mux, log)
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,30 +35,64 @@ func NATSCheck(nc *nats.Conn) Check {
 	}
 }
 
-// Register adds /healthz, /readyz and /metrics to mux. reg may be nil (no
-// metrics). Each check runs with a short timeout; /readyz answers 503 with
-// the first failure.
-func Register(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+// ErrNATSClosed is reported by NATSAlive once the connection is closed
+// for good.
+var ErrNATSClosed = errors.New("nats connection closed for good")
+
+// NATSAlive fails once nc is closed for good (reconnect attempts
+// exhausted, or closed): nothing in the process will bring it back, so
+// liveness fails and the orchestrator restarts the process.
+func NATSAlive(nc *nats.Conn) Check {
+	return func(context.Context) error {
+		if nc.IsClosed() {
+			return ErrNATSClosed
+		}
+		return nil
+	}
+}
+
+// Endpoints are the operational endpoints of one listener.
+type Endpoints struct {
+	// Metrics is served at /metrics (nil: no /metrics here).
+	Metrics prometheus.Gatherer
+	// Live checks make /healthz fail (503): the process is broken for
+	// good and must be restarted.
+	Live []Check
+	// Ready checks make /readyz fail (503): do not send traffic now.
+	Ready []Check
+}
+
+// Register adds /healthz, /readyz and (with Metrics) /metrics to mux.
+// Each check runs with a short timeout; a failing endpoint answers 503
+// with the first failure.
+func (e Endpoints) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", checkHandler("ok", e.Live))
+	mux.HandleFunc("GET /readyz", checkHandler("ready", append(slices.Clip(e.Live), e.Ready...)))
+	if e.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(e.Metrics, promhttp.HandlerOpts{}))
+	}
+}
+
+func checkHandler(ok string, checks []Check) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		for _, c := range checks {
 			if err := c(ctx); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+				_, _ = fmt.Fprintf(w, "not %s: %v\n", ok, err)
 				return
 			}
 		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	if reg != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		_, _ = w.Write([]byte(ok + "\n"))
 	}
+}
+
+// Register adds /healthz (always ok), /readyz and /metrics to mux: see
+// Endpoints for liveness checks. reg may be nil (no metrics).
+func Register(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
+	Endpoints{Metrics: reg, Ready: checks}.Register(mux)
 }
 
 // Pprof is a handler of the runtime profiles under /debug/pprof/, for a
