@@ -128,7 +128,7 @@ func fanRow(x scenario.Result) []string {
 		cpus(x.ServerCPU), f2(x.GenCPU), f2(x.ServerUsPerDelivery), f2(x.GenUsPerDelivery), f2(x.LoadAvg)}
 }
 
-// summary compares the headline figures with DESIGN.md §5.
+// summary compares the headline figures with docs/design.md §5.
 func summary(w io.Writer, rs []scenario.Result) {
 	var rows [][]string
 	add := func(figure, target, measured, baseline, met string) {
@@ -188,7 +188,7 @@ func summary(w io.Writer, rs []scenario.Result) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "### Summary against DESIGN.md §5\n\n")
+	fmt.Fprintf(w, "### Summary against docs/design.md §5\n\n")
 	table(w, []string{"figure", "target", "measured", "baseline (ratio Hubbub ÷ baseline)", "met"}, rows)
 	fmt.Fprintln(w)
 }
