@@ -250,6 +250,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		ReadMode: cfg.ReadMode, Workers: cfg.ReadWorkers,
 	}, m)
 	fcfg := cfg.Fanout
+	if fcfg.MaxBody <= 0 {
+		fcfg.MaxBody = cfg.MaxBody
+	}
 	if fcfg.PaceBytes <= 0 {
 		// Pace catch-ups on the WebSocket soft bound.
 		fcfg.PaceBytes = transport.Config().SoftQueue

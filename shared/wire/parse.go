@@ -117,6 +117,20 @@ func CheckBody(body string, maxBody int) *Error {
 	return nil
 }
 
+// CheckPost applies the message rule to a post read back from the stream
+// (whoever published it): the trimmed body passes CheckBody and the user
+// and cid hold no U+0000. History parks, and the edge does not deliver, a
+// post that fails it, so every read path presents the same room.
+func CheckPost(p Post, maxBody int) *Error {
+	if e := CheckBody(strings.TrimSpace(p.Body), maxBody); e != nil {
+		return e
+	}
+	if strings.IndexByte(p.User, 0) >= 0 || strings.IndexByte(p.CID, 0) >= 0 {
+		return Errorf(CodeInvalidBody, "user or cid contains U+0000")
+	}
+	return nil
+}
+
 // validCID accepts 1-64 printable ASCII characters.
 func validCID(cid string) *Error {
 	if cid == "" || len(cid) > MaxCIDLen {

@@ -92,6 +92,11 @@ type Config struct {
 	// RoomBacklog bounds a room's unprocessed events (8192); beyond it
 	// events are dropped (live messages are recovered by the gap fill).
 	RoomBacklog int
+	// MaxBody is the body limit of the message rule (wire.CheckPost)
+	// applied to live messages (wire.DefaultMaxBody): one that fails it,
+	// published by something other than an edge, is not delivered, as
+	// history does not keep it.
+	MaxBody int
 }
 
 func (c Config) withDefaults() Config {
@@ -118,6 +123,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RoomBacklog <= 0 {
 		c.RoomBacklog = 8192
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = wire.DefaultMaxBody
 	}
 	return c
 }

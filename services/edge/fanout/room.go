@@ -32,7 +32,15 @@ type room struct {
 	joining map[*Member]struct{}
 	inbox   []*nats.Msg
 	working bool
+	// skipped maps the ids of live messages not delivered (they break
+	// the message rule, so history does not keep them either) that came
+	// right after a delivered one to the id delivered before them, so the
+	// next message is linked as history links it. Worker only.
+	skipped map[uint64]uint64
 }
+
+// maxSkipped bounds room.skipped.
+const maxSkipped = 64
 
 // start subscribes and learns the id of the room's newest stored message,
 // in that order, so that no message falls between the two.
@@ -170,6 +178,21 @@ func (r *room) live(m *nats.Msg) {
 	r.mu.Unlock()
 	if seq <= last {
 		return // already delivered (by a fill, or before the room was hosted)
+	}
+	if stands, ok := r.skipped[prev]; ok && stands == last {
+		prev = last // what came between was skipped, as history skips it
+	}
+	if e := wire.CheckPost(p, r.hub.cfg.MaxBody); e != nil || (p.Kind != "" && p.Kind != wire.KindMessage && p.Kind != wire.KindSystem) {
+		// Not a message history keeps (guarantee 9: something other
+		// than an edge published it): do not deliver it either.
+		r.hub.obs.Dropped("invalid_live_message")
+		if prev == last {
+			if r.skipped == nil || len(r.skipped) >= maxSkipped {
+				r.skipped = make(map[uint64]uint64)
+			}
+			r.skipped[seq] = last
+		}
+		return
 	}
 	if prev > last {
 		r.fill(last, seq)

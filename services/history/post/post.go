@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hubbub-chat/hubbub/shared/names"
@@ -71,11 +70,8 @@ func (d Decoder) Decode(seq uint64, subject string, data []byte, stored time.Tim
 	default:
 		return wire.Message{}, fmt.Errorf("%w: kind %q", ErrUndecodable, p.Kind)
 	}
-	if e := wire.CheckBody(strings.TrimSpace(p.Body), d.MaxBody); e != nil {
+	if e := wire.CheckPost(p, d.MaxBody); e != nil {
 		return wire.Message{}, fmt.Errorf("%w: %s", ErrInvalid, e.Message)
-	}
-	if strings.IndexByte(p.User, 0) >= 0 || strings.IndexByte(p.CID, 0) >= 0 {
-		return wire.Message{}, fmt.Errorf("%w: user or cid contains U+0000", ErrInvalid)
 	}
 	if p.TS == 0 && !stored.IsZero() {
 		p.TS = stored.UnixMilli()
