@@ -12,8 +12,15 @@
   const TYPING_IDLE_MS = 3000;       // send "off" after this long without a key
   const TYPING_WATCHDOG_MS = 6000;   // forget a typist not renewed for this long
   const LOBBY_REFRESH_MS = 15000;
+  // Reconnect backoff: 0.5 s doubling to a 4 s ceiling, with equal jitter
+  // (a delay is drawn from [ceiling/2, ceiling]), so the page is back at
+  // most 4 s after the server is, and a fleet of tabs does not reconnect in
+  // step. A connection that stayed up STABLE_MS resets it.
   const BACKOFF_BASE_MS = 500;
-  const BACKOFF_CAP_MS = 10000;
+  const BACKOFF_CAP_MS = 4000;
+  const STABLE_MS = 10000;
+  const CONN_TOAST_AFTER = 2;        // failed attempts in a row before the "can't reach" toast
+  const TOAST_MS = 6000;
   const GROUP_WINDOW_MS = 5 * 60 * 1000;
   const CONNECT_TIMEOUT_MS = 10000;  // give up on a socket without a welcome
   const SINCE_MORE_WAIT_MS = 1500;   // wait for further since-pages before asking again
@@ -151,7 +158,7 @@
 
   const ui = {
     app: $('app'),
-    conn: $('conn'), connText: $('conn-text'), connRetry: $('conn-retry'),
+    conn: $('conn'), connText: $('conn-text'), connSep: $('conn-sep'), connRetry: $('conn-retry'),
     me: $('me'), meName: $('me-name'), meAvatar: $('me-avatar'), changeName: $('change-name'),
     sidebar: $('sidebar'), sidebarToggle: $('sidebar-toggle'),
     joinForm: $('join-form'), joinInput: $('join-input'), joinError: $('join-error'),
@@ -178,9 +185,12 @@
     me: null,             // user id announced by welcome
     ws: null,
     welcomed: false,
-    attempt: 0,
+    attempt: 0,           // backoff level: grows per failed attempt, reset by a stable connection
+    failures: 0,          // attempts in a row that never got a welcome
+    connects: 0,          // sockets opened so far
     reconnectTimer: 0,
     countdownTimer: 0,
+    stableTimer: 0,
     reconnectAt: 0,
     stopped: false,
     rooms: new Map(),     // name -> Room, in sidebar order
@@ -191,6 +201,8 @@
     lobbyTimer: 0,
     rosterHidden: storage.get(STORE_ROSTER) === 'hidden' || window.matchMedia('(max-width: 1000px)').matches,
   };
+
+  const toasts = new Map(); // key -> {el, timer}: the toasts on screen
 
   class Room {
     constructor(name) {
@@ -339,19 +351,29 @@
     ui.conn.dataset.state = kind;
     document.body.dataset.conn = kind;
     ui.connText.textContent = text;
-    ui.connRetry.hidden = kind !== 'waiting';
+    const waiting = kind === 'waiting';
+    ui.connSep.hidden = !waiting;
+    ui.connRetry.hidden = !waiting;
   }
 
-  function connect() {
-    clearTimeout(state.reconnectTimer);
-    clearInterval(state.countdownTimer);
+  /**
+   * connect opens a socket now. via says what started it (start, timer,
+   * retry, online, visible, focus, login) and is shown on #conn as
+   * data-via, with data-connects counting the sockets opened.
+   */
+  function connect(via) {
+    clearReconnect();
     if (state.stopped) return;
     if (!state.token && !state.name) { showLogin(); return; }
-    setConn('connecting', state.attempt ? 'Reconnecting…' : 'Connecting…');
+    state.connects++;
+    ui.conn.dataset.connects = String(state.connects);
+    ui.conn.dataset.via = via || 'start';
+    setConn('connecting', state.attempt || state.failures ? 'Reconnecting…' : 'Connecting…');
     let sock;
     try {
       sock = new WebSocket(wsURL());
     } catch (err) {
+      state.failures++;
       scheduleReconnect(false);
       return;
     }
@@ -370,6 +392,8 @@
       const wasWelcomed = state.welcomed;
       state.ws = null;
       state.welcomed = false;
+      clearTimeout(state.stableTimer);
+      if (!wasWelcomed) state.failures++;
       onDisconnected();
       onClose(ev.code, ev.reason, wasWelcomed);
     });
@@ -384,6 +408,7 @@
   function onClose(code, reason, wasWelcomed) {
     if (AUTH_CLOSE[code]) {
       state.stopped = true;
+      dismissToast('conn');
       setConn('failed', 'Not signed in');
       if (!state.token && code === 4002) {
         showLogin('The server refused that name' + (reason ? ' (' + reason + ')' : '') + '. Try another one.');
@@ -394,36 +419,80 @@
       return;
     }
     if (code === 1007 || code === 1008 || code === 1009) {
-      toast('The server closed the connection' + (reason ? ': ' + reason : '') + ' (' + code + ').');
+      toast('The server closed the connection' + (reason ? ': ' + reason : '') + ' (' + code + ').', null, 'conn-close:' + code);
     }
     scheduleReconnect(wasWelcomed && (code === 1012 || code === 1001));
   }
 
-  function scheduleReconnect(quick) {
-    let delay;
-    if (quick) {
-      delay = 150 + Math.random() * 1350; // drain: spread the herd, come back fast
-      state.attempt = 1;
-    } else {
-      const base = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
-      delay = base / 2 + Math.random() * base / 2;
-      state.attempt++;
-    }
-    state.reconnectAt = Date.now() + delay;
-    state.reconnectTimer = setTimeout(connect, delay);
-    const tick = () => {
-      const s = Math.max(0, Math.ceil((state.reconnectAt - Date.now()) / 1000));
-      setConn('waiting', s > 0 ? 'Reconnecting in ' + s + ' s…' : 'Reconnecting…');
-    };
-    tick();
-    clearInterval(state.countdownTimer);
-    state.countdownTimer = setInterval(tick, 1000);
+  /** backoffDelay is the wait before the next try at a backoff level. */
+  function backoffDelay(level) {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(level, 16));
+    return ceiling / 2 + Math.random() * ceiling / 2;
   }
 
-  function reconnectNow() {
-    if (state.ws || state.stopped) return;
-    state.attempt = Math.max(0, state.attempt - 1);
-    connect();
+  /**
+   * scheduleReconnect waits, then connects. The delay is shown on #conn
+   * (data-delay in ms, data-attempt the backoff level, data-retry-at the
+   * epoch ms of the try) and counted down in the status.
+   */
+  function scheduleReconnect(quick) {
+    clearReconnect();
+    let delay;
+    if (quick) {
+      // A drain (1012) or going-away of a working connection: spread the
+      // herd over a short window and come back fast.
+      delay = 150 + Math.random() * 1350;
+      state.attempt = Math.max(state.attempt, 1);
+    } else {
+      delay = backoffDelay(state.attempt);
+      state.attempt = Math.min(state.attempt + 1, 16);
+    }
+    delay = Math.round(delay);
+    state.reconnectAt = Date.now() + delay;
+    ui.conn.dataset.delay = String(delay);
+    ui.conn.dataset.attempt = String(state.attempt);
+    ui.conn.dataset.retryAt = String(state.reconnectAt);
+    state.reconnectTimer = setTimeout(() => connect('timer'), delay);
+    countdown();
+    if (state.failures >= CONN_TOAST_AFTER) {
+      toast('Can’t reach the server. Reconnecting by itself — messages you write are sent once it’s back.', null, 'conn', true);
+    }
+  }
+
+  /** countdown shows "Reconnecting in N s" and ticks on each whole second. */
+  function countdown() {
+    clearTimeout(state.countdownTimer);
+    const left = state.reconnectAt - Date.now();
+    if (left <= 0) { setConn('waiting', 'Reconnecting…'); return; }
+    setConn('waiting', 'Reconnecting in ' + Math.ceil(left / 1000) + ' s');
+    state.countdownTimer = setTimeout(countdown, (left % 1000) || 1000);
+  }
+
+  function clearReconnect() {
+    clearTimeout(state.reconnectTimer);
+    clearTimeout(state.countdownTimer);
+    state.reconnectTimer = 0;
+    state.reconnectAt = 0;
+  }
+
+  /**
+   * reconnectNow tries at once instead of waiting out the backoff: the
+   * "retry now" button, the network coming back (online), the tab becoming
+   * visible or focused. It does nothing while connected or already trying,
+   * except that "online" replaces a socket still trying over the old
+   * network. A try started here does not raise the backoff level; "online"
+   * starts it over.
+   */
+  function reconnectNow(via) {
+    if (state.stopped || (!state.token && !state.name)) return;
+    if (state.ws) {
+      if (state.welcomed || via !== 'online') return;
+      const old = state.ws;
+      state.ws = null;
+      old.close();
+    }
+    state.attempt = via === 'online' ? 0 : Math.max(0, state.attempt - 1);
+    connect(via);
   }
 
   function onDisconnected() {
@@ -461,7 +530,15 @@
 
   function onWelcome(f) {
     state.welcomed = true;
-    state.attempt = 0;
+    state.failures = 0;
+    // The backoff starts over only once this connection has stayed up: a
+    // server that greets and then drops us does not get a tight loop.
+    clearTimeout(state.stableTimer);
+    state.stableTimer = setTimeout(() => {
+      state.attempt = 0;
+      ui.conn.dataset.attempt = '0';
+    }, STABLE_MS);
+    for (const k of Array.from(toasts.keys())) if (k === 'conn' || k.startsWith('conn-close:')) dismissToast(k);
     state.me = typeof f.user === 'string' ? f.user : state.name;
     showMe();
     setConn('connected', 'Connected');
@@ -541,6 +618,7 @@
     room.synced = true;
     room.everSynced = true;
     room.sinceSent = null;
+    dismissToast('unavailable:' + room.name);
     room.timeline.setAttribute('aria-busy', 'false');
     const buffered = room.buffer;
     room.buffer = [];
@@ -723,7 +801,7 @@
           room.retryTimer = setTimeout(() => {
             if (state.rooms.get(room.name) === room && !room.synced && state.welcomed) sendJoin(room);
           }, 1500 + Math.random() * 2500);
-          toast('#' + room.name + ': ' + (message || 'temporarily unavailable') + ' — retrying…', 'info');
+          toast('#' + room.name + ': ' + (message || 'temporarily unavailable') + ' — retrying…', 'info', 'unavailable:' + room.name);
           return;
         }
         if (room && room.expect[0] === 'older') {
@@ -731,13 +809,13 @@
           room.olderBefore = 0;
           room.renderTop();
         }
-        toast(message || 'The service is temporarily unavailable.');
+        toast(message || 'The service is temporarily unavailable.', null, 'unavailable');
         return;
       case 'rate_limited':
-        toast('Slow down a little — you’re sending too fast.');
+        toast('Slow down a little — you’re sending too fast.', null, 'rate_limited');
         return;
       default:
-        toast(message ? message : 'Something went wrong (' + code + ').');
+        toast(message ? message : 'Something went wrong (' + code + ').', null, 'error:' + code);
     }
   }
 
@@ -1263,11 +1341,12 @@
     if (changed || state.stopped || !state.ws) {
       state.stopped = false;
       state.attempt = 0;
+      state.failures = 0;
       const old = state.ws;
       state.ws = null;
       state.welcomed = false;
       if (old) { old.close(1000, 'changing name'); onDisconnected(); }
-      connect();
+      connect('login');
     }
   }
 
@@ -1285,11 +1364,34 @@
 
   // ---------- toasts, sidebar ----------
 
-  function toast(text, kind) {
-    const t = el('div', 'toast' + (kind ? ' ' + kind : ''), text);
-    ui.toasts.append(t);
-    while (ui.toasts.children.length > 4) ui.toasts.firstElementChild.remove();
-    setTimeout(() => t.remove(), 6000);
+  /**
+   * toast shows text for a while. One toast per condition: key names it
+   * (default: the text), and a repeat of a shown condition updates that
+   * toast and restarts its timer instead of adding another. A sticky toast
+   * stays until dismissToast(key).
+   */
+  function toast(text, kind, key, sticky) {
+    const k = key || 'text:' + text;
+    let t = toasts.get(k);
+    if (t) {
+      if (t.el.textContent !== text) t.el.textContent = text;
+    } else {
+      t = { el: el('div', 'toast' + (kind ? ' ' + kind : ''), text), timer: 0 };
+      t.el.dataset.key = k;
+      toasts.set(k, t);
+      ui.toasts.append(t.el);
+      while (ui.toasts.children.length > 4) dismissToast(ui.toasts.firstElementChild.dataset.key);
+    }
+    clearTimeout(t.timer);
+    t.timer = sticky ? 0 : setTimeout(() => dismissToast(k), TOAST_MS);
+  }
+
+  function dismissToast(key) {
+    const t = toasts.get(key);
+    if (!t) return;
+    clearTimeout(t.timer);
+    t.el.remove();
+    toasts.delete(key);
   }
 
   function showJoinError(text) {
@@ -1325,7 +1427,7 @@
     ui.loginCancel.addEventListener('click', () => { ui.login.hidden = true; });
     ui.changeName.addEventListener('click', () => showLogin());
     ui.authRetry.addEventListener('click', () => location.reload());
-    ui.connRetry.addEventListener('click', reconnectNow);
+    ui.connRetry.addEventListener('click', () => reconnectNow('retry'));
     ui.sidebarToggle.addEventListener('click', () => {
       if (ui.app.classList.contains('sidebar-open')) closeSidebar(); else openSidebar();
     });
@@ -1365,8 +1467,14 @@
     });
     ui.jump.addEventListener('click', () => { const r = activeRoom(); if (r) { scrollToBottom(r); markRead(r); } });
 
-    document.addEventListener('visibilitychange', () => { const r = activeRoom(); if (r) markRead(r); });
-    window.addEventListener('online', reconnectNow);
+    document.addEventListener('visibilitychange', () => {
+      if (document.hidden) return;
+      const r = activeRoom();
+      if (r) markRead(r);
+      reconnectNow('visible');
+    });
+    window.addEventListener('focus', () => reconnectNow('focus'));
+    window.addEventListener('online', () => reconnectNow('online'));
     window.addEventListener('hashchange', () => { const r = roomFromHash(); if (r && r !== state.active) joinRoom(r); });
     window.addEventListener('pagehide', () => { stopTyping(); });
 
