@@ -3,12 +3,10 @@ package backend
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	// The edge reads the stream with history's reader for now; a later
+	// restructure moves both into one shared room log package.
+	"github.com/hubbub-chat/hubbub/services/history/streamread"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -16,6 +14,14 @@ import (
 // StreamRecentWindow is how many stream sequences before a room's newest
 // message StreamRecent scans, per message asked for.
 const StreamRecentWindow = 20
+
+// The stream fallback below reads the CHAT stream with JetStream direct
+// gets ("next message by subject", batched: $JS.API.DIRECT.GET.CHAT),
+// never with a consumer: the edge's NATS user may read CHAT but not create
+// consumers on it (deploy/nats/auth.conf), and a read creates no server
+// state. Direct gets may be answered by any replica of the stream, so a
+// page can end a message or two before the leader's newest one; the
+// edge's gap filling covers that as it covers any gap.
 
 // StreamSince reads up to limit messages of room after id directly from
 // the CHAT stream: the fallback while history does not answer. The page
@@ -36,7 +42,7 @@ func (c *Client) StreamSince(ctx context.Context, room string, after uint64, lim
 		p.Recovered = false
 		return p, err
 	}
-	items, pending, err := c.streamRead(ctx, room, after+1, limit)
+	items, more, err := c.streamRead(ctx, room, after+1, limit)
 	if err != nil {
 		return wire.Page{}, err
 	}
@@ -44,7 +50,7 @@ func (c *Client) StreamSince(ctx context.Context, room string, after uint64, lim
 	for i := range items {
 		items[i].Prev, prev = prev, items[i].ID
 	}
-	return wire.Page{Room: room, Items: items, HasMore: pending > 0, Recovered: true}, nil
+	return wire.Page{Room: room, Items: items, HasMore: more, Recovered: true}, nil
 }
 
 // StreamRecent reads the newest messages of room (at most limit) directly
@@ -84,58 +90,27 @@ func (c *Client) StreamRecent(ctx context.Context, room string, limit int) (wire
 	return wire.Page{Room: room, Items: items, HasMore: hasMore, Recovered: true}, nil
 }
 
-// streamRead reads up to limit messages of room from sequence start on,
-// with an ephemeral consumer that is deleted afterwards; pending is how
-// many more the room has after them.
-func (c *Client) streamRead(ctx context.Context, room string, start uint64, limit int) ([]wire.Message, uint64, error) {
+// streamRead reads up to limit messages of room from sequence start on
+// with direct gets; more is true when the room has more after them.
+// Stored data that is not a message is skipped, as history skips it.
+func (c *Client) streamRead(ctx context.Context, room string, start uint64, limit int) ([]wire.Message, bool, error) {
 	subj := subjects.Room(room)
-	cons, err := c.js.CreateConsumer(ctx, subjects.Stream, jetstream.ConsumerConfig{
-		FilterSubject:     subj,
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       start,
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		InactiveThreshold: 10 * time.Second,
+	items := []wire.Message{}
+	more := false
+	err := streamread.New(c.nc, c.js, subjects.Stream).Scan(ctx, subj, start, func(m streamread.Msg) bool {
+		if len(items) >= limit {
+			more = true
+			return false
+		}
+		var p wire.Post
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			return true // not a message: skip, as history does
+		}
+		items = append(items, p.Stored(m.Seq, 0))
+		return true
 	})
 	if err != nil {
-		return nil, 0, classify(subj, err)
+		return nil, false, classify(subj, err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
-		defer cancel()
-		_ = c.js.DeleteConsumer(dctx, subjects.Stream, cons.CachedInfo().Name)
-	}()
-	items := []wire.Message{}
-	var pending uint64
-	if cons.CachedInfo().NumPending == 0 {
-		return items, 0, nil
-	}
-	for len(items) < limit {
-		want := min(limit-len(items), 256)
-		batch, err := cons.FetchNoWait(want)
-		if err != nil {
-			return nil, 0, classify(subj, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return nil, 0, fmt.Errorf("%s: metadata: %w", subj, err)
-			}
-			var p wire.Post
-			if err := json.Unmarshal(m.Data(), &p); err != nil {
-				continue // not a message: skip, as history does
-			}
-			items = append(items, p.Stored(md.Sequence.Stream, 0))
-			pending = md.NumPending
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, 0, classify(subj, err)
-		}
-		if n == 0 || pending == 0 {
-			break
-		}
-	}
-	return items, pending, nil
+	return items, more, nil
 }
