@@ -64,6 +64,8 @@ func checkNetworkPolicies(t *testing.T, m *manifests, o overlay) {
 	want := map[flow]bool{
 		{"ingress-controller", "edge", 8080}: true,
 		{"prometheus", "edge", 8080}:         true,
+		{"prometheus", "edge", 9090}:         true,
+		{"prometheus", "nats", 7777}:         true,
 		{"edge", "nats", 4222}:               true,
 		{"history", "nats", 4222}:            true,
 		{"presence", "nats", 4222}:           true,

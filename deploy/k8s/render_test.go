@@ -102,7 +102,15 @@ type workload struct {
 func (m *manifests) workloads() []workload {
 	var out []workload
 	for _, d := range m.deployments {
-		out = append(out, workload{"Deployment", d.Name, ptrOr(d.Spec.Replicas, 1), d.Spec.Template, d.Spec.Selector.MatchLabels})
+		replicas := ptrOr(d.Spec.Replicas, 1)
+		// An HPA-managed Deployment has no replicas field: it runs at least
+		// the HPA's minimum.
+		for _, h := range m.hpas {
+			if ref := h.Spec.ScaleTargetRef; d.Spec.Replicas == nil && ref.Kind == "Deployment" && ref.Name == d.Name {
+				replicas = ptrOr(h.Spec.MinReplicas, 1)
+			}
+		}
+		out = append(out, workload{"Deployment", d.Name, replicas, d.Spec.Template, d.Spec.Selector.MatchLabels})
 	}
 	for _, s := range m.statefulSets {
 		out = append(out, workload{"StatefulSet", s.Name, ptrOr(s.Spec.Replicas, 1), s.Spec.Template, s.Spec.Selector.MatchLabels})
