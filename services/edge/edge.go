@@ -301,8 +301,22 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		ops.Endpoints{Metrics: gatherer, Live: live, Ready: []ops.Check{s.readyCheck}}.Register(mux)
 	}
 	mux.Handle("/", cfg.Web)
-	s.handler = mux
+	s.handler = withRequestID(mux)
 	return s, nil
+}
+
+// withRequestID gives every HTTP request an id (the client's X-Request-Id
+// when it is a sane token, else a new one), echoed in the response and
+// sent with the NATS requests made for it (backend.WithRequestID).
+func withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !wire.ValidCID(id) {
+			id = randomHex(8)
+		}
+		w.Header().Set("X-Request-Id", id)
+		h.ServeHTTP(w, r.WithContext(backend.WithRequestID(r.Context(), id)))
+	})
 }
 
 // Addr is the address the edge listens on.

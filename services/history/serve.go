@@ -113,6 +113,7 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 			return
 		}
 		data := req.Data()
+		rid := req.Headers().Get(subjects.HeaderRequestID)
 		go func() {
 			defer reqs.done()
 			select {
@@ -135,12 +136,13 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
 			defer cancel()
 			out, err := fn(rctx, data)
+			s.log.Debug("history: request", "endpoint", name, "request_id", rid, "err", err)
 			outcome := "ok"
 			if err == nil {
 				err = s.respond(r, out)
 				if err != nil {
 					outcome = "error"
-					s.log.Warn("history: respond", "endpoint", name, "err", err)
+					s.log.Warn("history: respond", "endpoint", name, "request_id", rid, "err", err)
 				}
 			} else {
 				switch {
@@ -152,7 +154,7 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 					r.fail(codeUnavailable, err.Error())
 				default:
 					outcome = "error"
-					s.log.Error("history: request failed", "endpoint", name, "err", err)
+					s.log.Error("history: request failed", "endpoint", name, "request_id", rid, "err", err)
 					r.fail(codeInternal, "history: internal error")
 				}
 			}

@@ -1,12 +1,15 @@
 package presence
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -30,6 +33,17 @@ func (s *Service) handleConn(event string) micro.HandlerFunc {
 		case <-s.stopping:
 			s.fail(req, event, "503", wire.Errorf(wire.CodeUnavailable, "presence is shutting down"))
 		}
+	}
+}
+
+// logged logs each request at debug level with the request id the edge
+// sent (Hubbub-Request-Id), so an edge's log line can be followed here.
+func (s *Service) logged(endpoint string, h micro.HandlerFunc) micro.HandlerFunc {
+	return func(req micro.Request) {
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			s.log.Debug("presence: request", "endpoint", endpoint, "request_id", req.Headers().Get(subjects.HeaderRequestID))
+		}
+		h(req)
 	}
 }
 

@@ -368,7 +368,7 @@ func (s *Service) addService() (micro.Service, error) {
 		{"typing", subjects.PresenceTyping, s.handleTyping},
 	}
 	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {
+		if err := svc.AddEndpoint(e.name, s.logged(e.name, e.h), micro.WithEndpointSubject(e.subject)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("presence: add endpoint %s: %w", e.name, err)
 		}

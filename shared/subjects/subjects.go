@@ -105,6 +105,11 @@ const (
 	PresenceInbox = "_INBOX_presence"
 )
 
+// HeaderRequestID carries the id of the client request (HTTP request or
+// WebSocket frame) an edge's NATS request serves, so the edge's, history's
+// and presence's log lines about it can be joined ("request_id").
+const HeaderRequestID = "Hubbub-Request-Id"
+
 // Headers set by JetStream RePublish on live delivery.
 const (
 	HeaderSequence     = "Nats-Sequence"

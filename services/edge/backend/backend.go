@@ -304,6 +304,22 @@ func (c *Client) Typing(ev wire.TypingEvent) error {
 	return nil
 }
 
+// requestIDKey is the context key of a request id.
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying id, the id of the client request that
+// the NATS requests made under ctx serve; they send it in the
+// Hubbub-Request-Id header.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID is the request id ctx carries ("" if none).
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
 func (c *Client) request(ctx context.Context, subject string, req, reply any) error {
 	data, err := json.Marshal(req)
 	if err != nil {
@@ -311,7 +327,11 @@ func (c *Client) request(ctx context.Context, subject string, req, reply any) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	msg, err := c.nc.RequestWithContext(ctx, subject, data)
+	out := &nats.Msg{Subject: subject, Data: data}
+	if id := RequestID(ctx); id != "" {
+		out.Header = nats.Header{subjects.HeaderRequestID: []string{id}}
+	}
+	msg, err := c.nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
 		return classify(subject, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +145,9 @@ type Session struct {
 	// lane orders the outcomes of this connection's posts (made on the
 	// first message, so idle connections hold none).
 	lane *backend.Lane
+	// frames counts the client frames handled: frame n's NATS requests
+	// carry request id "<conn id>.<n>".
+	frames uint64
 }
 
 type membership struct {
@@ -233,6 +237,8 @@ func (s *Session) Ping() { s.conn.Ping() }
 func (s *Session) Close(code uint16, reason string) { s.conn.Close(code, reason) }
 
 func (s *Session) handle(ctx context.Context, payload []byte) {
+	s.frames++
+	ctx = backend.WithRequestID(ctx, s.id+"."+strconv.FormatUint(s.frames, 10))
 	f, perr := wire.ParseClientFrame(payload, s.env.Config.Limits)
 	if perr != nil {
 		typ := "invalid"
@@ -282,7 +288,7 @@ func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 	}
 	m, err := s.env.Hub.Join(ctx, fanout.JoinRequest{Room: f.Room, User: s.user, Since: f.Since, Sink: s.conn})
 	if err != nil {
-		s.env.Log.Warn("join failed", "room", f.Room, "err", err)
+		s.env.Log.Warn("join failed", "room", f.Room, "request_id", backend.RequestID(ctx), "err", err)
 		s.sendError(unavailable(err, "cannot join the room now; try again"), "", f.Room)
 		if rejoin {
 			// The connection is no longer in the room: leave presence too.
