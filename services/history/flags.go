@@ -8,10 +8,12 @@ import (
 )
 
 // RegisterFlags defines history's settings on f (HUBBUB_DATABASE_URL,
-// HUBBUB_DATA_DIR, HUBBUB_HISTORY_*, and HUBBUB_MAX_BODY, which the edge
-// reads too, so that one variable sets the body limit of both tiers).
+// HUBBUB_PG_POOLER, HUBBUB_DATA_DIR, HUBBUB_HISTORY_*, and HUBBUB_MAX_BODY,
+// which the edge reads too, so that one variable sets the body limit of
+// both tiers).
 func (c *Config) RegisterFlags(f *config.Flags) {
 	f.String(&c.DatabaseURL, "database-url", "HUBBUB_DATABASE_URL", "", "Postgres URL (postgres://…); empty: SQLite in the data dir")
+	f.String(&c.PGPooler, "pg-pooler", "HUBBUB_PG_POOLER", "none", "what sits between history and Postgres: none, or transaction (PgBouncer or another transaction pooler)")
 	f.String(&c.DataDir, "data-dir", "HUBBUB_DATA_DIR", "./hubbub-data", "directory of the SQLite database history.db")
 	f.Duration(&c.Retention, "retention", "HUBBUB_HISTORY_RETENTION", 0, "delete messages older than this; 0 keeps everything")
 	f.Int(&c.BatchSize, "batch-size", "HUBBUB_HISTORY_BATCH_SIZE", 500, "most messages inserted per transaction")

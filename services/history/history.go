@@ -52,6 +52,10 @@ var ErrIngestLagging = errors.New("history ingest is lagging")
 type Config struct {
 	// DatabaseURL selects Postgres (postgres:// or postgresql://).
 	DatabaseURL string
+	// PGPooler names what sits between history and Postgres:
+	// store.PoolerNone (or empty: Postgres itself) or store.PoolerTransaction
+	// (PgBouncer or another transaction pooler).
+	PGPooler string
 	// DataDir holds the SQLite file history.db when DatabaseURL is empty.
 	DataDir string
 	// Retention deletes messages older than this; 0 keeps everything.
@@ -195,9 +199,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("history store: %w", err)
+	}
+	if ps, ok := st.(metrics.PoolSource); ok {
+		m.Pools.Observe(ps)
 	}
 	s := &Service{cfg: cfg, nc: deps.NC, js: js, log: log, m: m, st: st}
 	s.reader = &chain.Reader{
@@ -215,6 +222,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		}
 	}
 	return s, nil
+}
+
+// openStore opens the store cfg selects.
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if !store.IsPostgresURL(cfg.DatabaseURL) {
+		if cfg.PGPooler != "" && cfg.PGPooler != store.PoolerNone {
+			return nil, fmt.Errorf("%w: a Postgres pooler (%q) without a postgres:// database URL", store.ErrInvalidArgument, cfg.PGPooler)
+		}
+		return store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir})
+	}
+	return store.OpenPostgresWith(ctx, cfg.DatabaseURL, store.PostgresOptions{Pooler: cfg.PGPooler})
 }
 
 // Ready reports whether the service can do its job now: started, its

@@ -26,6 +26,11 @@ type Common struct {
 	Duplicates   time.Duration
 	TypingTTL    time.Duration
 	LeaseTTL     time.Duration
+	// ProvisionMode is what provisioning may do: manage, verify or off
+	// (provision.Mode).
+	ProvisionMode string
+
+	log *slog.Logger // the last logger Logger built, for Provision
 }
 
 // Register defines the common flags (and their HUBBUB_* variables) on f.
@@ -42,14 +47,22 @@ func (c *Common) Register(f *Flags) {
 	f.Duration(&c.Duplicates, "stream-duplicates", "HUBBUB_STREAM_DUPLICATES", provision.DefaultDuplicates, "message de-duplication window")
 	f.Duration(&c.TypingTTL, "typing-ttl", "HUBBUB_TYPING_TTL", provision.DefaultTypingTTL, "how long a typing indicator lives without renewal")
 	f.Duration(&c.LeaseTTL, "lease-ttl", "HUBBUB_LEASE_TTL", provision.DefaultLeaseTTL, "how long an edge lease lives without renewal")
+	modes := make([]string, len(provision.Modes))
+	for i, m := range provision.Modes {
+		modes[i] = string(m)
+	}
+	f.Choice(&c.ProvisionMode, "provision", "HUBBUB_PROVISION", string(provision.ModeManage), modes,
+		"provisioning of the CHAT stream and KV buckets at start-up: manage creates what is missing, verify only checks (fails if missing), off does nothing; existing ones are never changed")
 }
 
-// Logger builds the logger the settings ask for.
+// Logger builds the logger the settings ask for. Provision logs through
+// it afterwards.
 func (c *Common) Logger(w io.Writer) (*slog.Logger, error) {
 	l, err := logging.New(w, c.LogFormat, c.LogLevel)
 	if err != nil {
 		return nil, fmt.Errorf("logging: %w", err)
 	}
+	c.log = l
 	return l, nil
 }
 
@@ -58,7 +71,11 @@ func (c *Common) NATS(name string) natsconn.Config {
 	return natsconn.Config{URL: c.NATSURL, Name: name, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken, CredsFile: c.NATSCreds}
 }
 
-// Provision returns the stream and bucket sizing.
+// Provision returns the stream and bucket sizing and the provisioning
+// mode, logging through the logger Logger built (slog.Default before).
 func (c *Common) Provision() provision.Config {
-	return provision.Config{Replicas: c.Replicas, MaxAge: c.MaxAge, Duplicates: c.Duplicates, TypingTTL: c.TypingTTL, LeaseTTL: c.LeaseTTL}
+	return provision.Config{
+		Replicas: c.Replicas, MaxAge: c.MaxAge, Duplicates: c.Duplicates, TypingTTL: c.TypingTTL, LeaseTTL: c.LeaseTTL,
+		Mode: provision.Mode(c.ProvisionMode), Log: c.log,
+	}
 }

@@ -8,9 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
+
+// ErrNotAChoice is a value that is not one of a Choice flag's choices.
+var ErrNotAChoice = errors.New("not one of the choices")
 
 // Flags wraps a FlagSet whose defaults come from the environment.
 type Flags struct {
@@ -87,6 +92,41 @@ func (f *Flags) Bool(p *bool, name, env string, def bool, usage string) {
 		}
 	}
 	f.BoolVar(p, name, def, usage+" ($"+env+")")
+}
+
+// Choice defines a string flag that must be one of choices, defaulting to
+// $env or def. A value outside choices, in the environment or on the
+// command line, fails Parse with ErrNotAChoice.
+func (f *Flags) Choice(p *string, name, env, def string, choices []string, usage string) {
+	v := &choice{p: p, choices: choices}
+	*p = def
+	if e, ok := f.lookup(env); ok {
+		if err := v.Set(e); err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s: %w", env, err))
+		}
+	}
+	f.Var(v, name, usage+" ("+strings.Join(choices, ", ")+"; $"+env+")")
+}
+
+// choice is the flag.Value of a Choice flag.
+type choice struct {
+	p       *string
+	choices []string
+}
+
+func (c *choice) String() string {
+	if c == nil || c.p == nil {
+		return ""
+	}
+	return *c.p
+}
+
+func (c *choice) Set(s string) error {
+	if !slices.Contains(c.choices, s) {
+		return fmt.Errorf("%q: %w (%s)", s, ErrNotAChoice, strings.Join(c.choices, ", "))
+	}
+	*c.p = s
+	return nil
 }
 
 // Parse parses args and reports every bad environment value and flag.

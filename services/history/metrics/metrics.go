@@ -4,7 +4,9 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,6 +45,9 @@ type Metrics struct {
 	StreamReads prometheus.Counter
 	// Trimmed counts rows deleted by retention.
 	Trimmed prometheus.Counter
+	// Pools reports the database connection pools' statistics once a
+	// Postgres store is attached with Pools.Observe.
+	Pools *PoolCollector
 }
 
 // New builds the metrics and registers them on reg when it is not nil. A
@@ -77,6 +82,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Messages served from the stream because the database had not stored them yet."}),
 		Trimmed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "trimmed_total",
 			Help: "Messages deleted by retention."}),
+		Pools: newPoolCollector(ns, sub),
 	}
 	if reg == nil {
 		return m, nil
@@ -95,6 +101,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.RequestSeconds = register(reg, m.RequestSeconds, &err)
 	m.StreamReads = register(reg, m.StreamReads, &err)
 	m.Trimmed = register(reg, m.Trimmed, &err)
+	m.Pools = register(reg, m.Pools, &err)
 	if err != nil {
 		return nil, err
 	}
@@ -114,4 +121,90 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 		}
 	}
 	return c
+}
+
+// PoolSource is a store with connection pools (store.Postgres): their
+// statistics by pool name.
+type PoolSource interface {
+	PoolStats() map[string]*pgxpool.Stat
+}
+
+// PoolCollector exports the pgxpool statistics of the PoolSource last
+// given to Observe, labelled by pool; nothing before (a SQLite store).
+type PoolCollector struct {
+	src   atomic.Pointer[PoolSource]
+	descs []poolDesc
+}
+
+// poolDesc is one metric of the collector and how to read it off a Stat.
+type poolDesc struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(*pgxpool.Stat) float64
+}
+
+func newPoolCollector(ns, sub string) *PoolCollector {
+	d := func(name, help string, kind prometheus.ValueType, value func(*pgxpool.Stat) float64) poolDesc {
+		return poolDesc{prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "db_pool_"+name), help, []string{"pool"}, nil), kind, value}
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	return &PoolCollector{descs: []poolDesc{
+		d("acquired_conns", "Connections of the database pool in use.", gauge,
+			func(s *pgxpool.Stat) float64 { return float64(s.AcquiredConns()) }),
+		d("idle_conns", "Idle connections of the database pool.", gauge,
+			func(s *pgxpool.Stat) float64 { return float64(s.IdleConns()) }),
+		d("constructing_conns", "Connections of the database pool being opened.", gauge,
+			func(s *pgxpool.Stat) float64 { return float64(s.ConstructingConns()) }),
+		d("total_conns", "Connections of the database pool: acquired, idle and being opened.", gauge,
+			func(s *pgxpool.Stat) float64 { return float64(s.TotalConns()) }),
+		d("max_conns", "Most connections the database pool opens.", gauge,
+			func(s *pgxpool.Stat) float64 { return float64(s.MaxConns()) }),
+		d("acquires_total", "Connections acquired from the database pool.", counter,
+			func(s *pgxpool.Stat) float64 { return float64(s.AcquireCount()) }),
+		d("acquire_seconds_total", "Time spent acquiring connections from the database pool (successful acquires).", counter,
+			func(s *pgxpool.Stat) float64 { return s.AcquireDuration().Seconds() }),
+		d("empty_acquires_total", "Acquires that found no idle connection and waited for one to be opened or released.", counter,
+			func(s *pgxpool.Stat) float64 { return float64(s.EmptyAcquireCount()) }),
+		d("empty_acquire_wait_seconds_total", "Time successful acquires waited because the pool had no idle connection.", counter,
+			func(s *pgxpool.Stat) float64 { return s.EmptyAcquireWaitTime().Seconds() }),
+		d("canceled_acquires_total", "Acquires given up because their context ended first.", counter,
+			func(s *pgxpool.Stat) float64 { return float64(s.CanceledAcquireCount()) }),
+		d("new_conns_total", "Connections the database pool opened.", counter,
+			func(s *pgxpool.Stat) float64 { return float64(s.NewConnsCount()) }),
+		d("max_lifetime_destroys_total", "Connections closed for reaching their maximum lifetime.", counter,
+			func(s *pgxpool.Stat) float64 { return float64(s.MaxLifetimeDestroyCount()) }),
+		d("max_idle_destroys_total", "Connections closed for reaching their maximum idle time.", counter,
+			func(s *pgxpool.Stat) float64 { return float64(s.MaxIdleDestroyCount()) }),
+	}}
+}
+
+// Observe makes the collector report src's pools from now on (nil: none).
+// When several services share a registry, the last one observed is
+// reported.
+func (c *PoolCollector) Observe(src PoolSource) {
+	if src == nil {
+		c.src.Store(nil)
+		return
+	}
+	c.src.Store(&src)
+}
+
+// Describe implements prometheus.Collector.
+func (c *PoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.src.Load()
+	if src == nil {
+		return
+	}
+	for name, st := range (*src).PoolStats() {
+		for _, d := range c.descs {
+			ch <- prometheus.MustNewConstMetric(d.desc, d.kind, d.value(st), name)
+		}
+	}
 }

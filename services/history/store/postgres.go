@@ -18,12 +18,14 @@ import (
 
 // Postgres is the production store. It keeps two connection pools: a
 // small one for writes (ingest batches, retention, binding) and one for
-// reads, whose sessions run with plan_cache_mode=force_generic_plan: the
-// read statements are prepared once per connection and each has one
-// sensible plan (an index range scan on (room, id) or a key lookup), so
-// re-planning them for every execution, as Postgres otherwise does when
-// it estimates a custom plan cheaper, would only spend CPU (about as much
-// as executing them).
+// reads. Connected directly (PoolerNone), the read pool's sessions run
+// with plan_cache_mode=force_generic_plan: the read statements are
+// prepared once per connection and each has one sensible plan (an index
+// range scan on (room, id) or a key lookup), so re-planning them for every
+// execution, as Postgres otherwise does when it estimates a custom plan
+// cheaper, would only spend CPU (about as much as executing them). Behind
+// a transaction pooler (PoolerTransaction) nothing is prepared and no
+// session state is relied on; see OpenPostgresWith.
 type Postgres struct {
 	w *pgxpool.Pool
 	r *pgxpool.Pool
@@ -42,19 +44,92 @@ const (
 	pgWriteConns = 4
 )
 
-// OpenPostgres connects to url and migrates the schema. Concurrent
-// openers (replicas starting together) serialise on an advisory lock.
+// Values of PostgresOptions.Pooler: what sits between history and Postgres.
+const (
+	// PoolerNone connects to Postgres itself (the default; "" means the
+	// same): statements are prepared once per connection and cached.
+	PoolerNone = "none"
+	// PoolerTransaction is a connection pooler in transaction pooling mode,
+	// such as PgBouncer with pool_mode=transaction (how CloudNativePG's
+	// Pooler runs it): consecutive transactions of one client connection may
+	// run on different server connections. It is also the right value for
+	// PgBouncer in session mode, which refuses the startup parameter
+	// PoolerNone sends. Statement pooling is not supported (ingest, binding
+	// and retention run multi-statement transactions).
+	PoolerTransaction = "transaction"
+)
+
+// PostgresOptions configure OpenPostgresWith.
+type PostgresOptions struct {
+	// Pooler is PoolerNone (or empty) or PoolerTransaction.
+	Pooler string
+}
+
+// OpenPostgres connects to url directly (PoolerNone) and migrates the
+// schema; see OpenPostgresWith.
 func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
+	return OpenPostgresWith(ctx, url, PostgresOptions{})
+}
+
+// OpenPostgresWith connects to url and migrates the schema. Concurrent
+// openers (replicas starting together) serialise on a transaction-level
+// advisory lock taken in the migration's transaction, which works through
+// a transaction pooler too (a session-level lock would not: its session
+// is a server connection the pooler hands to other clients).
+//
+// With o.Pooler set to PoolerTransaction, statements run in pgx's
+// QueryExecModeExec unless the URL's default_query_exec_mode picks another
+// safe mode (exec, simple_protocol or cache_describe):
+//
+//   - pgx's default, cache_statement, prepares named statements
+//     (stmtcache_…) on the server connection: behind a transaction pooler
+//     the next transaction may run on another server connection, where the
+//     statement does not exist, or where another client already prepared
+//     the same name ("prepared statement … already exists"). It is
+//     replaced by exec.
+//   - describe_exec asks for the statement's description in one round
+//     trip and binds the unnamed statement in a second one, which the
+//     pooler may send to another server connection: refused.
+//   - exec sends Parse (of the unnamed statement), Bind, Execute and Sync
+//     in one round trip, so the pooler keeps them on one server connection;
+//     parameters travel separately from the SQL and nothing is cached that
+//     a schema change could invalidate.
+//   - cache_describe is as safe against the pooler, but caches result and
+//     parameter types per connection, so a migration that changes a column
+//     under a running replica may break its next queries.
+//   - simple_protocol interpolates the parameters into the SQL on the
+//     client; exec does the same work without that.
+//
+// No startup parameter is sent (PgBouncer refuses unknown ones:
+// "unsupported startup parameter: plan_cache_mode"), and plan_cache_mode is
+// not set at all: it chooses between a generic and a custom plan for a
+// statement executed again and again, and in these modes every execution
+// parses and plans anew, so there is nothing to save (forcing the generic
+// plan of a one-shot statement could only make it worse). The store keeps
+// no other session state either: no LISTEN/NOTIFY, no temporary tables,
+// no SET outside a transaction, no session-level advisory locks.
+func OpenPostgresWith(ctx context.Context, url string, o PostgresOptions) (*Postgres, error) {
+	pooled, err := pooler(o.Pooler)
+	if err != nil {
+		return nil, err
+	}
 	rcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres url: %w", err)
+	}
+	if pooled {
+		if err := forTransactionPooler(rcfg.ConnConfig); err != nil {
+			return nil, err
+		}
 	}
 	wcfg := rcfg.Copy()
 	if !strings.Contains(url, "pool_max_conns") {
 		rcfg.MaxConns = pgReadConns
 	}
 	wcfg.MaxConns = pgWriteConns
-	rcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	if !pooled {
+		rcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
 	w, err := pgxpool.NewWithConfig(ctx, wcfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres connect: %w", err)
@@ -62,17 +137,77 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 	p := &Postgres{w: w}
 	if err := p.migrate(ctx); err != nil {
 		w.Close()
-		return nil, err
+		return nil, poolerHint(pooled, err)
 	}
 	if p.r, err = pgxpool.NewWithConfig(ctx, rcfg); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("postgres connect: %w", err)
+	}
+	// The read pool connects lazily: try it now, so that a refused
+	// connection (such as a startup parameter the server does not accept)
+	// stops the start with its reason instead of failing every request.
+	if err := p.r.Ping(ctx); err != nil {
+		p.r.Close()
+		w.Close()
+		return nil, poolerHint(pooled, fmt.Errorf("postgres connect (read pool): %w", err))
 	}
 	p.newestq, p.stop = make(chan *newestReq), make(chan struct{})
 	for range rcfg.MaxConns {
 		p.wg.Go(p.pipeline)
 	}
 	return p, nil
+}
+
+// pooler reads PostgresOptions.Pooler: whether a transaction pooler sits
+// in front of Postgres.
+func pooler(v string) (bool, error) {
+	switch v {
+	case "", PoolerNone:
+		return false, nil
+	case PoolerTransaction:
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: postgres pooler %q: want %q or %q", ErrInvalidArgument, v, PoolerNone, PoolerTransaction)
+}
+
+// forTransactionPooler makes cc safe behind a transaction pooler (see
+// OpenPostgresWith for why each mode is kept, replaced or refused).
+func forTransactionPooler(cc *pgx.ConnConfig) error {
+	switch cc.DefaultQueryExecMode {
+	case pgx.QueryExecModeCacheStatement:
+		cc.DefaultQueryExecMode = pgx.QueryExecModeExec
+	case pgx.QueryExecModeDescribeExec:
+		return fmt.Errorf("%w: postgres url: default_query_exec_mode=describe_exec is not safe behind a transaction pooler "+
+			"(it binds in a second round trip, which may reach another server connection): use exec", ErrInvalidArgument)
+	}
+	cc.StatementCacheCapacity = 0
+	if cc.DefaultQueryExecMode != pgx.QueryExecModeCacheDescribe {
+		cc.DescriptionCacheCapacity = 0
+	}
+	return nil
+}
+
+// poolerHint adds what to do to the errors a transaction pooler gives a
+// store opened as if connected to Postgres itself: PgBouncer refuses the
+// plan_cache_mode startup parameter, and named prepared statements meet
+// server connections that lack them (26000 invalid_sql_statement_name) or
+// already have them from another client (42P05 duplicate_prepared_statement).
+func poolerHint(pooled bool, err error) error {
+	if pooled {
+		return err
+	}
+	var pe *pgconn.PgError
+	if strings.Contains(err.Error(), "unsupported startup parameter") ||
+		errors.As(err, &pe) && (pe.Code == "26000" || pe.Code == "42P05") {
+		return fmt.Errorf("%w (behind PgBouncer or another transaction pooler? set HUBBUB_PG_POOLER=%s)", err, PoolerTransaction)
+	}
+	return err
+}
+
+// PoolStats reports the statistics of the connection pools, by name
+// ("read", "write"), for the pool metrics.
+func (p *Postgres) PoolStats() map[string]*pgxpool.Stat {
+	return map[string]*pgxpool.Stat{"read": p.r.Stat(), "write": p.w.Stat()}
 }
 
 // newestReq is one newest query waiting to be pipelined.
