@@ -17,7 +17,7 @@ build:
 
 ## test: every test of every module with the race detector. Needs the PostgreSQL server binaries
 ## (a throwaway server is started per test binary unless HUBBUB_TEST_DATABASE_URL is set) and
-## Chromium: see README
+## PgBouncer and Chromium: see README
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
