@@ -16,7 +16,7 @@ build:
 	$(GO) build -o bin/ ./cmd/hubbub ./services/edge/cmd/hubbub-edge ./services/history/cmd/hubbub-history ./services/presence/cmd/hubbub-presence
 
 ## test: every test of every module with the race detector. Needs the PostgreSQL server binaries
-## (a throwaway server is started per test binary unless HUBBUB_TEST_DATABASE_URL is set) and
+## (a throwaway server is started per test binary unless HUBBUB_TEST_DATABASE_URL is set),
 ## PgBouncer and Chromium: see README
 test:
 	$(GO) vet $(PKGS)
