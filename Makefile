@@ -41,3 +41,12 @@ fuzz:
 BENCH_FLAGS ?=
 bench:
 	./scripts/bench $(BENCH_FLAGS)
+
+## test-compose: docker-compose.yml for real, as root with Debian's docker.io installed (no engine
+## need run): a private dockerd, every image built offline, compose up --scale edge=3, one edge
+## killed, its clients resume gap-free through the load balancer; all torn down. Not part of
+## `make test`, which needs no Docker (docs/deploy.md, "docker compose, tested")
+.PHONY: test-compose
+test-compose:
+	$(GO) vet -tags composetest ./deploy/composetest
+	$(GO) test -tags composetest -count=1 -timeout 30m -v -run TestComposeScaleKillResume ./deploy/composetest
