@@ -77,6 +77,7 @@ func cleanStaleRuns(t *testing.T) {
 		}
 		if pid := daemonPID(dir); pid > 0 {
 			t.Logf("stopping dockerd %d left by an earlier run in %s", pid, dir)
+			prune(filepath.Join(dir, "docker.sock"))
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 			deadline := time.Now().Add(45 * time.Second)
 			for alive(pid) && time.Now().Before(deadline) {
@@ -90,6 +91,19 @@ func cleanStaleRuns(t *testing.T) {
 			t.Logf("could not remove the earlier run's %s: %v", dir, err)
 		}
 	}
+}
+
+// prune removes every container and network of the engine on sock: dockerd
+// keeps a network's bridge and iptables rules when it stops, and `compose
+// down` (which removes them) may not have run.
+func prune(sock string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := &engine{sock: sock, config: filepath.Join(filepath.Dir(sock), "docker-config")}
+	if out, err := e.docker(ctx, "ps", "--all", "--quiet"); err == nil && strings.TrimSpace(out) != "" {
+		_, _ = e.docker(ctx, append([]string{"rm", "--force", "--volumes"}, strings.Fields(out)...)...)
+	}
+	_, _ = e.docker(ctx, "network", "prune", "--force")
 }
 
 // daemonPID is the pid in dir's dockerd.pid if that process is the dockerd
@@ -217,6 +231,7 @@ func (e *engine) stop(t *testing.T) {
 		return
 	default:
 	}
+	prune(e.sock)
 	_ = e.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-e.done:
