@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -315,13 +314,8 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	if env != nil {
 		cmd.Env = env
 	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) || len(out) > 0 {
-			return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, lastLines(string(out), 30))
-		}
-		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, lastLines(string(out), 30))
 	}
 	return nil
 }
