@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,6 +239,10 @@ func TestBrowserChat(t *testing.T) {
 
 	if path := os.Getenv("HUBBUB_UI_SCREENSHOT"); path != "" {
 		alice.screenshot(path)
+		// The same page on a 390-px-wide phone, beside it (ui.png → ui-phone.png).
+		alice.do("phone viewport", chromedp.EmulateViewport(390, 844))
+		alice.screenshot(strings.TrimSuffix(path, ".png") + "-phone.png")
+		alice.do("desktop viewport", chromedp.EmulateViewport(1280, 800))
 	}
 
 	// Reload: the history comes back (from the history service), in order.
