@@ -240,7 +240,7 @@ func TestBrowserChat(t *testing.T) {
 	if path := os.Getenv("HUBBUB_UI_SCREENSHOT"); path != "" {
 		alice.screenshot(path)
 		// The same page on a 390-px-wide phone, beside it (ui.png → ui-phone.png).
-		alice.do("phone viewport", chromedp.EmulateViewport(390, 844))
+		alice.do("phone viewport", chromedp.EmulateViewport(390, 844), chromedp.Sleep(time.Second)) // let the layout settle (screenshot only)
 		alice.screenshot(strings.TrimSuffix(path, ".png") + "-phone.png")
 		alice.do("desktop viewport", chromedp.EmulateViewport(1280, 800))
 	}
