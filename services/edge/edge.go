@@ -232,6 +232,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := metrics.WatchPresence(reg, be.Unconfirmed); err != nil {
+		return nil, fmt.Errorf("edge metrics: %w", err)
+	}
 	pub, err := backend.NewPublisher(deps.NC, cfg.RequestTimeout, cfg.MaxPendingPosts)
 	if err != nil {
 		return nil, err
@@ -354,6 +357,10 @@ func (s *Service) readyCheck(ctx context.Context) error {
 	return ops.NATSCheck(s.nc)(ctx)
 }
 
+// PresenceUnconfirmed is the number of presence joins and leaves of this
+// edge's connections that presence has not confirmed yet.
+func (s *Service) PresenceUnconfirmed() int { return s.be.Unconfirmed() }
+
 // Connections is the number of open WebSocket sessions.
 func (s *Service) Connections() int {
 	s.mu.Lock()
@@ -420,6 +427,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("edge lease release failed", "err", err)
 	}
 	rcancel()
+	s.be.Close() // the lease release removed what presence had not confirmed
 	s.log.Info("edge stopped")
 	return serveErr
 }
@@ -448,7 +456,7 @@ func (s *Service) drain(srv *http.Server) {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(s.cfg.DrainPeriod + 2*s.transport.Config().CloseTimeout + s.env.Config.CleanupTimeout):
+	case <-time.After(s.cfg.DrainPeriod + 2*s.transport.Config().CloseTimeout):
 		s.log.Warn("edge drain: connections still closing at deadline")
 	}
 	// Only now stop the listener: until here /readyz answered 503 and
@@ -586,7 +594,7 @@ func (h *served) Message(m ws.Message) { h.sess.Handle(h.s.base, m) }
 func (h *served) Closed() {
 	s := h.s
 	defer s.wg.Done()
-	h.sess.Cleanup(s.base)
+	h.sess.Cleanup()
 	s.mu.Lock()
 	delete(s.sessions, h.sess)
 	s.mu.Unlock()
@@ -610,13 +618,9 @@ func closeRefused(conn *ws.Conn, code uint16, reason string) {
 // rejoin runs when the edge's lease was lost and re-created: presence has
 // dropped this edge's connections, so register them all again.
 func (s *Service) rejoin(ctx context.Context) {
-	n, err := s.be.Rejoin(ctx)
+	n := s.be.Rejoin()
 	s.metrics.LeaseLost()
-	if err != nil {
-		s.log.Warn("re-registering connections after lease loss", "registered", n, "err", err)
-		return
-	}
-	s.log.Info("re-registered connections after lease loss", "registered", n)
+	s.log.Info("re-registering connections after lease loss", "registrations", n)
 }
 
 func randomHex(n int) string {

@@ -127,15 +127,14 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 	if got := te.Metrics().Connections(); got != 1 {
 		t.Fatalf("connections gauge %v, want 1", got)
 	}
-	waitFor(t, 30*time.Second, "rosters back to the live client", func() bool {
-		for _, r := range rooms {
-			code, body := httpGet(t, te.httpURL("/api/rooms/"+r+"/presence"))
-			if code != 200 || strings.Contains(body, "ghost-") || !strings.Contains(body, `"live"`) {
-				return false
-			}
+	var last string
+	deadline := time.Now().Add(30 * time.Second)
+	for !rostersLive(t, te, rooms, &last) {
+		if time.Now().After(deadline) {
+			t.Fatalf("rosters not back to the live client: %s (edge: %d presence registrations unconfirmed)", last, te.PresenceUnconfirmed())
 		}
-		return true
-	})
+		time.Sleep(50 * time.Millisecond)
+	}
 	// The quota is free again: a ghost's user can open its full share.
 	for range 5 {
 		_ = dial(t, te.wsURL("ghost-0"))
@@ -143,4 +142,17 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 	// And the live client still gets messages.
 	id := e.publish(rooms[0], "amy", "after", "after")
 	live.message(id)
+}
+
+// rostersLive reports whether every room's roster lists only the live
+// client; last is set to the first roster that does not.
+func rostersLive(t *testing.T, te *testEdge, rooms []string, last *string) bool {
+	for _, r := range rooms {
+		code, body := httpGet(t, te.httpURL("/api/rooms/"+r+"/presence"))
+		if code != 200 || strings.Contains(body, "ghost-") || !strings.Contains(body, `"live"`) {
+			*last = fmt.Sprintf("%s: %d %s", r, code, body)
+			return false
+		}
+	}
+	return true
 }

@@ -99,11 +99,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		}
 		member.Leave()
 		if conn != nil {
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if _, err := a.be.Leave(lctx, *conn); err != nil {
-				a.log.Warn("presence leave failed (sse)", "room", room, "err", err)
-			}
+			a.be.Unregister(*conn)
 		}
 		a.obs.ConnClosed(reason)
 	}()

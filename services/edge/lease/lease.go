@@ -37,6 +37,11 @@ type Lease struct {
 	// Used by one goroutine at a time (see above).
 	kv  jetstream.KeyValue
 	rev uint64 // revision of our last write; 0 before the first
+	// lost is set once a renewal found the lease gone, until a write
+	// re-established it: a re-create whose answer was lost may have
+	// stored the key, and the renewal that then finds it must still
+	// report the loss.
+	lost bool
 }
 
 // New prepares the lease of edge (addr is informational). ttl ≤ 0 means
@@ -127,15 +132,17 @@ func (l *Lease) renew(ctx context.Context) (lost bool, err error) {
 	}
 	rev, err = kv.Create(ctx, key, b)
 	if err == nil {
-		l.rev = rev
+		l.rev, l.lost = rev, false
 		l.log.Warn("edge lease was lost (expired or deleted) and is re-created; re-registering connections", "edge", key)
 		return true, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
+		// The key was gone; this create may still have been stored.
+		l.lost = true
 		return false, fmt.Errorf("re-create lease %s: %w", key, err)
 	}
-	// The key is live but not at our revision: our previous update may
-	// have been stored although its answer was lost.
+	// The key is live but not at our revision: our previous update (or
+	// re-create) may have been stored although its answer was lost.
 	e, gerr := kv.Get(ctx, key)
 	if gerr != nil {
 		return false, fmt.Errorf("read lease %s: %w", key, gerr)
@@ -148,6 +155,11 @@ func (l *Lease) renew(ctx context.Context) (lost bool, err error) {
 		return false, fmt.Errorf("take over lease %s: %w", key, err)
 	}
 	l.rev = rev
+	if l.lost {
+		l.lost = false
+		l.log.Warn("edge lease was lost (expired or deleted) and is back; re-registering connections", "edge", key)
+		return true, nil
+	}
 	return false, nil
 }
 

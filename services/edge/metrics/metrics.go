@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,22 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// WatchPresence registers hubbub_edge_presence_unconfirmed, the joins
+// and leaves presence has not confirmed yet (pending reports them); it
+// stays above 0 while presence is unavailable or behind.
+func WatchPresence(reg prometheus.Registerer, pending func() int) error {
+	if reg == nil {
+		return nil
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hubbub_edge_presence_unconfirmed",
+		Help: "Presence joins and leaves of this edge's connections not confirmed by presence yet (retried in the background)."},
+		func() float64 { return float64(pending()) })
+	if err := reg.Register(g); err != nil {
+		return fmt.Errorf("register presence gauge: %w", err)
+	}
+	return nil
 }
 
 func pick(m map[string]prometheus.Counter, typ string) prometheus.Counter {

@@ -67,8 +67,6 @@ type Config struct {
 	// silently; other typing frames over it get rate_limited.
 	TypingRate  rate.Limit
 	TypingBurst int
-	// CleanupTimeout bounds the presence leaves after a disconnect (5 s).
-	CleanupTimeout time.Duration
 	// MaxPendingPosts bounds one connection's messages awaiting their
 	// PubAck (32); more are refused with rate_limited.
 	MaxPendingPosts int
@@ -99,9 +97,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.TypingBurst <= 0 {
 		c.TypingBurst = 10
-	}
-	if c.CleanupTimeout <= 0 {
-		c.CleanupTimeout = 5 * time.Second
 	}
 	if c.MaxPendingPosts <= 0 {
 		c.MaxPendingPosts = 32
@@ -183,7 +178,7 @@ func (s *Session) Run(ctx context.Context) {
 		}
 		s.Handle(ctx, msg)
 	}
-	s.Cleanup(ctx)
+	s.Cleanup()
 }
 
 // Start sends the welcome frame. Start, Handle for each message and
@@ -204,28 +199,18 @@ func (s *Session) Handle(ctx context.Context, msg ws.Message) {
 }
 
 // Cleanup ends the session after reading ended: it stops deliveries,
-// closes the socket and leaves presence.
-func (s *Session) Cleanup(ctx context.Context) { s.cleanup(ctx) }
-
-// cleanup stops deliveries, closes the socket and leaves presence.
-func (s *Session) cleanup(ctx context.Context) {
+// closes the socket and leaves presence (in the background, retried until
+// presence confirms).
+func (s *Session) Cleanup() {
 	for _, ms := range s.rooms {
 		ms.m.Leave()
 	}
 	s.conn.Finish()
-	if len(s.rooms) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.env.Config.CleanupTimeout)
-	defer cancel()
 	for _, ms := range s.rooms {
-		room := ms.room
 		if ms.typing {
-			s.publishTyping(room, wire.TypingOff)
+			s.publishTyping(ms.room, wire.TypingOff)
 		}
-		if _, err := s.env.Backend.Leave(ctx, s.connEvent(room)); err != nil {
-			s.env.Log.Warn("presence leave failed", "room", room, "conn", s.id, "err", err)
-		}
+		s.env.Backend.Unregister(s.connEvent(ms.room))
 	}
 	s.rooms = nil
 }
@@ -292,9 +277,7 @@ func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 		s.sendError(unavailable(err, "cannot join the room now; try again"), "", f.Room)
 		if rejoin {
 			// The connection is no longer in the room: leave presence too.
-			if _, err := s.env.Backend.Leave(ctx, s.connEvent(f.Room)); err != nil {
-				s.env.Log.Warn("presence leave failed", "room", f.Room, "err", err)
-			}
+			s.env.Backend.Unregister(s.connEvent(f.Room))
 		}
 		return
 	}
@@ -420,9 +403,7 @@ func (s *Session) leave(ctx context.Context, f wire.ClientFrame) {
 	if ms.typing {
 		s.publishTyping(f.Room, wire.TypingOff)
 	}
-	if _, err := s.env.Backend.Leave(ctx, s.connEvent(f.Room)); err != nil {
-		s.env.Log.Warn("presence leave failed", "room", f.Room, "err", err)
-	}
+	s.env.Backend.Unregister(s.connEvent(f.Room))
 }
 
 // allowMessage, allowJoin and allowTyping take one token from the

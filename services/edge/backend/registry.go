@@ -1,0 +1,309 @@
+package backend
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// Presence registrations are kept as wanted state: for each connection
+// and room, "in the room" (after Register) or "gone" (after Unregister,
+// until presence confirmed the leave). A reconciler goroutine brings
+// presence to that state and retries what fails, so a join or a leave
+// that times out under load, or while presence restarts, still reaches
+// presence: a connection that ends never stays in a roster (guarantee 8).
+
+// Background retries: the first attempt at once, then after
+// RegisterBackoff doubling up to RegisterMaxBackoff. A join is given up
+// after RegisterAttempts (it is tried again once presence answers another
+// request of this client, or by Rejoin); a leave is never given up.
+const (
+	RegisterAttempts   = 8
+	RegisterBackoff    = 250 * time.Millisecond
+	RegisterMaxBackoff = 10 * time.Second
+)
+
+// reconcileWorkers bounds the presence requests the reconciler has in
+// flight.
+const reconcileWorkers = 16
+
+// regKey names one connection's presence in one room.
+type regKey struct{ conn, room string }
+
+// registration is the wanted presence of one connection in one room and
+// the state of bringing presence to it.
+type registration struct {
+	ev        wire.ConnEvent
+	leaving   bool   // wanted: gone (a leave to deliver)
+	gen       uint64 // changes with every new wanted state of the key
+	confirmed bool   // presence acknowledged the wanted state
+	attempts  int    // failed attempts at the wanted state
+	due       time.Time
+	joined    func(context.Context) // runs once after the first confirmed join
+}
+
+// registry is the Client's wanted presence state. mu guards every field.
+type registry struct {
+	mu          sync.Mutex
+	entries     map[regKey]*registration
+	gen         uint64
+	unconfirmed map[regKey]struct{} // entries the reconciler (re)tries
+	givenUp     map[regKey]struct{} // joins unconfirmed after RegisterAttempts
+	running     bool                // the reconciler goroutine runs
+	closed      bool
+	wake        chan struct{} // wakes a reconciler waiting for a due entry
+	done        sync.WaitGroup
+}
+
+func (r *registry) init() {
+	r.entries = make(map[regKey]*registration)
+	r.unconfirmed = make(map[regKey]struct{})
+	r.givenUp = make(map[regKey]struct{})
+	r.wake = make(chan struct{}, 1)
+}
+
+// scheduleLocked makes the reconciler (re)try e, the entry of key, now.
+func (r *registry) scheduleLocked(key regKey, e *registration) {
+	e.confirmed, e.attempts, e.due = false, 0, time.Now()
+	r.unconfirmed[key] = struct{}{}
+	delete(r.givenUp, key)
+}
+
+// Register wants a connection in a room: presence is told in the
+// background, so chat never waits for it, and failures are retried (see
+// RegisterAttempts). joined, if not nil, runs once after presence
+// confirmed the join (on a reconciler goroutine; it may make requests
+// bounded by its ctx).
+func (c *Client) Register(ev wire.ConnEvent, joined func(context.Context)) {
+	r := &c.presence
+	key := regKey{ev.Conn, ev.Room}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	e := &registration{ev: ev, gen: r.gen, joined: joined}
+	r.entries[key] = e
+	r.scheduleLocked(key, e)
+	c.kickLocked()
+}
+
+// Unregister wants a connection out of a room it was registered in: the
+// leave is sent in the background and retried until presence confirms it
+// (or the Client is closed; the edge's lease release then removes the
+// rest).
+func (c *Client) Unregister(ev wire.ConnEvent) {
+	r := &c.presence
+	key := regKey{ev.Conn, ev.Room}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.entries[key]
+	if e == nil || e.leaving {
+		return
+	}
+	r.gen++
+	*e = registration{ev: e.ev, leaving: true, gen: r.gen}
+	r.scheduleLocked(key, e)
+	c.kickLocked()
+}
+
+// Rejoin registers every wanted connection with presence again, e.g.
+// after the edge's lease was lost and presence removed its connections.
+// It returns how many registrations it scheduled; they are sent in the
+// background like Register's.
+func (c *Client) Rejoin() int {
+	r := &c.presence
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, e := range r.entries {
+		if !e.leaving {
+			r.scheduleLocked(k, e)
+			n++
+		}
+	}
+	if n > 0 {
+		c.kickLocked()
+	}
+	return n
+}
+
+// Unconfirmed is the number of joins and leaves presence has not
+// confirmed yet (including joins given up on for now).
+func (c *Client) Unconfirmed() int {
+	r := &c.presence
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.unconfirmed) + len(r.givenUp)
+}
+
+// Close stops the reconciler and waits for its requests in flight; what
+// is still unconfirmed is dropped (presence removes a departed edge's
+// connections when its lease is released or expires).
+func (c *Client) Close() {
+	r := &c.presence
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	r.done.Wait()
+}
+
+// kickLocked starts the reconciler, or wakes it if it waits. r.mu must be
+// held.
+func (c *Client) kickLocked() {
+	r := &c.presence
+	if r.closed {
+		return
+	}
+	if !r.running {
+		r.running = true
+		r.done.Add(1)
+		go c.reconcile()
+		return
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile runs while entries wait for a (re)try: each pass attempts
+// every due one, reconcileWorkers at a time, so at most one request per
+// key is in flight from here.
+func (c *Client) reconcile() {
+	r := &c.presence
+	defer r.done.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		due, next, ok := r.collect(time.Now())
+		if !ok {
+			return
+		}
+		if len(due) == 0 {
+			timer.Reset(time.Until(next))
+			select {
+			case <-timer.C:
+			case <-r.wake:
+			}
+			continue
+		}
+		work := make(chan regKey)
+		var wg sync.WaitGroup
+		for range min(reconcileWorkers, len(due)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for key := range work {
+					c.attempt(context.Background(), key, due[key])
+				}
+			}()
+		}
+		for key := range due {
+			work <- key
+		}
+		close(work)
+		wg.Wait()
+	}
+}
+
+// collect returns copies of the entries due at now and the time the next
+// one is due; ok is false (and the reconciler marked stopped) when there
+// is nothing left to do or the Client is closed.
+func (r *registry) collect(now time.Time) (due map[regKey]registration, next time.Time, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		r.running = false
+		return nil, next, false
+	}
+	due = make(map[regKey]registration)
+	for k := range r.unconfirmed {
+		e := r.entries[k]
+		switch {
+		case e == nil || e.confirmed:
+			delete(r.unconfirmed, k)
+		case !e.leaving && e.attempts >= RegisterAttempts:
+			delete(r.unconfirmed, k)
+			r.givenUp[k] = struct{}{}
+		case !e.due.After(now):
+			due[k] = *e
+		case next.IsZero() || e.due.Before(next):
+			next = e.due
+		}
+	}
+	if len(due) == 0 && next.IsZero() {
+		r.running = false
+		return nil, next, false
+	}
+	return due, next, true
+}
+
+// attempt sends e (a copy of the entry of key) to presence once and
+// records the outcome.
+func (c *Client) attempt(ctx context.Context, key regKey, e registration) {
+	subject := subjects.PresenceJoin
+	if e.leaving {
+		subject = subjects.PresenceLeave
+	}
+	var reply wire.ConnReply
+	err := c.request(ctx, subject, e.ev, &reply)
+
+	r := &c.presence
+	r.mu.Lock()
+	var joined func(context.Context)
+	cur := r.entries[key]
+	switch {
+	case cur != nil && cur.gen == e.gen && err == nil:
+		delete(r.unconfirmed, key)
+		delete(r.givenUp, key)
+		if cur.leaving {
+			delete(r.entries, key)
+		} else {
+			cur.confirmed = true
+			joined, cur.joined = cur.joined, nil
+		}
+		c.reviveLocked()
+	case cur != nil && cur.gen == e.gen:
+		cur.attempts++
+		cur.due = time.Now().Add(registerBackoff(cur.attempts))
+	}
+	// Otherwise the wanted state changed while the request was out:
+	// Register or Unregister scheduled the new one, which the next pass
+	// sends after this one. (cur is never nil then: only a confirmed leave
+	// deletes an entry, and a key has one request in flight.)
+	r.mu.Unlock()
+	if joined != nil {
+		joined(ctx)
+	}
+}
+
+// reviveLocked schedules the joins given up on again: presence answered,
+// so it is back. r.mu must be held.
+func (c *Client) reviveLocked() {
+	r := &c.presence
+	if len(r.givenUp) == 0 {
+		return
+	}
+	for k := range r.givenUp {
+		if e := r.entries[k]; e != nil && !e.confirmed {
+			r.scheduleLocked(k, e)
+		}
+		delete(r.givenUp, k)
+	}
+	c.kickLocked()
+}
+
+// registerBackoff is the wait before retry number n (n ≥ 1).
+func registerBackoff(n int) time.Duration {
+	d := RegisterBackoff
+	for i := 1; i < n && d < RegisterMaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, RegisterMaxBackoff)
+}
