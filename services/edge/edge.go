@@ -169,6 +169,9 @@ type Deps struct {
 	// Registry receives the edge's metrics; nil keeps them private. When it
 	// is also a prometheus.Gatherer, /metrics serves it.
 	Registry prometheus.Registerer
+	// JSDomain is the JetStream domain of the CHAT stream and buckets
+	// (natsconn.Config.JSDomain); empty means the account's own JetStream.
+	JSDomain string
 }
 
 // Service is a running edge.
@@ -228,14 +231,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge auth: %w", err)
 	}
-	be, err := backend.New(deps.NC, cfg.RequestTimeout)
+	be, err := backend.New(deps.NC, deps.JSDomain, cfg.RequestTimeout)
 	if err != nil {
 		return nil, err
 	}
 	if err := metrics.WatchPresence(reg, be.Unconfirmed); err != nil {
 		return nil, fmt.Errorf("edge metrics: %w", err)
 	}
-	pub, err := backend.NewPublisher(deps.NC, cfg.RequestTimeout, cfg.MaxPendingPosts)
+	pub, err := backend.NewPublisher(deps.NC, deps.JSDomain, cfg.RequestTimeout, cfg.MaxPendingPosts)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/history/post"
 	"github.com/hubbub-chat/hubbub/services/history/store"
 	"github.com/hubbub-chat/hubbub/services/history/streamread"
+	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -153,6 +154,9 @@ type Deps struct {
 	Log *slog.Logger
 	// Registry registers the metrics when not nil.
 	Registry prometheus.Registerer
+	// JSDomain is the JetStream domain of the CHAT stream and buckets
+	// (natsconn.Config.JSDomain); empty means the account's own JetStream.
+	JSDomain string
 }
 
 // Service is one history replica.
@@ -193,7 +197,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("history metrics: %w", err)
 	}
-	js, err := jetstream.New(deps.NC)
+	js, err := natsconn.NewJetStream(deps.NC, deps.JSDomain)
 	if err != nil {
 		return nil, fmt.Errorf("history jetstream: %w", err)
 	}

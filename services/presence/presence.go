@@ -37,6 +37,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/presence/roster"
 	"github.com/hubbub-chat/hubbub/services/presence/typing"
 	"github.com/hubbub-chat/hubbub/services/presence/watch"
+	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -114,6 +115,9 @@ type Deps struct {
 	Log *slog.Logger
 	// Registry receives the Prometheus metrics (nil: not registered).
 	Registry prometheus.Registerer
+	// JSDomain is the JetStream domain of the CHAT stream and buckets
+	// (natsconn.Config.JSDomain); empty means the account's own JetStream.
+	JSDomain string
 }
 
 // ErrNotReady is returned by Ready while the service cannot answer.
@@ -157,7 +161,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	js, err := jetstream.New(deps.NC)
+	js, err := natsconn.NewJetStream(deps.NC, deps.JSDomain)
 	if err != nil {
 		return nil, fmt.Errorf("presence: jetstream: %w", err)
 	}

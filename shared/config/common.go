@@ -19,6 +19,8 @@ type Common struct {
 	NATSPassword string
 	NATSCreds    string
 	NATSToken    string
+	// NATSJSDomain is the JetStream domain (natsconn.Config.JSDomain).
+	NATSJSDomain string
 	LogFormat    string
 	LogLevel     string
 	Replicas     int
@@ -40,6 +42,7 @@ func (c *Common) Register(f *Flags) {
 	f.String(&c.NATSPassword, "nats-password", "HUBBUB_NATS_PASSWORD", "", "NATS password")
 	f.String(&c.NATSCreds, "nats-creds", "HUBBUB_NATS_CREDS", "", "NATS credentials file")
 	f.String(&c.NATSToken, "nats-token", "HUBBUB_NATS_TOKEN", "", "NATS token")
+	f.String(&c.NATSJSDomain, "nats-js-domain", "HUBBUB_NATS_JS_DOMAIN", "", "JetStream domain of the CHAT stream and buckets (e.g. the hub's when connected to a leaf node); empty: the account's own JetStream")
 	f.String(&c.LogFormat, "log-format", "HUBBUB_LOG_FORMAT", "json", "log format: json or text")
 	f.String(&c.LogLevel, "log-level", "HUBBUB_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	f.Int(&c.Replicas, "stream-replicas", "HUBBUB_STREAM_REPLICAS", 1, "replicas of the CHAT stream and KV buckets (3 in production)")
@@ -68,7 +71,7 @@ func (c *Common) Logger(w io.Writer) (*slog.Logger, error) {
 
 // NATS returns the connection settings for a client called name.
 func (c *Common) NATS(name string) natsconn.Config {
-	return natsconn.Config{URL: c.NATSURL, Name: name, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken, CredsFile: c.NATSCreds}
+	return natsconn.Config{URL: c.NATSURL, Name: name, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken, CredsFile: c.NATSCreds, JSDomain: c.NATSJSDomain}
 }
 
 // Provision returns the stream and bucket sizing and the provisioning

@@ -17,7 +17,6 @@ import (
 	"syscall"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -111,7 +110,7 @@ func (b Binary) Run(ctx context.Context, args []string, logw io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := natsconn.NewJetStream(nc, ncfg.JSDomain)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

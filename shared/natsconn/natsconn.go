@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Variables naming the TLS and NKey settings. shared/config does not
@@ -65,6 +66,20 @@ type Config struct {
 	// InboxPrefix replaces "_INBOX" as the prefix of the client's reply
 	// subjects (a subjects.*Inbox constant); empty keeps "_INBOX".
 	InboxPrefix string
+	// JSDomain is the JetStream domain holding the CHAT stream and the
+	// buckets (a hub's domain when this server is a leaf node); empty
+	// means the account's local JetStream. See NewJetStream.
+	JSDomain string
+}
+
+// NewJetStream returns a JetStream handle on nc for domain: the local
+// account's JetStream when domain is empty, else that domain's
+// ($JS.<domain>.API).
+func NewJetStream(nc *nats.Conn, domain string, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+	if domain == "" {
+		return jetstream.New(nc, opts...)
+	}
+	return jetstream.NewWithDomain(nc, domain, opts...)
 }
 
 // WithEnv returns c with its empty TLS and NKey fields taken from the

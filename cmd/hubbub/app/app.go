@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -130,7 +129,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, err
 	}
 
-	js, err := jetstream.New(ncEdge)
+	js, err := natsconn.NewJetStream(ncEdge, cfg.NATS.JSDomain)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -150,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if hcfg.DataDir == "" {
 		hcfg.DataDir = cfg.DataDir
 	}
-	s.history, err = history.New(hcfg, history.Deps{NC: ncHistory, Log: cfg.Log.With("service", "history"), Registry: s.registry})
+	s.history, err = history.New(hcfg, history.Deps{NC: ncHistory, Log: cfg.Log.With("service", "history"), Registry: s.registry, JSDomain: cfg.NATS.JSDomain})
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
@@ -161,7 +160,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if pcfg.LeaseTTL == 0 {
 		pcfg.LeaseTTL = cfg.Provision.LeaseTTL
 	}
-	s.presence, err = presence.New(pcfg, presence.Deps{NC: ncPresence, Log: cfg.Log.With("service", "presence"), Registry: s.registry})
+	s.presence, err = presence.New(pcfg, presence.Deps{NC: ncPresence, Log: cfg.Log.With("service", "presence"), Registry: s.registry, JSDomain: cfg.NATS.JSDomain})
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
@@ -169,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if ecfg.LeaseTTL == 0 {
 		ecfg.LeaseTTL = cfg.Provision.LeaseTTL
 	}
-	s.edge, err = edge.New(ecfg, edge.Deps{NC: ncEdge, Log: cfg.Log.With("service", "edge"), Registry: s.registry})
+	s.edge, err = edge.New(ecfg, edge.Deps{NC: ncEdge, Log: cfg.Log.With("service", "edge"), Registry: s.registry, JSDomain: cfg.NATS.JSDomain})
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}

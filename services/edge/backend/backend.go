@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hubbub-chat/hubbub/shared/names"
+	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -51,9 +52,10 @@ type Client struct {
 	presence registry
 }
 
-// New returns a Client; timeout ≤ 0 means DefaultTimeout.
-func New(nc *nats.Conn, timeout time.Duration) (*Client, error) {
-	js, err := jetstream.New(nc)
+// New returns a Client using the JetStream of domain (natsconn.NewJetStream);
+// timeout ≤ 0 means DefaultTimeout.
+func New(nc *nats.Conn, domain string, timeout time.Duration) (*Client, error) {
+	js, err := natsconn.NewJetStream(nc, domain)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -57,17 +58,18 @@ type pendingPost struct {
 	done PostDone
 }
 
-// NewPublisher returns a publisher on nc. timeout (DefaultTimeout when ≤ 0)
+// NewPublisher returns a publisher on nc, to the JetStream of domain
+// (natsconn.NewJetStream). timeout (DefaultTimeout when ≤ 0)
 // bounds the wait for each PubAck; maxPending (DefaultMaxPending when ≤ 0)
 // bounds the publishes awaiting one.
-func NewPublisher(nc *nats.Conn, timeout time.Duration, maxPending int) (*Publisher, error) {
+func NewPublisher(nc *nats.Conn, domain string, timeout time.Duration, maxPending int) (*Publisher, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
 	if maxPending <= 0 {
 		maxPending = DefaultMaxPending
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending), jetstream.WithPublishAsyncTimeout(timeout))
+	js, err := natsconn.NewJetStream(nc, domain, jetstream.WithPublishAsyncMaxPending(maxPending), jetstream.WithPublishAsyncTimeout(timeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream publisher: %w", err)
 	}

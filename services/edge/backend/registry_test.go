@@ -103,7 +103,7 @@ func newRegistryClient(t *testing.T, timeout time.Duration) (*Client, *nats.Conn
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	c, err := New(nc, timeout)
+	c, err := New(nc, "", timeout)
 	if err != nil {
 		t.Fatal(err)
 	}

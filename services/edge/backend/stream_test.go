@@ -122,7 +122,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	c, err := New(nc, 10*time.Second)
+	c, err := New(nc, "", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

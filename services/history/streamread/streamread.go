@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,7 +50,7 @@ type Reader struct {
 // fallback (one message per request) when the stream does not allow
 // direct gets.
 func New(nc *nats.Conn, js jetstream.JetStream, stream string) *Reader {
-	return &Reader{nc: nc, js: js, stream: stream, prefix: "$JS.API"}
+	return &Reader{nc: nc, js: js, stream: stream, prefix: apiPrefix(js)}
 }
 
 type directRequest struct {
@@ -196,4 +197,20 @@ func (r *Reader) scanFallback(ctx context.Context, subject string, from uint64, 
 			return nil
 		}
 	}
+}
+
+// apiPrefix is the JetStream API prefix js sends to, without the trailing
+// dot: "$JS.API", "$JS.<domain>.API" or a custom prefix.
+func apiPrefix(js jetstream.JetStream) string {
+	if js == nil {
+		return "$JS.API"
+	}
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API"
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".")
+	}
+	return "$JS.API"
 }

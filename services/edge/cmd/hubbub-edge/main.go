@@ -31,7 +31,7 @@ var binary = daemon.Binary{
 				debug.SetGCPercent(gcPercent)
 			}
 			cfg.LeaseTTL = d.Common.LeaseTTL
-			return edge.New(cfg, edge.Deps{NC: d.NC, Log: d.Log, Registry: d.Registry})
+			return edge.New(cfg, edge.Deps{NC: d.NC, Log: d.Log, Registry: d.Registry, JSDomain: d.Common.NATSJSDomain})
 		}
 	},
 }

@@ -19,7 +19,7 @@ var binary = daemon.Binary{
 		var cfg history.Config
 		cfg.RegisterFlags(f)
 		return func(d daemon.Deps) (daemon.Service, error) {
-			return history.New(cfg, history.Deps{NC: d.NC, Log: d.Log, Registry: d.Registry})
+			return history.New(cfg, history.Deps{NC: d.NC, Log: d.Log, Registry: d.Registry, JSDomain: d.Common.NATSJSDomain})
 		}
 	},
 }

@@ -19,7 +19,7 @@ var binary = daemon.Binary{
 		cfg.RegisterFlags(f)
 		return func(d daemon.Deps) (daemon.Service, error) {
 			cfg.FromCommon(d.Common)
-			return presence.New(cfg, presence.Deps{NC: d.NC, Log: d.Log, Registry: d.Registry})
+			return presence.New(cfg, presence.Deps{NC: d.NC, Log: d.Log, Registry: d.Registry, JSDomain: d.Common.NATSJSDomain})
 		}
 	},
 }
