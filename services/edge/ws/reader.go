@@ -96,6 +96,33 @@ func (r *Reader) Release() {
 
 // Next returns the next complete message or control frame.
 func (r *Reader) Next() (Message, error) {
+	r.releaseReturned()
+	for {
+		h, err := r.header()
+		if err != nil {
+			return Message{}, err
+		}
+		if h.OpCode.IsControl() {
+			return r.control(h)
+		}
+		done, err := r.dataFrame(h)
+		if err != nil {
+			return Message{}, err
+		}
+		if !done {
+			continue
+		}
+		if r.fragOp == gws.OpText && !utf8.Valid(r.data) {
+			return Message{}, ErrInvalidUTF8
+		}
+		return Message{Op: r.fragOp, Payload: r.data}, nil
+	}
+}
+
+// releaseReturned gives back the buffers of the payload the previous Next
+// returned: the control payload, and the data message unless one is still
+// being reassembled.
+func (r *Reader) releaseReturned() {
 	if r.ctrl != nil {
 		r.pool.Put(r.ctrl)
 		r.ctrl = nil
@@ -104,79 +131,89 @@ func (r *Reader) Next() (Message, error) {
 		r.pool.Put(r.data)
 		r.data = nil
 	}
-	for {
-		h, err := gws.ReadHeaderBuffer(r.r, r.hdr[:])
-		if err != nil {
-			if errors.Is(err, gws.ErrHeaderLengthMSB) || errors.Is(err, gws.ErrHeaderLengthUnexpected) {
-				return Message{}, fmt.Errorf("%w: %v", ErrProtocol, err)
-			}
+}
+
+// header reads the next frame header and checks what every client frame
+// must satisfy: no reserved bits, masked, a defined opcode.
+func (r *Reader) header() (gws.Header, error) {
+	h, err := gws.ReadHeaderBuffer(r.r, r.hdr[:])
+	if err != nil {
+		if errors.Is(err, gws.ErrHeaderLengthMSB) || errors.Is(err, gws.ErrHeaderLengthUnexpected) {
+			return h, fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		return h, err
+	}
+	if h.Rsv != 0 {
+		return h, fmt.Errorf("%w: reserved bits set", ErrProtocol)
+	}
+	if !h.Masked {
+		return h, fmt.Errorf("%w: client frame not masked", ErrProtocol)
+	}
+	if h.OpCode.IsReserved() {
+		return h, fmt.Errorf("%w: reserved opcode %#x", ErrProtocol, byte(h.OpCode))
+	}
+	return h, nil
+}
+
+// control reads the payload of the control frame h (unfragmented, at most
+// 125 bytes; a close payload must be valid) into r.ctrl.
+func (r *Reader) control(h gws.Header) (Message, error) {
+	if !h.Fin || h.Length > 125 {
+		return Message{}, fmt.Errorf("%w: bad control frame", ErrProtocol)
+	}
+	p := r.pool.Get(int(h.Length))
+	if _, err := io.ReadFull(r.r, p); err != nil {
+		r.pool.Put(p)
+		return Message{}, unexpected(err)
+	}
+	gws.Cipher(p, h.Mask, 0)
+	r.ctrl = p
+	if h.OpCode == gws.OpClose {
+		if err := checkClose(p); err != nil {
 			return Message{}, err
 		}
-		if h.Rsv != 0 {
-			return Message{}, fmt.Errorf("%w: reserved bits set", ErrProtocol)
-		}
-		if !h.Masked {
-			return Message{}, fmt.Errorf("%w: client frame not masked", ErrProtocol)
-		}
-		if h.OpCode.IsReserved() {
-			return Message{}, fmt.Errorf("%w: reserved opcode %#x", ErrProtocol, byte(h.OpCode))
-		}
-		if h.OpCode.IsControl() {
-			if !h.Fin || h.Length > 125 {
-				return Message{}, fmt.Errorf("%w: bad control frame", ErrProtocol)
-			}
-			p := r.pool.Get(int(h.Length))
-			if _, err := io.ReadFull(r.r, p); err != nil {
-				r.pool.Put(p)
-				return Message{}, unexpected(err)
-			}
-			gws.Cipher(p, h.Mask, 0)
-			r.ctrl = p
-			if h.OpCode == gws.OpClose {
-				if err := checkClose(p); err != nil {
-					return Message{}, err
-				}
-			}
-			return Message{Op: h.OpCode, Payload: p}, nil
-		}
-		// Data frame: text, binary or continuation.
-		switch {
-		case h.OpCode == gws.OpContinuation && !r.frag:
-			return Message{}, fmt.Errorf("%w: continuation without a start", ErrProtocol)
-		case h.OpCode != gws.OpContinuation && r.frag:
-			return Message{}, fmt.Errorf("%w: new message inside a fragmented one", ErrProtocol)
-		}
-		have := len(r.data)
-		if h.Length > int64(r.max-have) {
-			return Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooBig, int64(have)+h.Length, r.max)
-		}
-		n := int(h.Length)
-		if r.data == nil {
-			r.data = r.pool.Get(n)
-		} else if cap(r.data)-have < n {
-			grown := r.pool.Get(have + n)
-			copy(grown, r.data)
-			r.pool.Put(r.data)
-			r.data = grown[:have]
-		}
-		r.data = r.data[:have+n]
-		if _, err := io.ReadFull(r.r, r.data[have:]); err != nil {
-			return Message{}, unexpected(err)
-		}
-		gws.Cipher(r.data[have:], h.Mask, 0)
-		if h.OpCode != gws.OpContinuation {
-			r.fragOp = h.OpCode
-		}
-		if !h.Fin {
-			r.frag = true
-			continue
-		}
-		r.frag = false
-		if r.fragOp == gws.OpText && !utf8.Valid(r.data) {
-			return Message{}, ErrInvalidUTF8
-		}
-		return Message{Op: r.fragOp, Payload: r.data}, nil
 	}
+	return Message{Op: h.OpCode, Payload: p}, nil
+}
+
+// dataFrame appends the payload of the text, binary or continuation frame h
+// to the message in r.data, enforcing the fragmentation rules and the size
+// limit before reading. done reports that the frame was the message's last.
+func (r *Reader) dataFrame(h gws.Header) (done bool, err error) {
+	switch {
+	case h.OpCode == gws.OpContinuation && !r.frag:
+		return false, fmt.Errorf("%w: continuation without a start", ErrProtocol)
+	case h.OpCode != gws.OpContinuation && r.frag:
+		return false, fmt.Errorf("%w: new message inside a fragmented one", ErrProtocol)
+	}
+	have := len(r.data)
+	if h.Length > int64(r.max-have) {
+		return false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooBig, int64(have)+h.Length, r.max)
+	}
+	r.grow(have, int(h.Length))
+	if _, err := io.ReadFull(r.r, r.data[have:]); err != nil {
+		return false, unexpected(err)
+	}
+	gws.Cipher(r.data[have:], h.Mask, 0)
+	if h.OpCode != gws.OpContinuation {
+		r.fragOp = h.OpCode
+	}
+	r.frag = !h.Fin
+	return h.Fin, nil
+}
+
+// grow makes r.data have+n bytes long, keeping its first have bytes, taking
+// a larger pooled buffer when the current one is too small.
+func (r *Reader) grow(have, n int) {
+	if r.data == nil {
+		r.data = r.pool.Get(n)
+	} else if cap(r.data)-have < n {
+		grown := r.pool.Get(have + n)
+		copy(grown, r.data)
+		r.pool.Put(r.data)
+		r.data = grown[:have]
+	}
+	r.data = r.data[:have+n]
 }
 
 // checkClose validates a close frame payload: empty, or a 2-byte code the

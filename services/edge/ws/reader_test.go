@@ -234,3 +234,39 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// cycleReader reads b over and over, without allocating.
+type cycleReader struct {
+	b   []byte
+	off int
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	if c.off == len(c.b) {
+		c.off = 0
+	}
+	n := copy(p, c.b[c.off:])
+	c.off += n
+	return n, nil
+}
+
+// BenchmarkReaderNext measures one Next over a mix of a whole text message,
+// a fragmented one with a ping inside and a close frame (watch allocs/op:
+// Next is on every connection's read path).
+func BenchmarkReaderNext(b *testing.B) {
+	in := join(
+		clientFrame(b, gws.OpText, true, []byte(`{"type":"message","room":"general","body":"hi","cid":"1"}`)),
+		clientFrame(b, gws.OpText, false, []byte(`{"type":"mess`)),
+		clientFrame(b, gws.OpPing, true, []byte("p")),
+		clientFrame(b, gws.OpContinuation, true, []byte(`age","room":"general","body":"hö","cid":"2"}`)),
+		clientFrame(b, gws.OpClose, true, []byte{0x03, 0xe8}),
+	)
+	r := NewReader(&cycleReader{b: in}, 4096, NewPool())
+	defer r.Release()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
