@@ -19,6 +19,13 @@ type Common struct {
 	NATSPassword string
 	NATSCreds    string
 	NATSToken    string
+	// NATSNKey is a file holding a bare NKey user seed
+	// (natsconn.Config.NKeyFile).
+	NATSNKey string
+	// NATSCA, NATSCert and NATSKey are the PEM files of the private CA
+	// trusted for the server's certificate and of the client certificate
+	// and key for mutual TLS (natsconn.Config.CAFile, CertFile, KeyFile).
+	NATSCA, NATSCert, NATSKey string
 	// NATSJSDomain is the JetStream domain (natsconn.Config.JSDomain).
 	NATSJSDomain string
 	LogFormat    string
@@ -37,12 +44,16 @@ type Common struct {
 
 // Register defines the common flags (and their HUBBUB_* variables) on f.
 func (c *Common) Register(f *Flags) {
-	f.String(&c.NATSURL, "nats-url", "HUBBUB_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
-	f.String(&c.NATSUser, "nats-user", "HUBBUB_NATS_USER", "", "NATS user name")
-	f.String(&c.NATSPassword, "nats-password", "HUBBUB_NATS_PASSWORD", "", "NATS password")
-	f.String(&c.NATSCreds, "nats-creds", "HUBBUB_NATS_CREDS", "", "NATS credentials file")
-	f.String(&c.NATSToken, "nats-token", "HUBBUB_NATS_TOKEN", "", "NATS token")
-	f.String(&c.NATSJSDomain, "nats-js-domain", "HUBBUB_NATS_JS_DOMAIN", "", "JetStream domain of the CHAT stream and buckets (e.g. the hub's when connected to a leaf node); empty: the account's own JetStream")
+	f.String(&c.NATSURL, natsconn.FlagURL, natsconn.EnvURL, "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated (tls:// asks for TLS)")
+	f.String(&c.NATSUser, natsconn.FlagUser, natsconn.EnvUser, "", "NATS user name")
+	f.String(&c.NATSPassword, natsconn.FlagPassword, natsconn.EnvPassword, "", "NATS password")
+	f.String(&c.NATSCreds, natsconn.FlagCreds, natsconn.EnvCreds, "", "NATS credentials file (JWT and NKey seed)")
+	f.String(&c.NATSToken, natsconn.FlagToken, natsconn.EnvToken, "", "NATS token")
+	f.String(&c.NATSNKey, natsconn.FlagNKey, natsconn.EnvNKey, "", "file holding a bare NKey user seed (SU…); the server lists its public key")
+	f.String(&c.NATSCA, natsconn.FlagCA, natsconn.EnvCA, "", "PEM file of the CA that signed the NATS server's certificate (a private CA; default: the system's roots); turns TLS on")
+	f.String(&c.NATSCert, natsconn.FlagCert, natsconn.EnvCert, "", "client certificate (PEM) for NATS servers that verify clients (mutual TLS); needs -"+natsconn.FlagKey)
+	f.String(&c.NATSKey, natsconn.FlagKey, natsconn.EnvKey, "", "private key (PEM) of -"+natsconn.FlagCert)
+	f.String(&c.NATSJSDomain, natsconn.FlagJSDomain, natsconn.EnvJSDomain, "", "JetStream domain of the CHAT stream and buckets (e.g. the hub's when connected to a leaf node); empty: the account's own JetStream")
 	f.String(&c.LogFormat, "log-format", "HUBBUB_LOG_FORMAT", "json", "log format: json or text")
 	f.String(&c.LogLevel, "log-level", "HUBBUB_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	f.Int(&c.Replicas, "stream-replicas", "HUBBUB_STREAM_REPLICAS", 1, "replicas of the CHAT stream and KV buckets (3 in production)")
@@ -71,7 +82,10 @@ func (c *Common) Logger(w io.Writer) (*slog.Logger, error) {
 
 // NATS returns the connection settings for a client called name.
 func (c *Common) NATS(name string) natsconn.Config {
-	return natsconn.Config{URL: c.NATSURL, Name: name, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken, CredsFile: c.NATSCreds, JSDomain: c.NATSJSDomain}
+	return natsconn.Config{
+		URL: c.NATSURL, Name: name, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken, CredsFile: c.NATSCreds,
+		NKeyFile: c.NATSNKey, CAFile: c.NATSCA, CertFile: c.NATSCert, KeyFile: c.NATSKey, JSDomain: c.NATSJSDomain,
+	}
 }
 
 // Provision returns the stream and bucket sizing and the provisioning

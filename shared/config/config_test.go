@@ -1,12 +1,27 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 )
 
@@ -100,4 +115,160 @@ func TestProvisionMode(t *testing.T) {
 	if c.Provision().Log != log {
 		t.Fatal("Provision does not log through the logger Logger built")
 	}
+}
+
+// TestNATSSettings: every connection setting is a flag defaulting to its
+// HUBBUB_NATS_* variable, and Common.NATS hands it to natsconn.
+func TestNATSSettings(t *testing.T) {
+	parse := func(env map[string]string, args ...string) natsconn.Config {
+		t.Helper()
+		f := NewWithLookup("t", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		f.SetOutput(io.Discard)
+		var c Common
+		c.Register(f)
+		if err := f.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return c.NATS("hubbub-test")
+	}
+	want := natsconn.Config{
+		URL: "tls://n1:4222", Name: "hubbub-test", User: "u", Password: "p", Token: "tok", CredsFile: "c.creds",
+		NKeyFile: "u.nk", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", JSDomain: "hub",
+	}
+	env := map[string]string{
+		"HUBBUB_NATS_URL": want.URL, "HUBBUB_NATS_USER": want.User, "HUBBUB_NATS_PASSWORD": want.Password,
+		"HUBBUB_NATS_TOKEN": want.Token, "HUBBUB_NATS_CREDS": want.CredsFile, "HUBBUB_NATS_NKEY": want.NKeyFile,
+		"HUBBUB_NATS_CA": want.CAFile, "HUBBUB_NATS_CERT": want.CertFile, "HUBBUB_NATS_KEY": want.KeyFile,
+		"HUBBUB_NATS_JS_DOMAIN": want.JSDomain,
+	}
+	if got := parse(env); got != want {
+		t.Errorf("from the environment:\n got %+v\nwant %+v", got, want)
+	}
+	args := []string{
+		"-nats-url", want.URL, "-nats-user", want.User, "-nats-password", want.Password, "-nats-token", want.Token,
+		"-nats-creds", want.CredsFile, "-nats-nkey", want.NKeyFile, "-nats-ca", want.CAFile, "-nats-cert", want.CertFile,
+		"-nats-key", want.KeyFile, "-nats-js-domain", want.JSDomain,
+	}
+	if got := parse(nil, args...); got != want {
+		t.Errorf("from flags:\n got %+v\nwant %+v", got, want)
+	}
+	// A flag wins over its variable.
+	if got := parse(map[string]string{"HUBBUB_NATS_CA": "env.pem"}, "-nats-ca", "flag.pem"); got.CAFile != "flag.pem" {
+		t.Errorf("-nats-ca flag.pem with HUBBUB_NATS_CA=env.pem: CAFile %q", got.CAFile)
+	}
+	if got := parse(nil); got.CAFile != "" || got.CertFile != "" || got.KeyFile != "" || got.NKeyFile != "" || got.JSDomain != "" {
+		t.Errorf("defaults: %+v (TLS, NKey and domain must be off unless set)", got)
+	}
+}
+
+// TestNATSFlagsConnect connects to a real nats-server that requires TLS
+// with a private CA, a client certificate and an NKey user, once with the
+// HUBBUB_NATS_* variables and once with the flags, and is refused (naming
+// the flag and the variable) without them.
+func TestNATSFlagsConnect(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSignedCA(t, dir)
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(dir, "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: certFile, KeyFile: keyFile, CaFile: certFile, Verify: true, Timeout: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 5,
+		Nkeys: []*server.NkeyUser{{Nkey: pub}},
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+
+	connect := func(env map[string]string, args ...string) error {
+		t.Helper()
+		f := NewWithLookup("t", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		f.SetOutput(io.Discard)
+		var c Common
+		c.Register(f)
+		if err := f.Parse(append([]string{"-nats-url", s.ClientURL()}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := natsconn.Connect(c.NATS("hubbub-test"), slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		return nc.Flush()
+	}
+	env := map[string]string{"HUBBUB_NATS_CA": certFile, "HUBBUB_NATS_CERT": certFile, "HUBBUB_NATS_KEY": keyFile, "HUBBUB_NATS_NKEY": seedFile}
+	if err := connect(env); err != nil {
+		t.Fatalf("with HUBBUB_NATS_CA, _CERT, _KEY and _NKEY: %v", err)
+	}
+	if err := connect(nil, "-nats-ca", certFile, "-nats-cert", certFile, "-nats-key", keyFile, "-nats-nkey", seedFile); err != nil {
+		t.Fatalf("with -nats-ca, -nats-cert, -nats-key and -nats-nkey: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want error
+		says string
+	}{
+		{"no CA", []string{"-nats-cert", certFile, "-nats-key", keyFile, "-nats-nkey", seedFile}, natsconn.ErrTLS, "-nats-ca (HUBBUB_NATS_CA)"},
+		{"no client certificate", []string{"-nats-ca", certFile, "-nats-nkey", seedFile}, natsconn.ErrTLS, "-nats-cert (HUBBUB_NATS_CERT)"},
+		{"no NKey", []string{"-nats-ca", certFile, "-nats-cert", certFile, "-nats-key", keyFile}, natsconn.ErrAuth, "-nats-nkey (HUBBUB_NATS_NKEY)"},
+	} {
+		err := connect(nil, c.args...)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want %v naming %s", c.name, err, c.want, c.says)
+		}
+	}
+}
+
+// selfSignedCA writes a self-signed certificate for 127.0.0.1 usable as
+// the CA, the server's certificate and a client certificate at once.
+func selfSignedCA(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "hubbub test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for f, b := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: kder}} {
+		if err := os.WriteFile(f, pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
 }

@@ -26,6 +26,8 @@ func explain(cfg Config, err error) error {
 		}
 	}
 	where := "connect to nats " + redact(cfg.URL)
+	ca, cert, key := setting(FlagCA, EnvCA), setting(FlagCert, EnvCert), setting(FlagKey, EnvKey)
+	urlSetting := setting(FlagURL, EnvURL)
 	var (
 		unknownCA    x509.UnknownAuthorityError
 		hostname     x509.HostnameError
@@ -43,17 +45,17 @@ func explain(cfg Config, err error) error {
 		return fmt.Errorf("%s: %w (%w): check %s", where, ErrAuth, err, cfg.authSetting())
 	case errors.As(err, &unknownCA):
 		return fmt.Errorf("%s: %w: the server's certificate is not signed by a CA this client trusts (%w): "+
-			"check %s (a PEM file of the CA that signed it)", where, ErrTLS, err, EnvCA)
+			"check %s (a PEM file of the CA that signed it)", where, ErrTLS, err, ca)
 	case errors.As(err, &hostname):
 		return fmt.Errorf("%s: %w: the server's certificate is not valid for the host connected to (%w): "+
-			"check the host names in HUBBUB_NATS_URL against the certificate", where, ErrTLS, err)
+			"check the host names in %s against the certificate", where, ErrTLS, err, urlSetting)
 	case errors.As(err, &invalidCert):
 		return fmt.Errorf("%s: %w: the server's certificate is invalid (%w): check its dates and usage", where, ErrTLS, err)
 	case errors.Is(err, nats.ErrSecureConnRequired):
-		return fmt.Errorf("%s: %w: the server requires TLS (%w): set %s (or use tls:// URLs)", where, ErrTLS, err, EnvCA)
+		return fmt.Errorf("%s: %w: the server requires TLS (%w): set %s (or use tls:// URLs)", where, ErrTLS, err, ca)
 	case errors.Is(err, nats.ErrSecureConnWanted):
 		return fmt.Errorf("%s: %w: TLS is asked for (%s, %s or a tls:// URL) but the server does not offer it (%w)",
-			where, ErrTLS, EnvCA, EnvCert, err)
+			where, ErrTLS, ca, cert, err)
 	case errors.As(err, &alert), strings.Contains(msg, "remote error: tls"),
 		strings.Contains(msg, "closed by remote after tls handshake"):
 		// A server that verifies clients refuses a missing or untrusted
@@ -61,18 +63,18 @@ func explain(cfg Config, err error) error {
 		// first) by closing the connection.
 		if cfg.CertFile == "" {
 			return fmt.Errorf("%s: %w: the server refused the TLS connection, it may require a client certificate (%w): "+
-				"set %s and %s", where, ErrTLS, err, EnvCert, EnvKey)
+				"set %s and %s", where, ErrTLS, err, cert, key)
 		}
 		return fmt.Errorf("%s: %w: the server refused this client's certificate (%w): "+
-			"check %s and %s (signed by a CA the server trusts)", where, ErrTLS, err, EnvCert, EnvKey)
+			"check %s and %s (signed by a CA the server trusts)", where, ErrTLS, err, cert, key)
 	case errors.As(err, &recordHeader), strings.Contains(msg, "tls:"), strings.Contains(msg, "tls error"):
 		return fmt.Errorf("%s: %w (%w): check %s, %s, %s and that the URL's port speaks TLS",
-			where, ErrTLS, err, EnvCA, EnvCert, EnvKey)
+			where, ErrTLS, err, ca, cert, key)
 	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &dnsErr), errors.As(err, &opErr):
-		return fmt.Errorf("%s: %w (%w): check HUBBUB_NATS_URL and that the server is running and reachable",
-			where, ErrUnreachable, err)
+		return fmt.Errorf("%s: %w (%w): check %s and that the server is running and reachable",
+			where, ErrUnreachable, err, urlSetting)
 	}
 	return fmt.Errorf("%s: %w", where, err)
 }
@@ -81,18 +83,19 @@ func explain(cfg Config, err error) error {
 func (c Config) authSetting() string {
 	switch {
 	case urlHasUser(c.URL):
-		return "the user and password in HUBBUB_NATS_URL"
+		return "the user and password in " + setting(FlagURL, EnvURL)
 	case c.CredsFile != "":
-		return "HUBBUB_NATS_CREDS (the credentials file)"
+		return setting(FlagCreds, EnvCreds) + " (the credentials file)"
 	case c.NKeyFile != "":
-		return EnvNKey + " (the NKey seed file; the server must list its public key)"
+		return setting(FlagNKey, EnvNKey) + " (the NKey seed file; the server must list its public key)"
 	case c.User != "":
-		return "HUBBUB_NATS_USER and HUBBUB_NATS_PASSWORD"
+		return setting(FlagUser, EnvUser) + " and " + setting(FlagPassword, EnvPassword)
 	case c.Token != "":
-		return "HUBBUB_NATS_TOKEN"
+		return setting(FlagToken, EnvToken)
 	}
-	return "the credentials: the server requires them and none are set (HUBBUB_NATS_USER and " +
-		"HUBBUB_NATS_PASSWORD, HUBBUB_NATS_CREDS, " + EnvNKey + " or HUBBUB_NATS_TOKEN)"
+	return "the credentials: the server requires them and none are set (" + setting(FlagUser, EnvUser) + " and " +
+		setting(FlagPassword, EnvPassword) + ", " + setting(FlagCreds, EnvCreds) + ", " + setting(FlagNKey, EnvNKey) +
+		" or " + setting(FlagToken, EnvToken) + ")"
 }
 
 func urlHasUser(urls string) bool {

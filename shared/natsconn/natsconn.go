@@ -27,20 +27,32 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Variables naming the TLS and NKey settings. shared/config does not
-// register them as flags (yet); Connect reads them from the environment
-// for the fields of Config left empty (see Config.WithEnv).
+// The flags and environment variables of the connection settings, as
+// shared/config registers them (every flag's default is its variable).
+// Errors name both, so the setting to check is plain whichever way it is
+// given.
 const (
-	// EnvCA names a PEM file of the CA(s) that signed the server's
+	FlagURL, EnvURL           = "nats-url", "HUBBUB_NATS_URL"
+	FlagUser, EnvUser         = "nats-user", "HUBBUB_NATS_USER"
+	FlagPassword, EnvPassword = "nats-password", "HUBBUB_NATS_PASSWORD"
+	FlagCreds, EnvCreds       = "nats-creds", "HUBBUB_NATS_CREDS"
+	FlagToken, EnvToken       = "nats-token", "HUBBUB_NATS_TOKEN"
+	// FlagNKey, EnvNKey: a file holding a bare NKey user seed (SU…).
+	FlagNKey, EnvNKey = "nats-nkey", "HUBBUB_NATS_NKEY"
+	// FlagCA, EnvCA: a PEM file of the CA(s) that signed the server's
 	// certificate (a private CA); setting it turns TLS on.
-	EnvCA = "HUBBUB_NATS_CA"
-	// EnvCert names the client certificate (PEM) for mutual TLS.
-	EnvCert = "HUBBUB_NATS_CERT"
-	// EnvKey names the client certificate's private key (PEM).
-	EnvKey = "HUBBUB_NATS_KEY"
-	// EnvNKey names a file holding a bare NKey user seed (SU…).
-	EnvNKey = "HUBBUB_NATS_NKEY"
+	FlagCA, EnvCA = "nats-ca", "HUBBUB_NATS_CA"
+	// FlagCert, EnvCert: the client certificate (PEM) for mutual TLS.
+	FlagCert, EnvCert = "nats-cert", "HUBBUB_NATS_CERT"
+	// FlagKey, EnvKey: the client certificate's private key (PEM).
+	FlagKey, EnvKey = "nats-key", "HUBBUB_NATS_KEY"
+	// FlagJSDomain, EnvJSDomain: the JetStream domain (Config.JSDomain).
+	FlagJSDomain, EnvJSDomain = "nats-js-domain", "HUBBUB_NATS_JS_DOMAIN"
 )
+
+// setting names a setting by its flag and its variable: "-nats-ca
+// (HUBBUB_NATS_CA)".
+func setting(flag, env string) string { return "-" + flag + " (" + env + ")" }
 
 // Config says where and how to connect.
 type Config struct {
@@ -55,7 +67,8 @@ type Config struct {
 	Token string
 	// CredsFile authenticates with a NATS credentials file (JWT + nkey).
 	CredsFile string
-	// NKeyFile authenticates with a bare NKey user seed read from this file.
+	// NKeyFile authenticates with a bare NKey user seed (SU…) read from
+	// this file; the server lists the matching public key.
 	NKeyFile string
 	// CAFile is a PEM file of the CA(s) trusted for the server's
 	// certificate instead of the system's; it turns TLS on.
@@ -82,22 +95,6 @@ func NewJetStream(nc *nats.Conn, domain string, opts ...jetstream.JetStreamOpt) 
 	return jetstream.NewWithDomain(nc, domain, opts...)
 }
 
-// WithEnv returns c with its empty TLS and NKey fields taken from the
-// variables EnvCA, EnvCert, EnvKey and EnvNKey, read through lookup.
-func (c Config) WithEnv(lookup func(string) (string, bool)) Config {
-	for _, f := range []struct {
-		field *string
-		env   string
-	}{{&c.CAFile, EnvCA}, {&c.CertFile, EnvCert}, {&c.KeyFile, EnvKey}, {&c.NKeyFile, EnvNKey}} {
-		if *f.field == "" {
-			if v, ok := lookup(f.env); ok {
-				*f.field = v
-			}
-		}
-	}
-	return c
-}
-
 // Errors Connect wraps, for callers that branch on the cause. Each comes
 // with the server's or the TLS library's own error and the setting to
 // check.
@@ -121,10 +118,9 @@ var (
 // with an error wrapping ErrAuth, ErrTLS or ErrServerTooOld. When no server
 // is reachable yet, Connect logs why and keeps connecting in the
 // background (callers check readiness with Conn.Status), refusing a too
-// old server once it answers. The TLS and NKey fields left empty are read
-// from the environment (Config.WithEnv).
+// old server once it answers. Connect reads no environment: the binaries
+// fill cfg from their flags and HUBBUB_* variables (shared/config).
 func Connect(cfg Config, log *slog.Logger) (*nats.Conn, error) {
-	cfg = cfg.WithEnv(os.LookupEnv)
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -168,14 +164,17 @@ func Connect(cfg Config, log *slog.Logger) (*nats.Conn, error) {
 // check refuses combinations that cannot work before dialling.
 func (c Config) check() error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
-		return fmt.Errorf("%w: a client certificate needs both %s and %s", ErrConfig, EnvCert, EnvKey)
+		return fmt.Errorf("%w: a client certificate needs both %s and %s", ErrConfig, setting(FlagCert, EnvCert), setting(FlagKey, EnvKey))
 	}
-	for env, f := range map[string]string{EnvCA: c.CAFile, EnvCert: c.CertFile, EnvKey: c.KeyFile, EnvNKey: c.NKeyFile, "HUBBUB_NATS_CREDS": c.CredsFile} {
-		if f == "" {
+	for _, f := range []struct{ name, file string }{
+		{setting(FlagCA, EnvCA), c.CAFile}, {setting(FlagCert, EnvCert), c.CertFile}, {setting(FlagKey, EnvKey), c.KeyFile},
+		{setting(FlagNKey, EnvNKey), c.NKeyFile}, {setting(FlagCreds, EnvCreds), c.CredsFile},
+	} {
+		if f.file == "" {
 			continue
 		}
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrConfig, env, err)
+		if _, err := os.Stat(f.file); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrConfig, f.name, err)
 		}
 	}
 	return nil
@@ -253,7 +252,7 @@ func nkeyFromSeedFile(file string) nats.Option {
 	return func(o *nats.Options) error {
 		opt, err := nats.NkeyOptionFromSeed(file)
 		if err != nil {
-			return fmt.Errorf("%w: %s=%s: %w", ErrConfig, EnvNKey, file, err)
+			return fmt.Errorf("%w: %s=%s: %w", ErrConfig, setting(FlagNKey, EnvNKey), file, err)
 		}
 		return opt(o)
 	}

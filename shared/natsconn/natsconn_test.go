@@ -212,16 +212,18 @@ func TestTLSWithPrivateCA(t *testing.T) {
 			t.Fatalf("not a verified TLS connection: %v", err)
 		}
 	})
-	t.Run("from the environment", func(t *testing.T) {
-		t.Setenv(EnvCA, ca.caFile)
-		mustConnect(t, Config{URL: url, Name: "t"})
-	})
 	t.Run("unknown CA", func(t *testing.T) {
 		other := newPKI(t, "other")
-		refused(t, Config{URL: url, CAFile: other.caFile}, ErrTLS, "x509", EnvCA, "not signed by a CA this client trusts")
+		refused(t, Config{URL: url, CAFile: other.caFile}, ErrTLS, "x509", "-nats-ca (HUBBUB_NATS_CA)", "not signed by a CA this client trusts")
 	})
 	t.Run("system roots only", func(t *testing.T) {
-		refused(t, Config{URL: url}, ErrTLS, "x509", EnvCA)
+		refused(t, Config{URL: url}, ErrTLS, "x509", "-nats-ca (HUBBUB_NATS_CA)")
+	})
+	// The binaries read HUBBUB_NATS_CA as the default of -nats-ca
+	// (shared/config); Connect itself reads no environment.
+	t.Run("the environment is not read", func(t *testing.T) {
+		t.Setenv(EnvCA, ca.caFile)
+		refused(t, Config{URL: url}, ErrTLS, "x509")
 	})
 }
 
@@ -238,14 +240,17 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	t.Run("no client certificate", func(t *testing.T) {
-		refused(t, Config{URL: url, CAFile: ca.caFile}, ErrTLS, EnvCert, EnvKey)
+		refused(t, Config{URL: url, CAFile: ca.caFile}, ErrTLS, "-nats-cert (HUBBUB_NATS_CERT)", "-nats-key (HUBBUB_NATS_KEY)")
 	})
 	t.Run("client certificate of another CA", func(t *testing.T) {
 		ocert, okey := newPKI(t, "other").issue("intruder", false)
-		refused(t, Config{URL: url, CAFile: ca.caFile, CertFile: ocert, KeyFile: okey}, ErrTLS, EnvCert)
+		refused(t, Config{URL: url, CAFile: ca.caFile, CertFile: ocert, KeyFile: okey}, ErrTLS, "-nats-cert (HUBBUB_NATS_CERT)")
 	})
 	t.Run("certificate without key", func(t *testing.T) {
-		refused(t, Config{URL: url, CAFile: ca.caFile, CertFile: cert}, ErrConfig, EnvCert, EnvKey)
+		refused(t, Config{URL: url, CAFile: ca.caFile, CertFile: cert}, ErrConfig, "-nats-cert (HUBBUB_NATS_CERT)", "-nats-key (HUBBUB_NATS_KEY)")
+	})
+	t.Run("unreadable key", func(t *testing.T) {
+		refused(t, Config{URL: url, CAFile: ca.caFile, CertFile: cert, KeyFile: filepath.Join(t.TempDir(), "absent")}, ErrConfig, "-nats-key (HUBBUB_NATS_KEY)")
 	})
 }
 
@@ -267,23 +272,22 @@ func TestNKey(t *testing.T) {
 	url := runServer(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}}, 0)
 
 	mustConnect(t, Config{URL: url, Name: "t", NKeyFile: seedFile})
-	t.Run("from the environment", func(t *testing.T) {
-		t.Setenv(EnvNKey, seedFile)
-		mustConnect(t, Config{URL: url, Name: "t"})
-	})
 	t.Run("unknown key", func(t *testing.T) {
 		_, other := user(t)
-		refused(t, Config{URL: url, NKeyFile: other}, ErrAuth, "authorization violation", EnvNKey)
+		refused(t, Config{URL: url, NKeyFile: other}, ErrAuth, "authorization violation", "-nats-nkey (HUBBUB_NATS_NKEY)")
+	})
+	t.Run("no key", func(t *testing.T) {
+		refused(t, Config{URL: url}, ErrAuth, "none are set", "-nats-nkey (HUBBUB_NATS_NKEY)")
 	})
 	t.Run("not a seed", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "bad.nk")
 		if err := os.WriteFile(bad, []byte("hello\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, Config{URL: url, NKeyFile: bad}, ErrConfig, EnvNKey)
+		refused(t, Config{URL: url, NKeyFile: bad}, ErrConfig, "-nats-nkey (HUBBUB_NATS_NKEY)")
 	})
 	t.Run("missing file", func(t *testing.T) {
-		refused(t, Config{URL: url, NKeyFile: filepath.Join(t.TempDir(), "absent")}, ErrConfig, EnvNKey)
+		refused(t, Config{URL: url, NKeyFile: filepath.Join(t.TempDir(), "absent")}, ErrConfig, "-nats-nkey (HUBBUB_NATS_NKEY)")
 	})
 }
 
@@ -298,7 +302,7 @@ func TestUserPassword(t *testing.T) {
 
 	t.Run("wrong password", func(t *testing.T) {
 		err := refused(t, Config{URL: url, User: "edge", Password: "wrong-pw"}, ErrAuth,
-			"authorization violation", "HUBBUB_NATS_USER", "HUBBUB_NATS_PASSWORD")
+			"authorization violation", "-nats-user (HUBBUB_NATS_USER)", "-nats-password (HUBBUB_NATS_PASSWORD)")
 		if !errors.Is(err, nats.ErrAuthorization) {
 			t.Errorf("%q does not wrap nats.ErrAuthorization", err)
 		}
@@ -307,7 +311,7 @@ func TestUserPassword(t *testing.T) {
 		}
 	})
 	t.Run("wrong password in the URL", func(t *testing.T) {
-		err := refused(t, Config{URL: withUser("edge:wrong-pw")}, ErrAuth, "authorization violation", "HUBBUB_NATS_URL")
+		err := refused(t, Config{URL: withUser("edge:wrong-pw")}, ErrAuth, "authorization violation", "-nats-url (HUBBUB_NATS_URL)")
 		if strings.Contains(err.Error(), "wrong-pw") {
 			t.Errorf("the password is in the error: %q", err)
 		}
@@ -334,7 +338,7 @@ func TestUnreachableServer(t *testing.T) {
 		t.Fatalf("Connect with no server yet: %v (want a connection retrying in the background)", err)
 	}
 	t.Cleanup(nc.Close)
-	for _, want := range []string{ErrUnreachable.Error(), "HUBBUB_NATS_URL", "connection refused"} {
+	for _, want := range []string{ErrUnreachable.Error(), "-nats-url (HUBBUB_NATS_URL)", "connection refused"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log does not say %q:\n%s", want, logs)
 		}
@@ -365,7 +369,7 @@ func TestUnreachableExplained(t *testing.T) {
 		t.Fatal("connected to port 1")
 	}
 	got := explain(Config{URL: "nats://u:pw@127.0.0.1:1"}, err)
-	if !errors.Is(got, ErrUnreachable) || !strings.Contains(got.Error(), "HUBBUB_NATS_URL") || strings.Contains(got.Error(), ":pw@") {
+	if !errors.Is(got, ErrUnreachable) || !strings.Contains(got.Error(), "-nats-url (HUBBUB_NATS_URL)") || strings.Contains(got.Error(), ":pw@") {
 		t.Fatalf("explain(%v) = %q", err, got)
 	}
 }
@@ -373,7 +377,7 @@ func TestUnreachableExplained(t *testing.T) {
 func TestTLSNotOffered(t *testing.T) {
 	ca := newPKI(t, "private")
 	url := runServer(t, &server.Options{}, 0)
-	refused(t, Config{URL: url, CAFile: ca.caFile}, ErrTLS, "does not offer it")
+	refused(t, Config{URL: url, CAFile: ca.caFile}, ErrTLS, "does not offer it", "-nats-ca (HUBBUB_NATS_CA)")
 }
 
 func TestTLSRequired(t *testing.T) {
@@ -383,7 +387,7 @@ func TestTLSRequired(t *testing.T) {
 	url := runServer(t, opts, 0)
 	// nats.go upgrades to TLS when the server asks, so without a CA it is
 	// the certificate that fails, and the error says which setting helps.
-	refused(t, Config{URL: url}, ErrTLS, EnvCA)
+	refused(t, Config{URL: url}, ErrTLS, "-nats-ca (HUBBUB_NATS_CA)")
 }
 
 func TestServerVersion(t *testing.T) {
@@ -415,15 +419,5 @@ func TestRedact(t *testing.T) {
 	}
 	if !strings.Contains(got, "nats://c:4222") || !strings.Contains(got, "edge") {
 		t.Errorf("redact(…) = %q", got)
-	}
-}
-
-func TestWithEnv(t *testing.T) {
-	env := map[string]string{EnvCA: "ca.pem", EnvCert: "c.pem", EnvKey: "k.pem", EnvNKey: "u.nk"}
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	got := Config{CAFile: "mine.pem"}.WithEnv(lookup)
-	want := Config{CAFile: "mine.pem", CertFile: "c.pem", KeyFile: "k.pem", NKeyFile: "u.nk"}
-	if got != want {
-		t.Fatalf("WithEnv = %+v, want %+v (set fields win)", got, want)
 	}
 }
