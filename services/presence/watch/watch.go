@@ -88,22 +88,15 @@ func Follow(ctx context.Context, bucket Bucket, v View, o Options) error {
 // Once runs one watch: snapshot, then changes, until ctx ends (nil) or the
 // watch fails or stalls (an error).
 func Once(ctx context.Context, bucket Bucket, v View, o Options) error {
-	if o.CheckEvery <= 0 {
-		o.CheckEvery = 2 * time.Second
-	}
-	reconnects := func() uint64 { return 0 }
-	if o.Reconnects != nil {
-		reconnects = o.Reconnects
-	}
+	o = o.withDefaults()
 	kv, err := bucket(ctx)
 	if err != nil {
 		return fmt.Errorf("open bucket: %w", err)
 	}
-	startReconnects := reconnects()
+	f := &follower{kv: kv, v: v, o: o, startReconnects: o.Reconnects(), initial: true}
 	// Everything up to the stream's last sequence now is either delivered
 	// by the watch or gone.
-	seen, err := lastSeq(ctx, kv)
-	if err != nil {
+	if f.seen, err = lastSeq(ctx, kv); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -115,25 +108,14 @@ func Once(ctx context.Context, bucket Bucket, v View, o Options) error {
 	defer func() { _ = w.Stop() }()
 	check := time.NewTicker(o.CheckEvery)
 	defer check.Stop()
-	var snapshot []jetstream.KeyValueEntry
-	initial := true
-	var pending uint64 // a sequence the stream held at the last check
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-check.C:
-			if reconnects() != startReconnects {
-				return ErrReconnected
-			}
-			if pending > seen {
-				return fmt.Errorf("%w: %s at revision %d, bucket has %d", ErrStalled, kv.Bucket(), seen, pending)
-			}
-			last, err := lastSeq(ctx, kv)
-			if err != nil {
+			if err := f.check(ctx); err != nil {
 				return err
 			}
-			pending = last
 		case e, ok := <-w.Updates():
 			if !ok {
 				if ctx.Err() != nil {
@@ -141,24 +123,73 @@ func Once(ctx context.Context, bucket Bucket, v View, o Options) error {
 				}
 				return fmt.Errorf("%w: %s", ErrWatchClosed, kv.Bucket())
 			}
-			if e != nil && e.Revision() > seen {
-				seen = e.Revision()
-			}
-			switch {
-			case e == nil && initial:
-				v.Replace(snapshot)
-				snapshot = nil
-				initial = false
-				if o.Loaded != nil {
-					o.Loaded()
-				}
-			case e == nil:
-			case initial:
-				snapshot = append(snapshot, e)
-			default:
-				v.Apply(e)
-			}
+			f.entry(e)
 		}
+	}
+}
+
+// withDefaults fills in CheckEvery and Reconnects (a count that never
+// changes) when they are unset.
+func (o Options) withDefaults() Options {
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = 2 * time.Second
+	}
+	if o.Reconnects == nil {
+		o.Reconnects = func() uint64 { return 0 }
+	}
+	return o
+}
+
+// follower is the state of one watch (one call of Once).
+type follower struct {
+	kv              jetstream.KeyValue
+	v               View
+	o               Options
+	startReconnects uint64
+	seen            uint64 // the highest revision delivered, or the stream's last sequence at the start
+	pending         uint64 // a sequence the stream held at the last check
+	snapshot        []jetstream.KeyValueEntry
+	initial         bool // the snapshot is still being received
+}
+
+// check is the periodic test: the connection has not reconnected since the
+// watch began, and the sequence the stream held at the previous check has
+// been delivered; it then records the stream's current last sequence.
+func (f *follower) check(ctx context.Context) error {
+	if f.o.Reconnects() != f.startReconnects {
+		return ErrReconnected
+	}
+	if f.pending > f.seen {
+		return fmt.Errorf("%w: %s at revision %d, bucket has %d", ErrStalled, f.kv.Bucket(), f.seen, f.pending)
+	}
+	last, err := lastSeq(ctx, f.kv)
+	if err != nil {
+		return err
+	}
+	f.pending = last
+	return nil
+}
+
+// entry handles one value from the watch: an entry of the snapshot (kept
+// until the snapshot is complete), the nil marking the snapshot's end (the
+// view is replaced), or a change (applied).
+func (f *follower) entry(e jetstream.KeyValueEntry) {
+	if e != nil && e.Revision() > f.seen {
+		f.seen = e.Revision()
+	}
+	switch {
+	case e == nil && f.initial:
+		f.v.Replace(f.snapshot)
+		f.snapshot = nil
+		f.initial = false
+		if f.o.Loaded != nil {
+			f.o.Loaded()
+		}
+	case e == nil:
+	case f.initial:
+		f.snapshot = append(f.snapshot, e)
+	default:
+		f.v.Apply(e)
 	}
 }
 

@@ -2,8 +2,10 @@ package watch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,5 +134,91 @@ func TestFollowSurvivesServerRestart(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Errorf("Follow returned %v", err)
+	}
+}
+
+// Once hands the bucket's content to Replace before Loaded, and ends as its
+// contract says: nil when its context ends, ErrReconnected when the
+// connection's reconnect count changes, an error when the bucket cannot be
+// opened.
+func TestOnce(t *testing.T) {
+	env := natstest.Provisioned(t, provision.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kv, err := env.JS.KeyValue(ctx, subjects.BucketRoster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "a.before", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	errOpen := errors.New("no bucket")
+	tests := []struct {
+		name   string
+		open   func(context.Context) (jetstream.KeyValue, error)
+		after  func(stop context.CancelFunc, reconnects *atomic.Uint64) // once loaded
+		want   error                                                    // nil: Once returns nil
+		loaded bool
+	}{
+		{
+			name:   "context ends",
+			after:  func(stop context.CancelFunc, _ *atomic.Uint64) { stop() },
+			loaded: true,
+		},
+		{
+			name:   "reconnected",
+			after:  func(_ context.CancelFunc, reconnects *atomic.Uint64) { reconnects.Add(1) },
+			want:   watch.ErrReconnected,
+			loaded: true,
+		},
+		{
+			name: "bucket fails to open",
+			open: func(context.Context) (jetstream.KeyValue, error) { return nil, errOpen },
+			want: errOpen,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			open := tt.open
+			if open == nil {
+				open = func(context.Context) (jetstream.KeyValue, error) { return kv, nil }
+			}
+			var reconnects atomic.Uint64
+			v := &kvMap{}
+			loaded := make(chan string, 1)
+			octx, stop := context.WithCancel(ctx)
+			defer stop()
+			done := make(chan error, 1)
+			go func() {
+				done <- watch.Once(octx, open, v, watch.Options{
+					Loaded:     func() { got, _ := v.get("a.before"); loaded <- got },
+					CheckEvery: 20 * time.Millisecond,
+					Reconnects: reconnects.Load,
+					Log:        logging.Discard(),
+				})
+			}()
+			if tt.loaded {
+				select {
+				case got := <-loaded:
+					if got != "1" {
+						t.Fatalf("a.before = %q when loaded, want the snapshot's \"1\"", got)
+					}
+				case <-ctx.Done():
+					t.Fatal("never loaded")
+				}
+				tt.after(stop, &reconnects)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("Once = %v, want %v", err, tt.want)
+				}
+			case <-ctx.Done():
+				t.Fatal("Once did not return")
+			}
+			if !tt.loaded && len(loaded) > 0 {
+				t.Fatal("Loaded called")
+			}
+		})
 	}
 }
