@@ -14,8 +14,13 @@ import (
 	"time"
 )
 
-// ErrNotAChoice is a value that is not one of a Choice flag's choices.
-var ErrNotAChoice = errors.New("not one of the choices")
+// Errors of Parse for values of the wrong form.
+var (
+	// ErrNotAChoice is a value that is not one of a Choice flag's choices.
+	ErrNotAChoice = errors.New("not one of the choices")
+	// ErrNotASize is a Bytes flag's value that is not a size.
+	ErrNotASize = errors.New("not a size in bytes (e.g. 1073741824, 512M, 10G; -1: no limit)")
+)
 
 // Flags wraps a FlagSet whose defaults come from the environment.
 type Flags struct {
@@ -92,6 +97,62 @@ func (f *Flags) Bool(p *bool, name, env string, def bool, usage string) {
 		}
 	}
 	f.BoolVar(p, name, def, usage+" ($"+env+")")
+}
+
+// Bytes defines a size flag defaulting to $env or def: a number of bytes
+// with an optional binary suffix K, M, G or T (also KiB … TiB; 1G =
+// 1024³ bytes), or -1. A value of another form, in the environment or on
+// the command line, fails Parse with ErrNotASize.
+func (f *Flags) Bytes(p *int64, name, env string, def int64, usage string) {
+	v := (*bytesValue)(p)
+	*p = def
+	if e, ok := f.lookup(env); ok {
+		if err := v.Set(e); err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s: %w", env, err))
+		}
+	}
+	f.Var(v, name, usage+" ($"+env+")")
+}
+
+// bytesValue is the flag.Value of a Bytes flag.
+type bytesValue int64
+
+func (b *bytesValue) String() string {
+	if b == nil {
+		return "0"
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *bytesValue) Set(s string) error {
+	n, err := ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = bytesValue(n)
+	return nil
+}
+
+// ParseBytes reads a size: a whole number of bytes with an optional
+// binary suffix K, M, G or T (or KiB, MiB, GiB, TiB; case-insensitive, 1K
+// = 1024), or -1 (no limit). Anything else fails with ErrNotASize.
+func ParseBytes(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "-1" {
+		return -1, nil
+	}
+	i := strings.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' })
+	num, suffix := t, ""
+	if i >= 0 {
+		num, suffix = t[:i], strings.TrimSpace(t[i:])
+	}
+	shift := map[string]uint{"": 0, "b": 0, "k": 10, "kib": 10, "m": 20, "mib": 20, "g": 30, "gib": 30, "t": 40, "tib": 40}
+	sh, ok := shift[suffix]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n > (1<<63-1)>>sh {
+		return 0, fmt.Errorf("%q: %w", s, ErrNotASize)
+	}
+	return n << sh, nil
 }
 
 // Choice defines a string flag that must be one of choices, defaulting to

@@ -272,3 +272,50 @@ func selfSignedCA(t *testing.T, dir string) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "-1": -1, "1024": 1024, "1K": 1 << 10, "1k": 1 << 10, "512M": 512 << 20, "512MiB": 512 << 20,
+		"10G": 10 << 30, "10 GiB": 10 << 30, "2T": 2 << 40, "100b": 100, " 64m ": 64 << 20,
+	} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-2", "1.5G", "10GB", "ten", "G", "9999999999T", "1P"} {
+		if got, err := ParseBytes(in); !errors.Is(err, ErrNotASize) {
+			t.Errorf("ParseBytes(%q) = %d, %v; want ErrNotASize", in, got, err)
+		}
+	}
+}
+
+// TestProvisionSizes: -stream-max-bytes and -bucket-max-bytes (and their
+// variables) reach provision.Config; a bad size fails start-up naming
+// the variable.
+func TestProvisionSizes(t *testing.T) {
+	parse := func(env map[string]string, args ...string) (Common, error) {
+		f := NewWithLookup("t", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		f.SetOutput(io.Discard)
+		var c Common
+		c.Register(f)
+		return c, f.Parse(args)
+	}
+	c, err := parse(nil)
+	if p := c.Provision(); err != nil || p.StreamMaxBytes != 0 || p.BucketMaxBytes != 0 {
+		t.Fatalf("defaults: %d, %d, %v; want 0 (no limit)", p.StreamMaxBytes, p.BucketMaxBytes, err)
+	}
+	c, err = parse(map[string]string{"HUBBUB_STREAM_MAX_BYTES": "10G", "HUBBUB_BUCKET_MAX_BYTES": "64M"})
+	if p := c.Provision(); err != nil || p.StreamMaxBytes != 10<<30 || p.BucketMaxBytes != 64<<20 {
+		t.Fatalf("from the environment: %d, %d, %v", p.StreamMaxBytes, p.BucketMaxBytes, err)
+	}
+	c, err = parse(map[string]string{"HUBBUB_STREAM_MAX_BYTES": "10G"}, "-stream-max-bytes", "1G", "-bucket-max-bytes", "-1")
+	if p := c.Provision(); err != nil || p.StreamMaxBytes != 1<<30 || p.BucketMaxBytes != -1 {
+		t.Fatalf("from flags: %d, %d, %v", p.StreamMaxBytes, p.BucketMaxBytes, err)
+	}
+	if _, err := parse(map[string]string{"HUBBUB_BUCKET_MAX_BYTES": "lots"}); !errors.Is(err, ErrNotASize) || !strings.Contains(err.Error(), "HUBBUB_BUCKET_MAX_BYTES") {
+		t.Fatalf("HUBBUB_BUCKET_MAX_BYTES=lots: %v", err)
+	}
+	if _, err := parse(nil, "-stream-max-bytes", "1.5G"); err == nil || !strings.Contains(err.Error(), ErrNotASize.Error()) {
+		t.Fatalf("-stream-max-bytes 1.5G: %v", err)
+	}
+}

@@ -15,6 +15,11 @@
 // missing; ModeVerify creates nothing and fails when something is missing;
 // ModeOff does nothing at all, for operators who manage the stream and
 // buckets themselves (NACK, Terraform, the nats CLI).
+//
+// Config.StreamMaxBytes and Config.BucketMaxBytes cap the size of the
+// stream and of each bucket; an account whose JetStream limits set
+// max_bytes_required refuses streams and buckets without them
+// (ErrMaxBytesRequired names the setting).
 package provision
 
 import (
@@ -60,6 +65,30 @@ var (
 	// ErrIncompatible means an existing stream lacks a setting Hubbub
 	// cannot work without; provisioning does not change it.
 	ErrIncompatible = errors.New("existing stream incompatible")
+	// ErrMaxBytesRequired means the account's JetStream limits
+	// (max_bytes_required) refuse a stream or bucket without a size limit:
+	// set StreamMaxBytes / BucketMaxBytes.
+	ErrMaxBytesRequired = errors.New("the JetStream account requires a max bytes limit")
+	// ErrAccountLimits means a stream or bucket does not fit the account's
+	// JetStream limits (its max bytes above the account's per-stream limit
+	// or its free storage).
+	ErrAccountLimits = errors.New("beyond the JetStream account's limits")
+)
+
+// The flags and environment variables of the size limits, as
+// shared/config registers them; errors name both.
+const (
+	FlagStreamMaxBytes, EnvStreamMaxBytes = "stream-max-bytes", "HUBBUB_STREAM_MAX_BYTES"
+	FlagBucketMaxBytes, EnvBucketMaxBytes = "bucket-max-bytes", "HUBBUB_BUCKET_MAX_BYTES"
+)
+
+// JetStream API error codes Ensure explains.
+const (
+	errCodeMaxBytesRequired jetstream.ErrorCode = 10113 // account requires a stream config to have max bytes set
+	errCodeMaxStreamBytes   jetstream.ErrorCode = 10122 // stream max bytes exceeds account limit max stream bytes
+	errCodeStorageResources jetstream.ErrorCode = 10047 // insufficient storage resources available
+	errCodeMemoryResources  jetstream.ErrorCode = 10028 // insufficient memory resources available
+	unlimited                                   = "unlimited"
 )
 
 // ParseMode returns the Mode named s ("" is ModeManage).
@@ -86,6 +115,17 @@ type Config struct {
 	TypingTTL time.Duration
 	// LeaseTTL is how long an edge lease lives without renewal.
 	LeaseTTL time.Duration
+	// StreamMaxBytes caps the CHAT stream's size in bytes: beyond it
+	// JetStream discards the oldest messages, as it does after MaxAge
+	// (history keeps its own copy, so size it well above what history can
+	// lag behind). 0 or -1: no limit. Accounts with max_bytes_required
+	// need it.
+	StreamMaxBytes int64
+	// BucketMaxBytes caps each KV bucket's size in bytes: beyond it writes
+	// to that bucket fail (KV buckets discard new writes), so size it
+	// generously (rosters hold one small entry per user and room). 0 or
+	// -1: no limit. Accounts with max_bytes_required need it.
+	BucketMaxBytes int64
 	// Mode is what Ensure may do; "" is ModeManage.
 	Mode Mode
 	// Log receives what Ensure created and the differences it found; nil
@@ -118,6 +158,7 @@ func (c Config) WithDefaults() Config {
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = DefaultLeaseTTL
 	}
+	c.StreamMaxBytes, c.BucketMaxBytes = maxBytes(c.StreamMaxBytes), maxBytes(c.BucketMaxBytes)
 	if c.Mode == "" {
 		c.Mode = ModeManage
 	}
@@ -127,8 +168,16 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// maxBytes is n as JetStream's MaxBytes: -1 (no limit) for 0 and below.
+func maxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
 // StreamConfig is the CHAT stream: it captures chat.room.*, keeps messages
-// on disk for MaxAge, de-duplicates by Nats-Msg-Id and republishes every
+// on disk for MaxAge (and within StreamMaxBytes), de-duplicates by Nats-Msg-Id and republishes every
 // stored message to chat.live.<room> with Nats-Sequence (the message id) and
 // Nats-Last-Sequence (the previous id on the same subject, i.e. the room).
 func StreamConfig(c Config) jetstream.StreamConfig {
@@ -140,6 +189,7 @@ func StreamConfig(c Config) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      c.MaxAge,
+		MaxBytes:    c.StreamMaxBytes,
 		Duplicates:  c.Duplicates,
 		Replicas:    c.Replicas,
 		Discard:     jetstream.DiscardOld,
@@ -159,6 +209,7 @@ func Buckets(c Config) []jetstream.KeyValueConfig {
 			Bucket:      subjects.BucketRoster,
 			Description: "room rosters: <room>.<usertoken> -> connections",
 			History:     1,
+			MaxBytes:    c.BucketMaxBytes,
 			Storage:     jetstream.FileStorage,
 			Replicas:    c.Replicas,
 		},
@@ -168,6 +219,7 @@ func Buckets(c Config) []jetstream.KeyValueConfig {
 			History:        1,
 			TTL:            c.TypingTTL,
 			LimitMarkerTTL: time.Minute,
+			MaxBytes:       c.BucketMaxBytes,
 			Storage:        jetstream.FileStorage,
 			Replicas:       c.Replicas,
 		},
@@ -177,6 +229,7 @@ func Buckets(c Config) []jetstream.KeyValueConfig {
 			History:        1,
 			TTL:            c.LeaseTTL,
 			LimitMarkerTTL: time.Minute,
+			MaxBytes:       c.BucketMaxBytes,
 			Storage:        jetstream.FileStorage,
 			Replicas:       c.Replicas,
 		},
@@ -293,11 +346,15 @@ func ensureOne(ctx context.Context, js jetstream.JetStream, c Config, kind, name
 	}
 	err = create(ctx)
 	if err == nil {
-		c.Log.Info("provisioning: created "+kind, kind, name, "replicas", c.Replicas)
+		size := c.StreamMaxBytes
+		if kind == "bucket" {
+			size = c.BucketMaxBytes
+		}
+		c.Log.Info("provisioning: created "+kind, kind, name, "replicas", c.Replicas, "max_bytes", bytesString(size))
 		return nil, nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && !errors.Is(err, jetstream.ErrBucketExists) {
-		return nil, fmt.Errorf("provision %s %s: create: %w", kind, name, err)
+		return nil, fmt.Errorf("provision %s %s: create: %w", kind, name, explainLimits(kind, err))
 	}
 	// Another process created it with other settings in the meantime.
 	if have, err = lookup(); err != nil {
@@ -329,6 +386,7 @@ func compareStream(have, want jetstream.StreamConfig) []difference {
 	add("retention", have.Retention, want.Retention, false)
 	add("discard", have.Discard, want.Discard, false)
 	add("max_age", have.MaxAge, want.MaxAge, false)
+	add("max_bytes", bytesString(have.MaxBytes), bytesString(want.MaxBytes), false)
 	add("duplicate_window", have.Duplicates, want.Duplicates, false)
 	add("replicas", have.Replicas, want.Replicas, false)
 	add("allow_direct", have.AllowDirect, want.AllowDirect, false)
@@ -348,10 +406,40 @@ func compareBucket(have jetstream.StreamConfig, want jetstream.KeyValueConfig) [
 	}
 	add("history", have.MaxMsgsPerSubject, int64(max(want.History, 1)))
 	add("ttl", have.MaxAge, want.TTL)
+	add("max_bytes", bytesString(have.MaxBytes), bytesString(want.MaxBytes))
 	add("limit_marker_ttl", have.SubjectDeleteMarkerTTL, want.LimitMarkerTTL)
 	add("storage", have.Storage, want.Storage)
 	add("replicas", have.Replicas, max(want.Replicas, 1))
 	return d
+}
+
+// bytesString renders a MaxBytes: "unlimited" for 0 and below.
+func bytesString(n int64) string {
+	if n <= 0 {
+		return unlimited
+	}
+	return fmt.Sprint(n)
+}
+
+// explainLimits wraps the account-limit errors of creating a stream
+// (kind "stream") or bucket with ErrMaxBytesRequired or ErrAccountLimits
+// and the setting to change.
+func explainLimits(kind string, err error) error {
+	flag, env := FlagStreamMaxBytes, EnvStreamMaxBytes
+	if kind == "bucket" {
+		flag, env = FlagBucketMaxBytes, EnvBucketMaxBytes
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return err
+	}
+	switch apiErr.ErrorCode {
+	case errCodeMaxBytesRequired:
+		return fmt.Errorf("%w (%w): set -%s (%s) to the %s's size limit in bytes", ErrMaxBytesRequired, err, flag, env, kind)
+	case errCodeMaxStreamBytes, errCodeStorageResources, errCodeMemoryResources:
+		return fmt.Errorf("%w (%w): lower -%s (%s) or raise the account's JetStream limits", ErrAccountLimits, err, flag, env)
+	}
+	return err
 }
 
 func republish(r *jetstream.RePublish) string {
@@ -388,7 +476,7 @@ func subjectCovers(h, w string) bool {
 // returns nil when provisioning succeeded, ctx.Err() when ctx ended first,
 // and at once when JetStream is disabled on the server or Ensure failed
 // for a reason retrying cannot change (ErrMissing, ErrIncompatible,
-// ErrBadMode). A nil c.Log is log.
+// ErrBadMode, ErrMaxBytesRequired, ErrAccountLimits). A nil c.Log is log.
 func EnsureRetry(ctx context.Context, js jetstream.JetStream, c Config, log *slog.Logger) error {
 	if c.Log == nil {
 		c.Log = log
@@ -404,7 +492,8 @@ func EnsureRetry(ctx context.Context, js jetstream.JetStream, c Config, log *slo
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabled),
-			errors.Is(err, ErrMissing), errors.Is(err, ErrIncompatible), errors.Is(err, ErrBadMode):
+			errors.Is(err, ErrMissing), errors.Is(err, ErrIncompatible), errors.Is(err, ErrBadMode),
+			errors.Is(err, ErrMaxBytesRequired), errors.Is(err, ErrAccountLimits):
 			return err
 		}
 		log.Warn("provisioning failed; retrying", "err", err, "retry_in", backoff)
