@@ -19,13 +19,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hubbub-chat/hubbub/services/history/chain"
 	"github.com/hubbub-chat/hubbub/services/history/ingest"
 	"github.com/hubbub-chat/hubbub/services/history/metrics"
-	"github.com/hubbub-chat/hubbub/services/history/post"
 	"github.com/hubbub-chat/hubbub/services/history/store"
-	"github.com/hubbub-chat/hubbub/services/history/streamread"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -167,7 +165,7 @@ type Service struct {
 	log    *slog.Logger
 	m      *metrics.Metrics
 	st     store.Store
-	reader *chain.Reader
+	reader *roomlog.Pages
 	ing    *ingest.Ingester
 
 	bound     atomic.Bool   // store bound to the stream
@@ -211,11 +209,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		m.Pools.Observe(ps)
 	}
 	s := &Service{cfg: cfg, nc: deps.NC, js: js, log: log, m: m, st: st}
-	s.reader = &chain.Reader{
+	s.reader = &roomlog.Pages{
 		Store:        st,
-		Stream:       streamread.New(deps.NC, js, subjects.Stream),
+		Stream:       roomlog.NewReader(deps.NC, js, subjects.Stream),
 		Marks:        s.marks,
-		Decoder:      post.Decoder{MaxBody: cfg.MaxBody},
+		Decoder:      roomlog.Decoder{MaxBody: cfg.MaxBody},
 		MaxScan:      cfg.MaxStreamScan,
 		OnStreamRead: func(n int) { m.StreamReads.Add(float64(n)) },
 	}
@@ -400,9 +398,9 @@ func (s *Service) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error)
 	return st.Info(ctx)
 }
 
-// marks returns the current marks for the chain reader.
-func (s *Service) marks() chain.Marks {
-	return chain.Marks{Stored: s.stored.Load(), First: s.first.Load()}
+// marks returns the current marks for the page reader.
+func (s *Service) marks() roomlog.Marks {
+	return roomlog.Marks{Stored: s.stored.Load(), First: s.first.Load()}
 }
 
 // refreshMarks re-reads the consumer's ack floor and the stream's bounds.
@@ -446,7 +444,7 @@ func (s *Service) measureLag(ctx context.Context, floor, last uint64) {
 	var lag time.Duration
 	if last > floor {
 		var oldest time.Time
-		err := s.reader.Stream.Scan(ctx, subjects.RoomAll, floor+1, func(m streamread.Msg) bool {
+		err := roomlog.NewReader(s.nc, s.js, subjects.Stream).Scan(ctx, subjects.RoomAll, floor+1, func(m roomlog.Msg) bool {
 			oldest = m.Time
 			return false
 		})

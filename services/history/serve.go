@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/hubbub-chat/hubbub/services/history/chain"
 	"github.com/hubbub-chat/hubbub/services/history/reply"
 	"github.com/hubbub-chat/hubbub/services/history/request"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -149,7 +149,7 @@ func (s *Service) handler(ctx context.Context, name string, fn func(context.Cont
 				case errors.Is(err, request.ErrBadRequest):
 					outcome = "bad_request"
 					r.fail(codeBadRequest, err.Error())
-				case errors.Is(err, chain.ErrCatchingUp):
+				case errors.Is(err, roomlog.ErrCatchingUp):
 					outcome = "unavailable"
 					r.fail(codeUnavailable, err.Error())
 				default:

@@ -2,11 +2,8 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 
-	// The edge reads the stream with history's reader for now; a later
-	// restructure moves both into one shared room log package.
-	"github.com/hubbub-chat/hubbub/services/history/streamread"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -15,20 +12,24 @@ import (
 // message StreamRecent scans, per message asked for.
 const StreamRecentWindow = 20
 
-// The stream fallback below reads the CHAT stream with JetStream direct
-// gets ("next message by subject", batched: $JS.API.DIRECT.GET.CHAT),
-// never with a consumer: the edge's NATS user may read CHAT but not create
+// The stream fallback below reads the CHAT stream as the room log
+// (shared/roomlog) reads it, the way history reads what its database has
+// not stored yet: JetStream direct gets ("next message by subject",
+// batched: $JS.API.DIRECT.GET.CHAT under the handle's domain), decoded by
+// history's rule, never with a consumer: the edge's NATS user may read CHAT but not create
 // consumers on it (deploy/nats/auth.conf), and a read creates no server
 // state. Direct gets may be answered by any replica of the stream, so a
 // page can end a message or two before the leader's newest one; the
 // edge's gap filling covers that as it covers any gap.
 
 // StreamSince reads up to limit messages of room after id directly from
-// the CHAT stream: the fallback while history does not answer. The page
+// the CHAT stream: the fallback while history does not answer. Stored
+// messages dec refuses are skipped, as history skips them (dec must be
+// history's decoder: the body limit is the edges' MaxBody). The page
 // is chained from after (its first item's prev is after) and recovered,
 // unless the stream no longer holds the messages right after after: then
 // it is the newest page with Recovered false.
-func (c *Client) StreamSince(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
+func (c *Client) StreamSince(ctx context.Context, dec roomlog.Decoder, room string, after uint64, limit int) (wire.Page, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	st, err := c.js.Stream(ctx, subjects.Stream)
@@ -38,28 +39,24 @@ func (c *Client) StreamSince(ctx context.Context, room string, after uint64, lim
 	if first := st.CachedInfo().State.FirstSeq; after+1 < first && after > 0 {
 		// The stream no longer has what follows after: like history,
 		// answer the newest page, not recovered.
-		p, err := c.StreamRecent(ctx, room, limit)
+		p, err := c.StreamRecent(ctx, dec, room, limit)
 		p.Recovered = false
 		return p, err
 	}
-	items, more, err := c.streamRead(ctx, room, after+1, limit)
+	items, more, err := c.streamRead(ctx, dec, room, after+1, limit)
 	if err != nil {
 		return wire.Page{}, err
 	}
-	prev := after
-	for i := range items {
-		items[i].Prev, prev = prev, items[i].ID
-	}
-	return wire.Page{Room: room, Items: items, HasMore: more, Recovered: true}, nil
+	return wire.Page{Room: room, Items: roomlog.Link(items, after), HasMore: more, Recovered: true}, nil
 }
 
 // StreamRecent reads the newest messages of room (at most limit) directly
-// from the CHAT stream: the fallback while history does not answer. It
-// scans at most StreamRecentWindow×limit sequences back from the room's
+// from the CHAT stream: the fallback while history does not answer,
+// decoded by dec as StreamSince decodes. It scans at most StreamRecentWindow×limit sequences back from the room's
 // newest message, so in a busy stream the page may hold fewer; HasMore
 // then says earlier messages may exist. The first item's prev is 0
 // (unknown).
-func (c *Client) StreamRecent(ctx context.Context, room string, limit int) (wire.Page, error) {
+func (c *Client) StreamRecent(ctx context.Context, dec roomlog.Decoder, room string, limit int) (wire.Page, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	last, err := c.LastID(ctx, room)
@@ -74,7 +71,7 @@ func (c *Client) StreamRecent(ctx context.Context, room string, limit int) (wire
 	if last > window {
 		start = last - window + 1
 	}
-	items, _, err := c.streamRead(ctx, room, start, int(window))
+	items, _, err := c.streamRead(ctx, dec, room, start, int(window))
 	if err != nil {
 		return wire.Page{}, err
 	}
@@ -82,35 +79,25 @@ func (c *Client) StreamRecent(ctx context.Context, room string, limit int) (wire
 	if len(items) > limit {
 		items, hasMore = items[len(items)-limit:], true
 	}
-	for i := range items {
-		if i > 0 {
-			items[i].Prev = items[i-1].ID
-		}
-	}
-	return wire.Page{Room: room, Items: items, HasMore: hasMore, Recovered: true}, nil
+	return wire.Page{Room: room, Items: roomlog.Link(items, 0), HasMore: hasMore, Recovered: true}, nil
 }
 
 // streamRead reads up to limit messages of room from sequence start on
-// with direct gets; more is true when the room has more after them.
-// Stored data that is not a message is skipped, as history skips it.
-func (c *Client) streamRead(ctx context.Context, room string, start uint64, limit int) ([]wire.Message, bool, error) {
-	subj := subjects.Room(room)
+// with direct gets (roomlog.Reader.ScanRoom); more is true when the room
+// has more after them. What dec refuses is skipped, as history skips it.
+func (c *Client) streamRead(ctx context.Context, dec roomlog.Decoder, room string, start uint64, limit int) ([]wire.Message, bool, error) {
 	items := []wire.Message{}
 	more := false
-	err := streamread.New(c.nc, c.js, subjects.Stream).Scan(ctx, subj, start, func(m streamread.Msg) bool {
+	err := roomlog.NewReader(c.nc, c.js, subjects.Stream).ScanRoom(ctx, dec, room, start, 0, func(m wire.Message) bool {
 		if len(items) >= limit {
 			more = true
 			return false
 		}
-		var p wire.Post
-		if err := json.Unmarshal(m.Data, &p); err != nil {
-			return true // not a message: skip, as history does
-		}
-		items = append(items, p.Stored(m.Seq, 0))
+		items = append(items, m)
 		return true
 	})
 	if err != nil {
-		return nil, false, classify(subj, err)
+		return nil, false, classify(subjects.Room(room), err)
 	}
 	return items, more, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hubbub-chat/hubbub/shared/provision"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -77,7 +78,7 @@ func (v *violations) list() []string {
 // as a user that may read CHAT with direct gets but create no consumer
 // (the edge's permissions): since pages chain and page on, the newest page
 // is the room's newest messages, a cursor older than the stream is answered
-// recovered=false, non-messages are skipped, and the server reports no
+// recovered=false, what history's decoder refuses is skipped, and the server reports no
 // permission violation.
 func TestStreamFallbackWithoutConsumers(t *testing.T) {
 	url := startPermissioned(t)
@@ -110,8 +111,12 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 100 {
-			if _, err := ajs.Publish(ctx, subjects.Room("a"), []byte("not json")); err != nil {
-				t.Fatal(err)
+			// Stored, but not messages of the room by history's rule:
+			// not JSON, a NUL in the body, a body over the limit.
+			for _, bad := range []string{"not json", `{"user":"u","body":"a\u0000b","ts":1}`, `{"user":"u","body":"` + strings.Repeat("x", 101) + `","ts":1}`} {
+				if _, err := ajs.Publish(ctx, subjects.Room("a"), []byte(bad)); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
@@ -126,6 +131,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dec := roomlog.Decoder{MaxBody: 100}
 	ids := func(p wire.Page) []uint64 {
 		var out []uint64
 		for _, m := range p.Items {
@@ -141,7 +147,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 			if pages > 20 {
 				t.Fatalf("no end after %d pages", pages)
 			}
-			p, err := c.StreamSince(ctx, "a", after, 50)
+			p, err := c.StreamSince(ctx, dec, "a", after, 50)
 			if err != nil {
 				t.Fatalf("StreamSince after %d: %v", after, err)
 			}
@@ -150,7 +156,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 			}
 			prev := after
 			for _, m := range p.Items {
-				if m.Prev != prev || m.Room != "a" || m.Body != fmt.Sprintf("a%d", len(got)) {
+				if m.Prev != prev || m.Room != "a" || m.Body != fmt.Sprintf("a%d", len(got)) || m.Kind != wire.KindMessage {
 					t.Fatalf("after %d: item %+v, want prev %d, body a%d", after, m, prev, len(got))
 				}
 				prev = m.ID
@@ -170,7 +176,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 	})
 
 	t.Run("since the newest id is empty", func(t *testing.T) {
-		p, err := c.StreamSince(ctx, "a", roomA[len(roomA)-1], 50)
+		p, err := c.StreamSince(ctx, dec, "a", roomA[len(roomA)-1], 50)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +186,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 	})
 
 	t.Run("recent is the newest page", func(t *testing.T) {
-		p, err := c.StreamRecent(ctx, "a", 50)
+		p, err := c.StreamRecent(ctx, dec, "a", 50)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +201,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 				t.Fatalf("item %d prev %d, want %d", i, p.Items[i].Prev, p.Items[i-1].ID)
 			}
 		}
-		empty, err := c.StreamRecent(ctx, "nobody-here", 50)
+		empty, err := c.StreamRecent(ctx, dec, "nobody-here", 50)
 		if err != nil || len(empty.Items) != 0 || !empty.Recovered {
 			t.Fatalf("recent of an empty room: %+v, %v", empty, err)
 		}
@@ -209,7 +215,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 		if err := st.Purge(ctx, jetstream.WithPurgeSequence(roomA[200])); err != nil {
 			t.Fatal(err)
 		}
-		p, err := c.StreamSince(ctx, "a", roomA[10], 50)
+		p, err := c.StreamSince(ctx, dec, "a", roomA[10], 50)
 		if err != nil {
 			t.Fatal(err)
 		}

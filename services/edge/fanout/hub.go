@@ -8,7 +8,11 @@
 // it delivered, and a live message whose prev is not that id triggers a
 // fill from history's since endpoint before it is delivered. A joining
 // member buffers live messages while its history is fetched, then gets the
-// history frame followed by exactly the buffered messages it had not seen.
+// history frame followed by exactly the buffered messages it had not seen
+// (the room log's catch-up merge rule: roomlog.Unseen, roomlog.Handover).
+// Live messages, history's pages and the stream fallback are all decoded by
+// the room log's rule (roomlog.Decoder), so a room looks the same whichever
+// of them a member's view came from.
 package fanout
 
 import (
@@ -22,8 +26,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hubbub-chat/hubbub/services/edge/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/frame"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -92,10 +96,11 @@ type Config struct {
 	// RoomBacklog bounds a room's unprocessed events (8192); beyond it
 	// events are dropped (live messages are recovered by the gap fill).
 	RoomBacklog int
-	// MaxBody is the body limit of the message rule (wire.CheckPost)
-	// applied to live messages (wire.DefaultMaxBody): one that fails it,
-	// published by something other than an edge, is not delivered, as
-	// history does not keep it.
+	// MaxBody is the body limit of the room log's message rule
+	// (roomlog.Decoder, wire.CheckPost) applied to live messages and to
+	// pages read from the stream (wire.DefaultMaxBody): a message that
+	// fails it, published by something other than an edge, is not
+	// delivered, as history does not keep it.
 	MaxBody int
 }
 
@@ -133,7 +138,8 @@ func (c Config) withDefaults() Config {
 // Hub maps hosted rooms to their local members.
 type Hub struct {
 	cfg Config
-	be  *backend.Client
+	be  Backend
+	dec roomlog.Decoder // the room log's rule, under cfg.MaxBody
 	nc  *nats.Conn
 	log *slog.Logger
 	obs Observer
@@ -148,14 +154,14 @@ type Hub struct {
 }
 
 // New returns a hub; call Run to start dispatching. obs may be nil.
-func New(cfg Config, be *backend.Client, log *slog.Logger, obs Observer) *Hub {
+func New(cfg Config, be Backend, log *slog.Logger, obs Observer) *Hub {
 	if obs == nil {
 		obs = nopObserver{}
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Hub{
-		cfg: cfg, be: be, nc: be.Conn(), log: log, obs: obs,
+		cfg: cfg, be: be, dec: roomlog.Decoder{MaxBody: cfg.MaxBody}, nc: be.Conn(), log: log, obs: obs,
 		ch: make(chan *nats.Msg, cfg.Inbox), ctx: ctx, cancel: cancel,
 		rooms: make(map[string]*room),
 	}
@@ -436,7 +442,7 @@ func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err erro
 		c.last = 0
 		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, false)
 	}
-	items := after(p.Items, c.last)
+	items := roomlog.Unseen(p.Items, c.last, roomlog.MessageID)
 	return p.HasMore && len(items) > 0, c.sendHistory(ctx, items, p.HasMore, true, true)
 }
 
@@ -449,7 +455,7 @@ func (c *catchUp) recent(ctx context.Context) (wire.Page, error) {
 		return p, nil
 	}
 	h.log.Warn("history unavailable: join served from the stream", "room", room, "err", err)
-	p, serr := h.be.StreamRecent(ctx, room, h.cfg.JoinPage)
+	p, serr := h.be.StreamRecent(ctx, h.dec, room, h.cfg.JoinPage)
 	if serr != nil {
 		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
 	}
@@ -465,7 +471,7 @@ func (c *catchUp) since(ctx context.Context, id uint64) (wire.Page, error) {
 		return p, nil
 	}
 	h.log.Warn("history unavailable: catch-up served from the stream", "room", room, "after", id, "err", err)
-	p, serr := h.be.StreamSince(ctx, room, id, h.cfg.PageSize)
+	p, serr := h.be.StreamSince(ctx, h.dec, room, id, h.cfg.PageSize)
 	if serr != nil {
 		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
 	}
@@ -481,7 +487,7 @@ func (c *catchUp) next(ctx context.Context) (more, progressed bool, err error) {
 	if err != nil {
 		return false, false, err
 	}
-	items := after(p.Items, c.last)
+	items := roomlog.Unseen(p.Items, c.last, roomlog.MessageID)
 	if !p.Recovered || len(items) == 0 {
 		return false, false, nil
 	}
@@ -502,15 +508,11 @@ func (c *catchUp) flush(ctx context.Context) (done, behind bool, err error) {
 		r.mu.Unlock()
 		return false, false, ErrClosed
 	}
-	if c.last < m.bufFrom {
+	pending, ok := roomlog.Handover(c.last, m.bufFrom, m.buf, frameID)
+	if !ok {
 		r.mu.Unlock()
 		return false, true, nil
 	}
-	i := 0
-	for i < len(m.buf) && m.buf[i].ID <= c.last {
-		i++
-	}
-	pending := m.buf[i:]
 	if len(pending) <= flushLocked {
 		delete(r.joining, m)
 		for _, f := range pending {
@@ -639,14 +641,8 @@ func (h *Hub) historyFrames(room string, items []wire.Message, hasMore, splitMor
 		h.historyFrames(room, items[half:], hasMore, splitMore, recovered)...)
 }
 
-// after returns the items (ascending) with an id above id.
-func after(items []wire.Message, id uint64) []wire.Message {
-	i := 0
-	for i < len(items) && items[i].ID <= id {
-		i++
-	}
-	return items[i:]
-}
+// frameID is the id of a buffered message frame, for roomlog.Handover.
+func frameID(f *frame.Frame) uint64 { return f.ID }
 
 // kindOf tells which subscription a subject belongs to.
 func kindOf(subject string) string {

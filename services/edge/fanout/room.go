@@ -3,13 +3,17 @@ package fanout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hubbub-chat/hubbub/services/edge/frame"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -159,18 +163,13 @@ func (r *room) handle(m *nats.Msg) {
 	}
 }
 
-// live delivers one republished message, filling a gap before it if its
-// prev is not the last id delivered.
+// live delivers one republished message, decoded by the room log's rule,
+// filling a gap before it if its prev is not the last id delivered.
 func (r *room) live(m *nats.Msg) {
 	seq, err1 := strconv.ParseUint(m.Header.Get(subjects.HeaderSequence), 10, 64)
 	prev, err2 := strconv.ParseUint(m.Header.Get(subjects.HeaderLastSequence), 10, 64)
 	if err1 != nil || err2 != nil || seq == 0 {
 		r.hub.obs.Dropped("bad_live_headers")
-		return
-	}
-	var p wire.Post
-	if err := json.Unmarshal(m.Data, &p); err != nil {
-		r.hub.obs.Dropped("bad_live_payload")
 		return
 	}
 	r.mu.Lock()
@@ -182,10 +181,17 @@ func (r *room) live(m *nats.Msg) {
 	if stands, ok := r.skipped[prev]; ok && stands == last {
 		prev = last // what came between was skipped, as history skips it
 	}
-	if e := wire.CheckPost(p, r.hub.cfg.MaxBody); e != nil || (p.Kind != "" && p.Kind != wire.KindMessage && p.Kind != wire.KindSystem) {
+	stored, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	msg, err := r.hub.dec.DecodeIn(r.name, seq, m.Data, stored)
+	if err != nil {
 		// Not a message history keeps (guarantee 9: something other
-		// than an edge published it): do not deliver it either.
-		r.hub.obs.Dropped("invalid_live_message")
+		// than an edge published it): do not deliver it either, and
+		// link the next message across it, as history does.
+		if errors.Is(err, roomlog.ErrInvalid) {
+			r.hub.obs.Dropped("invalid_live_message")
+		} else {
+			r.hub.obs.Dropped("bad_live_payload")
+		}
 		if prev == last {
 			if r.skipped == nil || len(r.skipped) >= maxSkipped {
 				r.skipped = make(map[uint64]uint64)
@@ -197,8 +203,8 @@ func (r *room) live(m *nats.Msg) {
 	if prev > last {
 		r.fill(last, seq)
 	}
-	p.Room = r.name
-	r.deliver(MessageFrame(p.Stored(seq, prev)))
+	msg.Prev = prev
+	r.deliver(MessageFrame(msg))
 }
 
 // fill delivers the messages between after and upto (exclusive) from
@@ -211,7 +217,7 @@ func (r *room) fill(after, upto uint64) {
 		p, err := h.be.Since(h.ctx, wire.SinceRequest{Room: r.name, After: after, Limit: h.cfg.PageSize})
 		if err != nil {
 			// History does not answer: read the stream instead.
-			p, err = h.be.StreamSince(h.ctx, r.name, after, h.cfg.PageSize)
+			p, err = h.be.StreamSince(h.ctx, h.dec, r.name, after, h.cfg.PageSize)
 		}
 		if err != nil {
 			h.log.Warn("gap fill failed", "room", r.name, "after", after, "upto", upto, "err", err)
@@ -219,10 +225,7 @@ func (r *room) fill(after, upto uint64) {
 			break
 		}
 		progressed := false
-		for _, it := range p.Items {
-			if it.ID <= after {
-				continue
-			}
+		for _, it := range roomlog.Unseen(p.Items, after, roomlog.MessageID) {
 			if it.ID >= upto {
 				break
 			}

@@ -25,8 +25,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hubbub-chat/hubbub/services/history/metrics"
-	"github.com/hubbub-chat/hubbub/services/history/post"
 	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -115,7 +115,7 @@ type Ingester struct {
 	js  jetstream.JetStream
 	st  store.Store
 	cfg Config
-	dec post.Decoder
+	dec roomlog.Decoder
 	log *slog.Logger
 	m   *metrics.Metrics
 
@@ -135,7 +135,7 @@ func New(js jetstream.JetStream, st store.Store, cfg Config, log *slog.Logger, m
 		m.Parked.WithLabelValues(r) // export every reason from the start, at 0
 	}
 	cfg = cfg.WithDefaults()
-	return &Ingester{js: js, st: st, cfg: cfg, dec: post.Decoder{MaxBody: cfg.MaxBody}, log: log, m: m}, nil
+	return &Ingester{js: js, st: st, cfg: cfg, dec: roomlog.Decoder{MaxBody: cfg.MaxBody}, log: log, m: m}, nil
 }
 
 // Healthy returns nil unless the last insert attempt failed.
@@ -256,7 +256,7 @@ const (
 	// (a payload that is not a JSON post, a subject naming no valid room).
 	ReasonUndecodable = "undecodable"
 	// ReasonInvalid parks a room message that breaks the message rule
-	// (post.ErrInvalid: the body fails wire.CheckBody, say U+0000).
+	// (roomlog.ErrInvalid: the body fails wire.CheckBody, say U+0000).
 	ReasonInvalid = "invalid"
 	// ReasonRejected parks a message whose row the database rejected
 	// (store.ErrRejected), isolated from the rest of its batch.
@@ -280,8 +280,8 @@ func newParcel(msg jetstream.Msg, seq uint64, reason string, err error) parcel {
 // stored and then acknowledges everything, so one bad message never holds
 // up the others:
 //
-//   - a message that is not a room message (post.ErrUndecodable) or breaks
-//     the message rule (post.ErrInvalid) is parked at once;
+//   - a message that is not a room message (roomlog.ErrUndecodable) or breaks
+//     the message rule (roomlog.ErrInvalid) is parked at once;
 //   - a batch the database rejects for its data (store.ErrRejected) is
 //     split until each rejected row stands alone: those are parked, the
 //     rest stored;
@@ -312,7 +312,7 @@ func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 		row, err := in.dec.Decode(seq, msg.Subject(), msg.Data(), meta.Timestamp)
 		if err != nil {
 			reason := ReasonInvalid
-			if errors.Is(err, post.ErrUndecodable) {
+			if errors.Is(err, roomlog.ErrUndecodable) {
 				reason = ReasonUndecodable
 				in.m.Undecodable.Inc()
 			}

@@ -1,23 +1,20 @@
-// Package chain answers history's page requests with gapless chains even
-// while the database lags the stream.
+package roomlog
+
+// Pages: a room's pages (recent, since) as gapless chains from a store that
+// may lag the stream — history's database.
 //
 // Ingest acknowledges a message only after its row is committed, so every
 // message at or below the consumer's ack floor (the "stored watermark") is
 // in the database. Above it, rows may be missing or present out of order
 // (several replicas insert concurrently), so the part of a room above the
 // watermark is read from the stream itself, and the two parts are joined
-// into one chain with each Prev computed in sequence.
-package chain
+// into one chain with each Prev computed in sequence (Link).
 
 import (
 	"context"
 	"errors"
 	"fmt"
 
-	"github.com/hubbub-chat/hubbub/services/history/post"
-	"github.com/hubbub-chat/hubbub/services/history/store"
-	"github.com/hubbub-chat/hubbub/services/history/streamread"
-	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -34,19 +31,46 @@ type Marks struct {
 	First uint64
 }
 
-// Reader joins the store and the stream.
-type Reader struct {
+// Store is the stored part of a room log: history's database (its
+// store.Store has these methods).
+type Store interface {
+	// Recent returns the newest limit messages of room with id < before
+	// (before 0: no bound) in ascending order, Prev filled in, HasMore
+	// when older messages are stored.
+	Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error)
+	// Since returns the oldest limit messages of room with id > after in
+	// ascending order, Prev filled in, HasMore when more follow; when
+	// after is older than what is kept, the newest page with Recovered
+	// false.
+	Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error)
+	// Prev returns the id of the newest stored message of room with id <
+	// below, or the room's retention watermark if none is stored (0 for a
+	// room never trimmed).
+	Prev(ctx context.Context, room string, below uint64) (uint64, error)
+}
+
+// RoomScanner reads a room's messages from the stream; *Reader is one
+// (see Reader.ScanRoom).
+type RoomScanner interface {
+	// ScanRoom calls fn with every message of room at or after from that
+	// dec accepts, in order, until fn returns false; reading more than
+	// maxScan (> 0) stream messages fails with ErrScanLimit.
+	ScanRoom(ctx context.Context, dec Decoder, room string, from uint64, maxScan int, fn func(wire.Message) bool) error
+}
+
+// Pages joins a store with the stream above its watermark.
+type Pages struct {
 	// Store holds messages up to Marks().Stored.
-	Store store.Store
+	Store Store
 	// Stream reads messages above it.
-	Stream *streamread.Reader
+	Stream RoomScanner
 	// Marks returns the current marks. A stale (lower) Stored is always
 	// safe: more is read from the stream.
 	Marks func() Marks
 	// Decoder decodes stream messages as ingest does: what ingest parks
 	// (undecodable or invalid messages) is skipped, so a room read from
 	// the stream is the room the database will hold.
-	Decoder post.Decoder
+	Decoder Decoder
 	// MaxScan bounds how many stream messages one request may read.
 	MaxScan int
 	// OnStreamRead, if set, is told how many messages a request served
@@ -56,33 +80,20 @@ type Reader struct {
 
 // scan reads room's messages from the stream starting at from, calling fn
 // with each decodable one until fn returns false.
-func (r *Reader) scan(ctx context.Context, room string, from uint64, fn func(wire.Message) bool) error {
-	scanned := 0
-	var tooMuch bool
-	err := r.Stream.Scan(ctx, subjects.Room(room), from, func(m streamread.Msg) bool {
-		scanned++
-		if r.MaxScan > 0 && scanned > r.MaxScan {
-			tooMuch = true
-			return false
-		}
-		msg, err := r.Decoder.Decode(m.Seq, m.Subject, m.Data, m.Time)
-		if err != nil {
-			return true // ingest parks these: not part of the room
-		}
-		return fn(msg)
-	})
+func (r *Pages) scan(ctx context.Context, room string, from uint64, fn func(wire.Message) bool) error {
+	err := r.Stream.ScanRoom(ctx, r.Decoder, room, from, r.MaxScan, fn)
+	if errors.Is(err, ErrScanLimit) {
+		return fmt.Errorf("%w: room %s has more than %d unstored messages", ErrCatchingUp, room, r.MaxScan)
+	}
 	if err != nil {
 		return fmt.Errorf("read %s from stream: %w", room, err)
-	}
-	if tooMuch {
-		return fmt.Errorf("%w: room %s has more than %d unstored messages", ErrCatchingUp, room, r.MaxScan)
 	}
 	return nil
 }
 
 // Recent answers a recent request: the newest limit messages of room below
 // before (0: the newest page).
-func (r *Reader) Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error) {
+func (r *Pages) Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error) {
 	m := r.Marks()
 	w := m.Stored
 	if before != 0 && before-1 <= w {
@@ -106,7 +117,7 @@ func (r *Reader) Recent(ctx context.Context, room string, before uint64, limit i
 	}
 	page := wire.Page{Room: room, Items: []wire.Message{}, Recovered: true}
 	if len(ring) == limit+1 {
-		page.Items = link(ring[1:], ring[0].ID)
+		page.Items = Link(ring[1:], ring[0].ID)
 		page.HasMore = true
 		r.counted(len(page.Items))
 		return page, nil
@@ -137,7 +148,7 @@ func (r *Reader) Recent(ctx context.Context, room string, before uint64, limit i
 			return wire.Page{}, err
 		}
 	}
-	page.Items = append(page.Items, link(ring, floor)...)
+	page.Items = append(page.Items, Link(ring, floor)...)
 	r.counted(len(ring))
 	return page, nil
 }
@@ -145,7 +156,7 @@ func (r *Reader) Recent(ctx context.Context, room string, before uint64, limit i
 // Since answers a since request: the oldest limit messages of room after
 // after, or the newest page with Recovered false when after is older than
 // what is kept.
-func (r *Reader) Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
+func (r *Pages) Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
 	m := r.Marks()
 	w := m.Stored
 	db, err := r.Store.Since(ctx, room, after, limit)
@@ -200,18 +211,8 @@ func (r *Reader) Since(ctx context.Context, room string, after uint64, limit int
 	return page, nil
 }
 
-func (r *Reader) counted(n int) {
+func (r *Pages) counted(n int) {
 	if r.OnStreamRead != nil && n > 0 {
 		r.OnStreamRead(n)
 	}
-}
-
-// link sets Prev along msgs, the first one's to floor.
-func link(msgs []wire.Message, floor uint64) []wire.Message {
-	p := floor
-	for i := range msgs {
-		msgs[i].Prev = p
-		p = msgs[i].ID
-	}
-	return msgs
 }

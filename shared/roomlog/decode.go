@@ -1,9 +1,11 @@
-// Package post decodes the messages stored in the CHAT stream (JSON
-// wire.Post published to chat.room.<room>) into history messages. Ingest
-// and the stream read path use the same decoder, so the database and the
-// stream present identical rooms: a message either decoder refuses is in
-// neither.
-package post
+package roomlog
+
+// Decoding: the messages stored in the CHAT stream (JSON wire.Post
+// published to chat.room.<room>) become wire.Messages by one rule. History's
+// ingest, history's stream reads and the edge (its stream fallback and live
+// delivery) use the same decoder, so the database, the stream and live
+// delivery present identical rooms: a message the decoder refuses is in
+// none of them.
 
 import (
 	"encoding/json"
@@ -18,7 +20,7 @@ import (
 
 // ErrUndecodable marks a stream message that is not a room message: its
 // subject is not a valid room subject or its payload is not a JSON
-// wire.Post. Such messages are skipped (and terminated by ingest).
+// wire.Post. Every read path skips such messages; ingest parks them.
 var ErrUndecodable = errors.New("undecodable room message")
 
 // ErrInvalid marks a room message that decodes but breaks the rule every
@@ -26,7 +28,7 @@ var ErrUndecodable = errors.New("undecodable room message")
 // wire.CheckBody (empty, too long, a control character such as U+0000),
 // or its user or cid holds U+0000. The edge refuses such posts; anything
 // else that publishes one to a room subject has it parked by ingest and
-// skipped by the stream read path.
+// skipped by every read path.
 var ErrInvalid = errors.New("invalid room message")
 
 // Decoder decodes stream messages under one body limit.
@@ -58,6 +60,16 @@ func (d Decoder) Decode(seq uint64, subject string, data []byte, stored time.Tim
 	room := subject[len(subjects.RoomPrefix):]
 	if !names.ValidRoom(room) {
 		return wire.Message{}, fmt.Errorf("%w: subject %q has an invalid room", ErrUndecodable, subject)
+	}
+	return d.DecodeIn(room, seq, data, stored)
+}
+
+// DecodeIn is Decode for a message known to belong to room (a valid room
+// name), such as one republished on chat.live.<room>: the payload rule is
+// Decode's, the room is room whatever the payload says.
+func (d Decoder) DecodeIn(room string, seq uint64, data []byte, stored time.Time) (wire.Message, error) {
+	if seq == 0 {
+		return wire.Message{}, fmt.Errorf("%w: sequence 0", ErrUndecodable)
 	}
 	var p wire.Post
 	if err := json.Unmarshal(data, &p); err != nil {

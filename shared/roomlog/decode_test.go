@@ -1,13 +1,13 @@
-package post_test
+package roomlog_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
-	"github.com/hubbub-chat/hubbub/services/history/post"
-	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -40,12 +40,12 @@ func TestDecode(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := post.Decode(9, c.subject, []byte(c.data), at)
-			if errors.Is(err, post.ErrInvalid) {
+			got, err := roomlog.Decode(9, c.subject, []byte(c.data), at)
+			if errors.Is(err, roomlog.ErrInvalid) {
 				t.Fatalf("ErrInvalid for a decodable, valid message: %v", err)
 			}
 			if c.bad {
-				if !errors.Is(err, post.ErrUndecodable) {
+				if !errors.Is(err, roomlog.ErrUndecodable) {
 					t.Fatalf("err %v, want ErrUndecodable", err)
 				}
 				return
@@ -57,6 +57,34 @@ func TestDecode(t *testing.T) {
 				t.Fatalf("got %+v, want %+v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestDecodeIn decodes a payload of a known room (a live message) by
+// Decode's rule: the room is the one given, whatever the payload says.
+func TestDecodeIn(t *testing.T) {
+	at := time.UnixMilli(77)
+	got, err := roomlog.Decoder{}.DecodeIn("real", 4, []byte(`{"room":"fake","user":"u","body":"b"}`), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (wire.Message{ID: 4, Room: "real", User: "u", Body: "b", Kind: wire.KindMessage, TS: 77}); got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	for _, c := range []struct {
+		name string
+		seq  uint64
+		data string
+		want error
+	}{
+		{"sequence 0", 0, `{"user":"u","body":"b"}`, roomlog.ErrUndecodable},
+		{"not json", 4, `x`, roomlog.ErrUndecodable},
+		{"bad kind", 4, `{"user":"u","body":"b","kind":"edit"}`, roomlog.ErrUndecodable},
+		{"blank body", 4, `{"user":"u","body":" "}`, roomlog.ErrInvalid},
+	} {
+		if _, err := (roomlog.Decoder{}).DecodeIn("real", c.seq, []byte(c.data), at); !errors.Is(err, c.want) {
+			t.Errorf("%s: err %v, want %v", c.name, err, c.want)
+		}
 	}
 }
 
@@ -77,11 +105,11 @@ func TestDecodeInvalid(t *testing.T) {
 		{"NUL user", `{"user":"u\u0000","body":"b"}`},
 		{"NUL cid", `{"user":"u","body":"b","cid":"\u0000"}`},
 	}
-	d := post.Decoder{MaxBody: 10}
+	d := roomlog.Decoder{MaxBody: 10}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := d.Decode(9, "chat.room.x", []byte(c.data), time.UnixMilli(1))
-			if !errors.Is(err, post.ErrInvalid) || errors.Is(err, post.ErrUndecodable) {
+			if !errors.Is(err, roomlog.ErrInvalid) || errors.Is(err, roomlog.ErrUndecodable) {
 				t.Fatalf("err %v, want ErrInvalid", err)
 			}
 		})
@@ -99,9 +127,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add("chat.room.a.b", []byte(`null`))
 	f.Add("x", []byte(`{"kind":1}`))
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
-		m, err := post.Decode(1, subject, data, time.UnixMilli(1))
+		m, err := roomlog.Decode(1, subject, data, time.UnixMilli(1))
 		if err != nil {
-			if !errors.Is(err, post.ErrUndecodable) && !errors.Is(err, post.ErrInvalid) {
+			if !errors.Is(err, roomlog.ErrUndecodable) && !errors.Is(err, roomlog.ErrInvalid) {
 				t.Fatalf("error neither ErrUndecodable nor ErrInvalid: %v", err)
 			}
 			return
@@ -110,7 +138,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded a body the edge refuses: %v", e)
 		}
 		for _, s := range []string{m.Room, m.User, m.Body, m.Kind, m.CID} {
-			if !store.Holdable(s) {
+			if !holdable(s) {
 				t.Fatalf("decoded text no store holds: %q", s)
 			}
 		}
@@ -121,4 +149,11 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("room %q from subject %q", m.Room, subject)
 		}
 	})
+}
+
+// holdable is the rule for text every history store can hold (history's
+// store.Holdable): valid UTF-8 without U+0000. The shared module cannot
+// import the store: keep the two in step.
+func holdable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }

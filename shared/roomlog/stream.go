@@ -1,9 +1,11 @@
-// Package streamread reads one room's messages straight from the CHAT
-// stream, in sequence order, with JetStream batched direct gets
-// ("next by subject"). History uses it to serve the part of a room that
-// its database has not stored yet, so answers stay gapless while ingest
-// lags.
-package streamread
+package roomlog
+
+// Reading: one room's messages straight from the CHAT stream, in sequence
+// order, with JetStream batched direct gets ("next by subject"). History
+// reads this way the part of a room its database has not stored yet (so
+// answers stay gapless while ingest lags), the edge a whole page while
+// history does not answer. A direct get creates no server state and needs
+// no permission to create consumers.
 
 import (
 	"context"
@@ -16,6 +18,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // Batch is how many messages one direct-get request asks for.
@@ -38,7 +43,7 @@ type Msg struct {
 	Time time.Time
 }
 
-// Reader reads messages of a stream.
+// Reader reads messages of a stream. It is safe for concurrent use.
 type Reader struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -46,10 +51,11 @@ type Reader struct {
 	prefix string
 }
 
-// New returns a reader of stream over nc. js, if not nil, serves as a
-// fallback (one message per request) when the stream does not allow
-// direct gets.
-func New(nc *nats.Conn, js jetstream.JetStream, stream string) *Reader {
+// NewReader returns a reader of stream over nc. The direct gets go to the
+// JetStream API of js (its domain or API prefix; "$JS.API" when js is
+// nil); js, if not nil, also serves as a fallback (one message per
+// request) when the stream does not allow direct gets.
+func NewReader(nc *nats.Conn, js jetstream.JetStream, stream string) *Reader {
 	return &Reader{nc: nc, js: js, stream: stream, prefix: apiPrefix(js)}
 }
 
@@ -213,4 +219,38 @@ func apiPrefix(js jetstream.JetStream) string {
 		return strings.TrimSuffix(o.APIPrefix, ".")
 	}
 	return "$JS.API"
+}
+
+// ErrScanLimit is returned by ScanRoom when the room has more messages
+// from the starting point on than the scan may read.
+var ErrScanLimit = errors.New("room scan limit reached")
+
+// ScanRoom calls fn with every message of room stored at or after from
+// that dec accepts, decoded, in order, until fn returns false, ctx ends
+// or no message is left. A stored message dec refuses is skipped: it is
+// not part of the room (ingest parks it). With maxScan > 0, reading more
+// than maxScan stream messages (skipped ones included) fails with
+// ErrScanLimit.
+func (r *Reader) ScanRoom(ctx context.Context, dec Decoder, room string, from uint64, maxScan int, fn func(wire.Message) bool) error {
+	scanned := 0
+	tooMany := false
+	err := r.Scan(ctx, subjects.Room(room), from, func(m Msg) bool {
+		scanned++
+		if maxScan > 0 && scanned > maxScan {
+			tooMany = true
+			return false
+		}
+		msg, err := dec.Decode(m.Seq, m.Subject, m.Data, m.Time)
+		if err != nil {
+			return true
+		}
+		return fn(msg)
+	})
+	if err != nil {
+		return err
+	}
+	if tooMany {
+		return fmt.Errorf("%w: room %s has more than %d messages from %d on", ErrScanLimit, room, maxScan, from)
+	}
+	return nil
 }
