@@ -32,12 +32,6 @@ const (
 // returned *Error carries the code to send back. The frame's CID and Room are
 // filled in as far as they could be read, so an error frame can echo them.
 func ParseClientFrame(data []byte, lim Limits) (ClientFrame, *Error) {
-	if lim.MaxBody <= 0 {
-		lim.MaxBody = DefaultMaxBody
-	}
-	if lim.MaxPage <= 0 {
-		lim.MaxPage = DefaultMaxPage
-	}
 	var f ClientFrame
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
 		// JSON null, arrays, strings and numbers decode into a struct
@@ -51,40 +45,73 @@ func ParseClientFrame(data []byte, lim Limits) (ClientFrame, *Error) {
 	if dec.More() {
 		return ClientFrame{}, Errorf(CodeBadJSON, "trailing data after JSON object")
 	}
-	switch f.Type {
-	case TypeJoin, TypeMessage, TypeTyping, TypeHistory, TypeLeave:
-	case "":
-		return f, Errorf(CodeUnknownType, "frame has no type")
-	default:
-		return f, Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32))
+	return CheckClientFrame(f, lim)
+}
+
+// CheckClientFrame validates a decoded client frame by the rule of its
+// type and normalises it (room, trimmed body, default limit), exactly as
+// ParseClientFrame does after decoding: a transport that receives a frame's
+// fields another way (an HTTP post) applies the same rule with it. On
+// failure the frame is returned as far as it was read, for the error frame
+// to echo.
+//
+// The switch below is the list of client frame types: adding one is a
+// case here (with its fields on ClientFrame), a method in the edge's
+// session and the docs.
+func CheckClientFrame(f ClientFrame, lim Limits) (ClientFrame, *Error) {
+	if lim.MaxBody <= 0 {
+		lim.MaxBody = DefaultMaxBody
 	}
-	room, err := names.Room(f.Room)
-	if err != nil {
-		return f, Errorf(CodeInvalidRoom, "room must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+	if lim.MaxPage <= 0 {
+		lim.MaxPage = DefaultMaxPage
 	}
-	f.Room = room
 	switch f.Type {
+	case TypeJoin, TypeLeave:
+		e := f.checkRoom()
+		return f, e
 	case TypeMessage:
+		if e := f.checkRoom(); e != nil {
+			return f, e
+		}
 		if e := validCID(f.CID); e != nil {
 			return f, e
 		}
 		f.Body = strings.TrimSpace(f.Body)
-		if e := CheckBody(f.Body, lim.MaxBody); e != nil {
+		return f, CheckBody(f.Body, lim.MaxBody)
+	case TypeTyping:
+		if e := f.checkRoom(); e != nil {
 			return f, e
 		}
-	case TypeTyping:
 		if f.State != TypingOn && f.State != TypingOff {
 			return f, Errorf(CodeInvalidState, `typing state must be "on" or "off"`)
 		}
+		return f, nil
 	case TypeHistory:
+		if e := f.checkRoom(); e != nil {
+			return f, e
+		}
 		if f.Limit == 0 {
 			f.Limit = DefaultPage
 		}
 		if f.Limit < 0 || f.Limit > lim.MaxPage {
 			return f, Errorf(CodeInvalidLimit, "limit must be 1-%d", lim.MaxPage)
 		}
+		return f, nil
+	case "":
+		return f, Errorf(CodeUnknownType, "frame has no type")
+	default:
+		return f, Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32))
 	}
-	return f, nil
+}
+
+// checkRoom normalises f.Room (invalid_room when it breaks the rule).
+func (f *ClientFrame) checkRoom() *Error {
+	room, err := names.Room(f.Room)
+	if err != nil {
+		return Errorf(CodeInvalidRoom, "room must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+	}
+	f.Room = room
+	return nil
 }
 
 // CheckBody applies the body rule every tier shares (guarantee 9): a body

@@ -117,3 +117,40 @@ func FuzzParseClientFrame(f *testing.F) {
 		}
 	})
 }
+
+// CheckClientFrame is the rule ParseClientFrame applies after decoding:
+// a frame built from fields (an HTTP post) gets the same answer as the
+// same frame sent as JSON.
+func TestCheckClientFrameMatchesParse(t *testing.T) {
+	frames := []ClientFrame{
+		{Type: TypeMessage, Room: "#General", Body: "  hi  ", CID: "c1"},
+		{Type: TypeMessage, Room: "general", Body: "   ", CID: "c1"},
+		{Type: TypeMessage, Room: "general", Body: "a\x00b", CID: "c1"},
+		{Type: TypeMessage, Room: "general", Body: "hi", CID: ""},
+		{Type: TypeMessage, Room: "Bad.Room", Body: "hi", CID: "c1"},
+		{Type: TypeJoin, Room: "ok"},
+		{Type: TypeLeave, Room: "no way"},
+		{Type: TypeTyping, Room: "ok", State: "maybe"},
+		{Type: TypeHistory, Room: "ok"},
+		{Type: TypeHistory, Room: "ok", Limit: 1000},
+		{Type: "dance", Room: "ok"},
+		{Room: "ok"},
+	}
+	for _, in := range frames {
+		data, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, perr := ParseClientFrame(data, Limits{})
+		checked, cerr := CheckClientFrame(in, Limits{})
+		if (perr == nil) != (cerr == nil) || (perr != nil && perr.Code != cerr.Code) {
+			t.Fatalf("%+v: parse %v, check %v", in, perr, cerr)
+		}
+		if perr == nil && parsed != checked {
+			t.Fatalf("%+v: parse gives %+v, check %+v", in, parsed, checked)
+		}
+	}
+	if f, e := CheckClientFrame(frames[0], Limits{}); e != nil || f.Room != "general" || f.Body != "hi" {
+		t.Fatalf("normalised %+v %v", f, e)
+	}
+}
