@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	gws "github.com/gobwas/ws"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -190,6 +191,7 @@ type Service struct {
 	authn     auth.Authenticator
 	origins   *auth.OriginChecker
 	env       *session.Env
+	publisher *backend.Publisher
 	lease     *lease.Lease
 	users     *userlimit.Limits
 	gate      *admit.Gate
@@ -202,8 +204,8 @@ type Service struct {
 	stop     context.CancelFunc
 
 	mu       sync.Mutex
-	sessions map[*session.Session]int // value: ping slot
-	wg       sync.WaitGroup           // session goroutines
+	sessions map[*served]int // WebSocket sessions; value: ping slot
+	wg       sync.WaitGroup  // session goroutines
 }
 
 // New builds an edge and binds its listener (Addr is valid on return).
@@ -273,7 +275,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		origins:   auth.NewOriginChecker(cfg.AllowedOrigins, cfg.PublicOrigins),
 		lease:     lease.New(be.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
 		drainCh:   make(chan struct{}),
-		sessions:  make(map[*session.Session]int),
+		sessions:  make(map[*served]int),
 	}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.env = &session.Env{
@@ -284,14 +286,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			TypingRate: rate.Limit(cfg.TypingRate), TypingBurst: cfg.TypingBurst,
 			MaxPendingPosts: cfg.ConnPendingPosts,
 		}.WithDefaults(),
-		Hub: s.hub, Backend: be, Publisher: pub, Log: log, Obs: m,
+		Hub: session.FanoutHub(s.hub), Presence: be, Pages: be, Typing: be,
+		Publisher: session.PublisherLanes(pub), Users: s.users, NewID: s.newConnID,
+		Log: log, Obs: m,
 	}
+	s.publisher = pub
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.lease.OnLost(s.rejoin)
-	api.New(api.Config{EdgeID: cfg.EdgeID, Limits: wire.Limits{MaxBody: cfg.MaxBody}, KeepAlive: cfg.PingInterval,
-		SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout, Users: s.users, Gate: s.gate, Origins: s.origins},
-		be, s.hub, authn, log, m, s.drainCh, s.newConnID).Register(mux)
+	api.New(api.Config{KeepAlive: cfg.PingInterval, SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout,
+		Gate: s.gate, Origins: s.origins},
+		api.Deps{Backend: be, Sessions: s.env, Auth: authn, Log: log, Obs: m, Done: s.drainCh}).Register(mux)
 	live := []ops.Check{ops.NATSAlive(deps.NC)}
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
@@ -417,7 +422,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	s.drain(srv)
-	s.env.Publisher.Close() // report the last outcomes while NATS is still there
+	s.publisher.Close() // report the last outcomes while NATS is still there
 
 	stopBG()
 	bgWG.Wait()
@@ -440,20 +445,20 @@ func (s *Service) drain(srv *http.Server) {
 	s.draining.Store(true)
 	close(s.drainCh)
 	s.mu.Lock()
-	list := make([]*session.Session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		list = append(list, sess)
+	list := make([]*served, 0, len(s.sessions))
+	for h := range s.sessions {
+		list = append(list, h)
 	}
 	s.mu.Unlock()
 	s.log.Info("edge draining", "connections", len(list), "period", s.cfg.DrainPeriod)
 
 	start := time.Now()
-	for i, sess := range list {
+	for i, h := range list {
 		at := start.Add(time.Duration(int64(s.cfg.DrainPeriod) * int64(i) / int64(len(list))))
 		if d := time.Until(at); d > 0 {
 			time.Sleep(d)
 		}
-		sess.Close(ws.CodeRestart, "service restart: reconnect")
+		h.sess.Close(ws.CodeRestart, "service restart: reconnect")
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -479,7 +484,7 @@ func (s *Service) pinger(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PingInterval / slots)
 	defer t.Stop()
 	var slot int
-	var batch []*session.Session
+	var batch []*ws.Conn
 	for {
 		select {
 		case <-ctx.Done():
@@ -489,14 +494,14 @@ func (s *Service) pinger(ctx context.Context) {
 		slot = (slot + 1) % slots
 		batch = batch[:0]
 		s.mu.Lock()
-		for sess, sl := range s.sessions {
+		for h, sl := range s.sessions {
 			if sl == slot {
-				batch = append(batch, sess)
+				batch = append(batch, h.conn)
 			}
 		}
 		s.mu.Unlock()
-		for _, sess := range batch {
-			sess.Ping()
+		for _, c := range batch {
+			c.Ping()
 		}
 		clear(batch)
 	}
@@ -555,55 +560,56 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		go closeRefused(conn, code, msg)
 		return
 	}
-	quota, qerr := s.users.Acquire(id.User)
-	if qerr != nil {
-		ticket.Release()
+	sess, serr := s.env.Open(conn, id, ticket)
+	if serr != nil {
 		s.metrics.ConnRefused("too_many_connections")
 		go closeRefused(conn, ws.CodePolicy, "too many connections for this user")
 		return
 	}
-	sess := session.New(s.env, conn, id.User, s.newConnID())
-	sess.SetUserLimits(quota)
-	sess.RestrictRooms(id.Rooms)
+	h := &served{s: s, sess: sess, conn: conn}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
-		quota.Release()
-		ticket.Release()
+		sess.End("") // never served: releases the quota and the ticket
 		go closeRefused(conn, ws.CodeRestart, "service restart: reconnect")
 		return
 	}
-	s.sessions[sess] = int(s.connSeq.Load() % 8)
+	s.sessions[h] = int(s.connSeq.Load() % 8)
 	s.wg.Add(1)
 	s.mu.Unlock()
-	s.metrics.ConnOpened()
 	sess.Start()
-	s.transport.Serve(conn, &served{s: s, sess: sess, conn: conn, quota: quota, ticket: ticket})
+	s.transport.Serve(conn, h)
 }
 
 // served lets the transport drive a session: it reads the connection
 // (with no goroutine while the connection is idle) and hands each message
 // to the session.
 type served struct {
-	s      *Service
-	sess   *session.Session
-	conn   *ws.Conn
-	quota  *userlimit.User
-	ticket *admit.Ticket
+	s    *Service
+	sess *session.Session
+	conn *ws.Conn
 }
 
-func (h *served) Message(m ws.Message) { h.sess.Handle(h.s.base, m) }
+// Message implements ws.Handler.
+func (h *served) Message(m ws.Message) {
+	if m.Op == gws.OpBinary {
+		h.sess.Binary()
+		return
+	}
+	h.sess.Handle(h.s.base, m.Payload)
+}
 
+// Closed implements ws.Handler: the socket is finished (queued frames
+// written, TCP closed), then the session releases everything it held
+// (guarantee 8).
 func (h *served) Closed() {
 	s := h.s
 	defer s.wg.Done()
-	h.sess.Cleanup()
+	h.conn.Finish()
+	h.sess.End(h.conn.CloseReason())
 	s.mu.Lock()
-	delete(s.sessions, h.sess)
+	delete(s.sessions, h)
 	s.mu.Unlock()
-	h.quota.Release()
-	h.ticket.Release()
-	s.metrics.ConnClosed(h.conn.CloseReason())
 }
 
 // closeRefused closes a connection that is not served with code and waits

@@ -19,27 +19,27 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/backend"
-	"github.com/hubbub-chat/hubbub/services/edge/fanout"
-	"github.com/hubbub-chat/hubbub/services/edge/userlimit"
+	"github.com/hubbub-chat/hubbub/services/edge/session"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // Observer receives API events for metrics. Methods must not block.
 type Observer interface {
-	Published(d time.Duration)
-	ConnOpened()
-	ConnClosed(reason string)
 	// ConnRefused counts a stream refused at a connection cap.
 	ConnRefused(reason string)
 }
 
+// Backend answers the API's reads (backend.Client implements it).
+type Backend interface {
+	Lobby(ctx context.Context, req wire.LobbyRequest) (wire.LobbyReply, error)
+	Counts(ctx context.Context, req wire.CountsRequest) (wire.CountsReply, error)
+	Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error)
+	Roster(ctx context.Context, req wire.RosterRequest) (wire.RosterReply, error)
+}
+
 // Config configures the API.
 type Config struct {
-	// EdgeID names this edge in presence events of SSE clients.
-	EdgeID string
-	// Limits bounds posted bodies and page sizes.
-	Limits wire.Limits
 	// KeepAlive is the SSE comment interval (30 s).
 	KeepAlive time.Duration
 	// SSEQueue bounds the bytes queued to one SSE client (1 MiB); a client
@@ -50,10 +50,6 @@ type Config struct {
 	// WriteTimeout bounds one write to an SSE client (10 s); a client that
 	// does not take its events in time is disconnected.
 	WriteTimeout time.Duration
-	// Users holds the limits shared by each user's connections on this
-	// edge: SSE streams count as connections, posts draw on the user's
-	// message rate. Nil: no per-user limits.
-	Users *userlimit.Limits
 	// Gate caps SSE streams with the edge's WebSockets (nil: no cap).
 	Gate *admit.Gate
 	// Origins decides the Origin of cookie-authenticated posts (nil:
@@ -61,22 +57,35 @@ type Config struct {
 	Origins *auth.OriginChecker
 }
 
-// API serves the HTTP endpoints.
-type API struct {
-	cfg   Config
-	be    *backend.Client
-	hub   *fanout.Hub
-	authn auth.Authenticator
-	log   *slog.Logger
-	obs   Observer
-	// done ends SSE streams (drain).
-	done <-chan struct{}
-	ids  func() string
+// Deps are the API's collaborators; all are required.
+type Deps struct {
+	// Backend answers the lobby, message pages and rosters.
+	Backend Backend
+	// Sessions serves SSE streams and posts as clients of protocol v1:
+	// the same quotas, limits, room rules and publish path as a
+	// WebSocket (its Config.Limits bound bodies and pages here too).
+	Sessions *session.Env
+	// Auth authenticates every request.
+	Auth auth.Authenticator
+	Log  *slog.Logger
+	Obs  Observer
+	// Done is closed when the edge drains: SSE streams end.
+	Done <-chan struct{}
 }
 
-// New returns the API. done is closed when the edge drains; newID returns
-// unique connection ids.
-func New(cfg Config, be *backend.Client, hub *fanout.Hub, authn auth.Authenticator, log *slog.Logger, obs Observer, done <-chan struct{}, newID func() string) *API {
+// API serves the HTTP endpoints.
+type API struct {
+	cfg      Config
+	be       Backend
+	sessions *session.Env
+	authn    auth.Authenticator
+	log      *slog.Logger
+	obs      Observer
+	done     <-chan struct{}
+}
+
+// New returns the API.
+func New(cfg Config, deps Deps) *API {
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 30 * time.Second
 	}
@@ -92,7 +101,7 @@ func New(cfg Config, be *backend.Client, hub *fanout.Hub, authn auth.Authenticat
 	if cfg.Origins == nil {
 		cfg.Origins = auth.NewOriginChecker(nil, nil)
 	}
-	return &API{cfg: cfg, be: be, hub: hub, authn: authn, log: log, obs: obs, done: done, ids: newID}
+	return &API{cfg: cfg, be: deps.Backend, sessions: deps.Sessions, authn: deps.Auth, log: deps.Log, obs: deps.Obs, done: deps.Done}
 }
 
 // Register adds the API routes to mux.
@@ -141,7 +150,7 @@ func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) messages(w http.ResponseWriter, r *http.Request) {
-	room, ok := a.readableRoom(w, r)
+	room, _, ok := a.readableRoom(w, r)
 	if !ok {
 		return
 	}
@@ -150,7 +159,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "before must be a message id"))
 		return
 	}
-	maxPage := a.cfg.Limits.MaxPage
+	maxPage := a.sessions.Config.Limits.MaxPage
 	if maxPage <= 0 {
 		maxPage = wire.DefaultMaxPage
 	}
@@ -171,7 +180,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) presence(w http.ResponseWriter, r *http.Request) {
-	room, ok := a.readableRoom(w, r)
+	room, _, ok := a.readableRoom(w, r)
 	if !ok {
 		return
 	}
@@ -215,7 +224,6 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	if id.Ambient && !a.sameSite(w, r) {
 		return
 	}
-	user := id.User
 	var req PostRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPostBytes))
 	if err := dec.Decode(&req); err != nil {
@@ -232,53 +240,70 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		_, _ = rand.Read(b[:])
 		req.CID = hex.EncodeToString(b[:])
 	}
-	// Validate exactly as a WebSocket message frame is validated.
-	frameJSON, err := json.Marshal(wire.ClientFrame{Type: wire.TypeMessage, Room: r.PathValue("room"), Body: req.Body, CID: req.CID})
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, wire.Errorf(wire.CodeInternal, "encode: %v", err))
-		return
+	// The path of a WebSocket message frame: validation, room rule,
+	// budgets, the bounded publish; its refusals map to statuses.
+	res, err := a.sessions.Post(r.Context(), id, r.PathValue("room"), req.Body, req.CID)
+	var we *wire.Error
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, PostReply{ID: res.ID, CID: req.CID, Duplicate: res.Duplicate})
+	case errors.As(err, &we):
+		writeRefusal(w, we)
+	case errors.Is(err, context.Canceled):
+		// the client went away; resending with the same cid is safe
+	default:
+		a.log.Warn("post failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "service unavailable; try again"))
 	}
-	f, perr := wire.ParseClientFrame(frameJSON, a.cfg.Limits)
-	if perr != nil {
-		writeError(w, http.StatusBadRequest, perr)
-		return
+}
+
+// Status is the HTTP status that answers a refusal with error code code,
+// the code a WebSocket client would get in an error frame: 400 for bad
+// input, 403 forbidden, 429 rate_limited (and too_many_rooms), 503
+// unavailable (a backing service, or the edge's bound on messages awaiting
+// storage), 500 otherwise.
+func Status(code string) int {
+	switch code {
+	case wire.CodeBadJSON, wire.CodeUnknownType, wire.CodeInvalidRoom, wire.CodeInvalidBody,
+		wire.CodeInvalidCID, wire.CodeInvalidState, wire.CodeInvalidLimit:
+		return http.StatusBadRequest
+	case wire.CodeForbidden:
+		return http.StatusForbidden
+	case wire.CodeRateLimited, wire.CodeTooManyRooms:
+		return http.StatusTooManyRequests
+	case wire.CodeUnavailable:
+		return http.StatusServiceUnavailable
 	}
-	if !id.Allows(f.Room) {
-		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
-		return
-	}
-	if a.cfg.Users != nil && !a.cfg.Users.AllowMessage(user) {
+	return http.StatusInternalServerError
+}
+
+// writeRefusal answers a session's refusal, with Retry-After when the
+// client should simply try again later.
+func writeRefusal(w http.ResponseWriter, e *wire.Error) {
+	status := Status(e.Code)
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, wire.Errorf(wire.CodeRateLimited, "too many messages; slow down"))
-		return
 	}
-	start := time.Now()
-	res, err := a.be.Post(r.Context(), f.Room, user, f.Body, f.CID)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.obs.Published(time.Since(start))
-	writeJSON(w, http.StatusOK, PostReply{ID: res.ID, CID: f.CID, Duplicate: res.Duplicate})
+	writeError(w, status, e)
 }
 
 // readableRoom checks a room read (messages, presence) by the rule every
 // read path shares with join (guarantee 10): the request is authenticated
 // and the token allows the room. It answers 400/401/403 itself.
-func (a *API) readableRoom(w http.ResponseWriter, r *http.Request) (string, bool) {
+func (a *API) readableRoom(w http.ResponseWriter, r *http.Request) (string, auth.Identity, bool) {
 	room, ok := roomParam(w, r)
 	if !ok {
-		return "", false
+		return "", auth.Identity{}, false
 	}
 	id, ok := a.identity(w, r)
 	if !ok {
-		return "", false
+		return "", auth.Identity{}, false
 	}
 	if !id.Allows(room) {
 		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
-		return "", false
+		return "", auth.Identity{}, false
 	}
-	return room, true
+	return room, id, true
 }
 
 // sameSite applies the CSRF rules to a state change authenticated by a

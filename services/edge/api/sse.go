@@ -9,230 +9,279 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/services/edge/admit"
-	"github.com/hubbub-chat/hubbub/services/edge/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/session"
+	"github.com/hubbub-chat/hubbub/services/edge/ws"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// events streams a room as Server-Sent Events: a "history" event (the
+// events streams a room as Server-Sent Events: "history" events (the
 // newest page, or everything after Last-Event-ID / ?since=), then
-// "message", "typing" and "presence" events. Each message event's id is
-// the message id, so an EventSource that reconnects resumes gaplessly.
+// "message", "typing", "presence" (and a "roster") events. Each message
+// event's id is the message id, so an EventSource that reconnects resumes
+// gaplessly.
+//
+// The stream is a session (the client model every transport shares) over
+// an sseSink; this handler only parses the request, joins the room and
+// writes what the sink queues.
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
-	room, ok := roomParam(w, r)
+	room, id, ok := a.readableRoom(w, r)
 	if !ok {
 		return
 	}
-	id, ok := a.identity(w, r)
+	since, ok := lastEventID(w, r)
 	if !ok {
 		return
 	}
-	if !id.Allows(room) {
-		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
+	ticket, ok := a.admit(w, r)
+	if !ok {
 		return
 	}
-	if a.cfg.Gate != nil {
-		ticket, err := a.cfg.Gate.Acquire(r)
-		if err != nil {
-			reason := "edge_full"
-			if errors.Is(err, admit.ErrAddressFull) {
-				reason = "address_full"
-			}
-			a.obs.ConnRefused(reason)
-			w.Header().Set("Retry-After", "5")
-			writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "%v", err))
-			return
-		}
-		defer ticket.Release()
+	sink := newSSESink(a.cfg.SSEQueue)
+	sess, err := a.sessions.Open(sink, id, ticket)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, wire.Errorf(wire.CodeRateLimited, "%v", err))
+		return
 	}
-	user := id.User
-	var since *uint64
+	reason := "client"
+	defer func() { sess.End(reason) }()
+	reason = a.follow(w, r, sess, sink, room, since)
+}
+
+// lastEventID reads the resume cursor: Last-Event-ID, else ?since= (nil:
+// the newest page). It answers 400 itself.
+func lastEventID(w http.ResponseWriter, r *http.Request) (*uint64, bool) {
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {
 		last = r.URL.Query().Get("since")
 	}
-	if last != "" {
-		n, err := strconv.ParseUint(last, 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "Last-Event-ID must be a message id"))
-			return
-		}
-		since = &n
+	if last == "" {
+		return nil, true
 	}
-	if a.cfg.Users != nil {
-		u, err := a.cfg.Users.Acquire(user)
-		if err != nil {
-			w.Header().Set("Retry-After", "5")
-			writeError(w, http.StatusTooManyRequests, wire.Errorf(wire.CodeRateLimited, "%v", err))
-			return
-		}
-		defer u.Release()
+	n, err := strconv.ParseUint(last, 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "Last-Event-ID must be a message id"))
+		return nil, false
 	}
-	rc := http.NewResponseController(w)
-	sink := &sseSink{max: a.cfg.SSEQueue, notify: make(chan struct{}, 1)}
-	ctx := r.Context()
+	return &n, true
+}
 
-	// Join on its own goroutine: a long catch-up is paced on what this
-	// handler writes, so the stream must be served while the join runs.
-	type joinResult struct {
-		m   *fanout.Member
-		err error
+// admit takes the stream's place under the edge's connection caps (nil
+// without a gate). It answers 503 itself.
+func (a *API) admit(w http.ResponseWriter, r *http.Request) (*admit.Ticket, bool) {
+	if a.cfg.Gate == nil {
+		return nil, true
 	}
+	ticket, err := a.cfg.Gate.Acquire(r)
+	if err != nil {
+		reason := "edge_full"
+		if errors.Is(err, admit.ErrAddressFull) {
+			reason = "address_full"
+		}
+		a.obs.ConnRefused(reason)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "%v", err))
+		return nil, false
+	}
+	return ticket, true
+}
+
+// follow joins room and writes the stream until the client goes, the
+// edge drains, a write fails or the client falls too far behind; it
+// returns why, as a close reason for metrics. The join runs on its own
+// goroutine: a long catch-up is paced on what this loop writes.
+func (a *API) follow(w http.ResponseWriter, r *http.Request, sess *session.Session, sink *sseSink, room string, since *uint64) string {
+	ctx := r.Context()
 	jctx, cancelJoin := context.WithCancel(ctx)
-	joined := make(chan joinResult, 1)
-	go func() {
-		m, err := a.hub.Join(jctx, fanout.JoinRequest{Room: room, User: user, Since: since, Sink: sink})
-		joined <- joinResult{m, err}
-	}()
-	var member *fanout.Member
-	var conn *wire.ConnEvent
-	reason := "client"
+	joined := make(chan error, 1)
+	go func() { joined <- sess.JoinRoom(jctx, room, since) }()
 	defer func() {
+		// The session is the join's until it returned.
 		cancelJoin()
 		if joined != nil {
-			if res := <-joined; res.err == nil {
-				member = res.m
-			}
+			<-joined
 		}
-		if member == nil {
-			return
-		}
-		member.Leave()
-		if conn != nil {
-			a.be.Unregister(*conn)
-		}
-		a.obs.ConnClosed(reason)
 	}()
-
-	started := false
-	start := func() {
-		started = true
-		h := w.Header()
-		h.Set("Content-Type", "text/event-stream")
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Accel-Buffering", "no")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("retry: 2000\n\n"))
-		_ = rc.Flush()
-	}
-
+	st := &sseStream{w: w, rc: http.NewResponseController(w), sink: sink, timeout: a.cfg.WriteTimeout}
 	keep := time.NewTicker(a.cfg.KeepAlive)
 	defer keep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return "client"
 		case <-a.done:
-			reason = "restart"
-			return
-		case res := <-joined:
+			return "restart"
+		case err := <-joined:
 			joined = nil
-			if res.err != nil {
-				if !started {
-					a.fail(w, res.err)
+			if err != nil {
+				if !st.started {
+					a.refuse(w, err)
 				}
-				return
+				return "join_failed"
 			}
-			member = res.m
-			a.obs.ConnOpened()
-			ev := wire.ConnEvent{Room: room, User: user, Conn: a.ids(), Edge: a.cfg.EdgeID}
-			conn = &ev
-			// Presence is registered in the background (retried while
-			// presence is unavailable): the stream does not wait for it.
-			a.be.Register(ev, nil)
-			if !started {
-				start()
-			}
+			st.start()
 		case <-keep.C:
-			if !started {
-				continue
-			}
-			_ = rc.SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout))
-			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
-				reason = "transport"
-				return
-			}
-			if err := rc.Flush(); err != nil {
-				reason = "transport"
-				return
+			if st.started && st.write([]byte(": keep-alive\n\n")) != nil {
+				return "transport"
 			}
 		case <-sink.notify:
-			if !started {
-				start()
-			}
-			frames, over := sink.take()
-			// A reader that stops reading blocks the write: give up on it
-			// after WriteTimeout (it resumes with Last-Event-ID).
-			_ = rc.SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout))
-			for _, f := range frames {
-				if _, err := w.Write(f.SSE()); err != nil {
-					reason = "transport"
-					return
-				}
-			}
-			// A failed write also cancels ctx (net/http does): check the
-			// flush here, or the close would be counted as the client's.
-			if err := rc.Flush(); err != nil {
-				reason = "transport"
-				return
-			}
-			if over {
-				reason = "slow_consumer"
-				return
+			if reason, end := st.flush(); end {
+				return reason
 			}
 		}
 	}
 }
 
-// sseSink queues frames for one SSE stream, bounded in bytes.
+// refuse answers a join the session refused, before the stream started.
+func (a *API) refuse(w http.ResponseWriter, err error) {
+	var we *wire.Error
+	if errors.As(err, &we) {
+		writeRefusal(w, we)
+		return
+	}
+	a.fail(w, err)
+}
+
+// sseStream writes one event-stream response.
+type sseStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	sink    *sseSink
+	timeout time.Duration
+	started bool
+}
+
+// start sends the stream's headers and retry hint.
+func (st *sseStream) start() {
+	if st.started {
+		return
+	}
+	st.started = true
+	h := st.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	st.w.WriteHeader(http.StatusOK)
+	_, _ = st.w.Write([]byte("retry: 2000\n\n"))
+	_ = st.rc.Flush()
+}
+
+// write writes and flushes b within the write timeout: a reader that
+// stops reading blocks the write, and is given up on (it resumes with
+// Last-Event-ID). A failed write also cancels the request's context
+// (net/http does): the flush is checked here, or the close would be
+// counted as the client's.
+func (st *sseStream) write(bufs ...[]byte) error {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.timeout))
+	for _, b := range bufs {
+		if _, err := st.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return st.rc.Flush()
+}
+
+// flush writes what the sink queued; end reports that the stream must
+// end, and why.
+func (st *sseStream) flush() (reason string, end bool) {
+	st.start()
+	frames, state := st.sink.take()
+	bufs := make([][]byte, len(frames))
+	for i, f := range frames {
+		bufs[i] = f.SSE()
+	}
+	if len(bufs) > 0 && st.write(bufs...) != nil {
+		return "transport", true
+	}
+	switch {
+	case state.overflow:
+		return "slow_consumer", true
+	case state.closeCode != 0:
+		return ws.CodeLabel(state.closeCode), true
+	}
+	return "", false
+}
+
+// sseSink is an SSE stream's session.Sink: frames queue for the stream's
+// handler goroutine, bounded in bytes (a stream further behind is cut off
+// and resumes with Last-Event-ID).
 type sseSink struct {
 	max    int
 	notify chan struct{}
 
-	mu       sync.Mutex
-	queue    []*frame.Frame
-	bytes    int
-	overflow bool
+	mu    sync.Mutex
+	queue []*frame.Frame
+	bytes int
+	state sinkState
 }
 
-// Send implements fanout.Sink.
+// sinkState is why a stream must end, if it must.
+type sinkState struct {
+	overflow  bool   // the queue passed its bound
+	closeCode uint16 // Close was called
+}
+
+func newSSESink(max int) *sseSink {
+	return &sseSink{max: max, notify: make(chan struct{}, 1)}
+}
+
+// Send implements session.Sink: typing and presence are shed past half
+// the bound; past the bound the stream is ended.
 func (s *sseSink) Send(f *frame.Frame) bool {
 	n := len(f.SSE())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.overflow {
+	if s.state.overflow || s.state.closeCode != 0 {
 		return false
 	}
 	if f.Class == frame.Sheddable && s.bytes+n > s.max/2 {
 		return false
 	}
 	if s.bytes > 0 && s.bytes+n > s.max {
-		s.overflow = true
+		s.state.overflow = true
 		s.queue = nil
 	} else {
 		s.queue = append(s.queue, f)
 		s.bytes += n
 	}
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-	return !s.overflow
+	s.wake()
+	return !s.state.overflow
 }
 
-// QueuedBytes implements fanout.Backlogged: the bytes not yet taken by
-// the stream's writer.
+// QueuedBytes implements session.Sink: the bytes not yet taken by the
+// stream's writer.
 func (s *sseSink) QueuedBytes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes
 }
 
-func (s *sseSink) take() ([]*frame.Frame, bool) {
+// Close implements session.Sink: the stream ends after what is queued
+// (an event stream has no close frame; the code names the reason).
+func (s *sseSink) Close(code uint16, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.closeCode == 0 {
+		s.state.closeCode = code
+	}
+	s.wake()
+}
+
+// wake tells the writer there is something to do; s.mu is held.
+func (s *sseSink) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take hands the queued frames to the writer.
+func (s *sseSink) take() ([]*frame.Frame, sinkState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queue
 	s.queue = nil
 	s.bytes = 0
-	return q, s.overflow
+	return q, s.state
 }
