@@ -79,31 +79,13 @@ func MsgID(room, user, cid string) string {
 	return room + "/" + names.UserToken(user) + "/" + cid
 }
 
-// PostResult is the outcome of Post.
+// PostResult is the outcome of Lane.Post.
 type PostResult struct {
 	// ID is the message id (stream sequence); for a duplicate, the
 	// original message's id.
 	ID uint64
 	// Duplicate is true when the cid was already stored.
 	Duplicate bool
-}
-
-// Post stores a user message in the CHAT stream and waits for the PubAck.
-// room must be normalised, body validated.
-func (c *Client) Post(ctx context.Context, room, user, body, cid string) (PostResult, error) {
-	data, err := json.Marshal(wire.Post{Room: room, User: user, Body: body, Kind: wire.KindMessage, TS: time.Now().UnixMilli(), CID: cid})
-	if err != nil {
-		return PostResult{}, fmt.Errorf("marshal post: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	msg := &nats.Msg{Subject: subjects.Room(room), Data: data, Header: nats.Header{}}
-	msg.Header.Set(subjects.HeaderMsgID, MsgID(room, user, cid))
-	ack, err := c.js.PublishMsg(ctx, msg)
-	if err != nil {
-		return PostResult{}, classify(subjects.Room(room), err)
-	}
-	return PostResult{ID: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
 // Flush waits until the server has processed everything sent so far
