@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -61,7 +60,6 @@ type System struct {
 	edge     *edge.Service
 	history  *history.Service
 	presence *presence.Service
-	registry *prometheus.Registry
 
 	cancelEdge context.CancelFunc
 	cancelBack context.CancelFunc
@@ -92,89 +90,141 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 			s.closeNATS()
 		}
 	}()
-
-	s.natsURL = cfg.NATS.URL
-	if s.natsURL == "" {
-		s.ns, err = natsembed.Start(natsembed.Options{
-			Listen:   cfg.NATSListen,
-			StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("embedded nats: %w", err)
-		}
-		s.natsURL = "nats://" + s.ns.Addr().String()
-		cfg.Log.Info("embedded nats-server running", "url", s.natsURL, "store", filepath.Join(cfg.DataDir, "jetstream"))
+	if err := s.startNATS(); err != nil {
+		return nil, err
 	}
+	conns, err := s.connect()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.provision(ctx, conns.edge); err != nil {
+		return nil, err
+	}
+	if err := s.newServices(conns); err != nil {
+		return nil, err
+	}
+	s.runServices(ctx)
+	if err := s.waitReady(ctx); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	cfg.Log.Info("hubbub running", "http", "http://"+s.edge.Addr(), "nats", s.natsURL)
+	return s, nil
+}
 
-	connect := func(name, inbox string) (*nats.Conn, error) {
-		c := cfg.NATS
-		c.URL, c.Name, c.InboxPrefix = s.natsURL, name, inbox
-		nc, err := natsconn.Connect(c, cfg.Log.With("component", name))
+// startNATS embeds a NATS server with JetStream in DataDir/jetstream,
+// unless the configuration names an external one; either way it sets
+// s.natsURL.
+func (s *System) startNATS() error {
+	s.natsURL = s.cfg.NATS.URL
+	if s.natsURL != "" {
+		return nil
+	}
+	store := filepath.Join(s.cfg.DataDir, "jetstream")
+	ns, err := natsembed.Start(natsembed.Options{Listen: s.cfg.NATSListen, StoreDir: store})
+	if err != nil {
+		return fmt.Errorf("embedded nats: %w", err)
+	}
+	s.ns = ns
+	s.natsURL = "nats://" + ns.Addr().String()
+	s.log.Info("embedded nats-server running", "url", s.natsURL, "store", store)
+	return nil
+}
+
+// natsConns are the services' connections: one each, with its own name
+// and inbox prefix, as the separate binaries have.
+type natsConns struct {
+	edge, history, presence *nats.Conn
+}
+
+// connect opens the three services' connections (each kept in s.conns for
+// closeNATS).
+func (s *System) connect() (natsConns, error) {
+	var c natsConns
+	for _, n := range []struct {
+		nc          **nats.Conn
+		name, inbox string
+	}{
+		{&c.edge, "hubbub-edge", subjects.EdgeInbox},
+		{&c.history, "hubbub-history", subjects.HistoryInbox},
+		{&c.presence, "hubbub-presence", subjects.PresenceInbox},
+	} {
+		cc := s.cfg.NATS
+		cc.URL, cc.Name, cc.InboxPrefix = s.natsURL, n.name, n.inbox
+		nc, err := natsconn.Connect(cc, s.log.With("component", n.name))
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		s.conns = append(s.conns, nc)
-		return nc, nil
+		*n.nc = nc
 	}
-	ncEdge, err := connect("hubbub-edge", subjects.EdgeInbox)
-	if err != nil {
-		return nil, err
-	}
-	ncHistory, err := connect("hubbub-history", subjects.HistoryInbox)
-	if err != nil {
-		return nil, err
-	}
-	ncPresence, err := connect("hubbub-presence", subjects.PresenceInbox)
-	if err != nil {
-		return nil, err
-	}
+	return c, nil
+}
 
-	js, err := natsconn.NewJetStream(ncEdge, cfg.NATS.JSDomain)
+// provision creates the stream and buckets that are missing (within 30 s).
+func (s *System) provision(ctx context.Context, nc *nats.Conn) error {
+	js, err := natsconn.NewJetStream(nc, s.cfg.NATS.JSDomain)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
+		return fmt.Errorf("jetstream: %w", err)
 	}
-	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer pcancel()
-	if err := provision.Ensure(pctx, js, cfg.Provision); err != nil {
-		return nil, err
-	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return provision.Ensure(pctx, js, s.cfg.Provision)
+}
 
-	s.registry = prometheus.NewRegistry()
-	if err := ops.RegisterBuildInfo(s.registry, "hubbub"); err != nil {
-		return nil, err
+// newServices builds history, presence and the edge through their own
+// constructors, on one Prometheus registry that also carries the build,
+// Go and process collectors.
+func (s *System) newServices(c natsConns) error {
+	reg := prometheus.NewRegistry()
+	if err := ops.RegisterBuildInfo(reg, "hubbub"); err != nil {
+		return err
 	}
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hcfg, pcfg, ecfg := s.cfg.serviceConfigs()
+	domain := s.cfg.NATS.JSDomain
+	var err error
+	s.history, err = history.New(hcfg, history.Deps{NC: c.history, Log: s.log.With("service", "history"), Registry: reg, JSDomain: domain})
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	s.presence, err = presence.New(pcfg, presence.Deps{NC: c.presence, Log: s.log.With("service", "presence"), Registry: reg, JSDomain: domain})
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	s.edge, err = edge.New(ecfg, edge.Deps{NC: c.edge, Log: s.log.With("service", "edge"), Registry: reg, JSDomain: domain})
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	return nil
+}
 
-	hcfg := cfg.History
+// serviceConfigs are the services' configurations with what the
+// all-in-one shares filled in where unset: history's data dir is DataDir,
+// and presence's and the edge's TTLs are the provisioned buckets'.
+func (c Config) serviceConfigs() (history.Config, presence.Config, edge.Config) {
+	hcfg := c.History
 	if hcfg.DataDir == "" {
-		hcfg.DataDir = cfg.DataDir
+		hcfg.DataDir = c.DataDir
 	}
-	s.history, err = history.New(hcfg, history.Deps{NC: ncHistory, Log: cfg.Log.With("service", "history"), Registry: s.registry, JSDomain: cfg.NATS.JSDomain})
-	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	pcfg := cfg.Presence
+	pcfg := c.Presence
 	if pcfg.TypingTTL == 0 {
-		pcfg.TypingTTL = cfg.Provision.TypingTTL
+		pcfg.TypingTTL = c.Provision.TypingTTL
 	}
 	if pcfg.LeaseTTL == 0 {
-		pcfg.LeaseTTL = cfg.Provision.LeaseTTL
+		pcfg.LeaseTTL = c.Provision.LeaseTTL
 	}
-	s.presence, err = presence.New(pcfg, presence.Deps{NC: ncPresence, Log: cfg.Log.With("service", "presence"), Registry: s.registry, JSDomain: cfg.NATS.JSDomain})
-	if err != nil {
-		return nil, fmt.Errorf("presence: %w", err)
-	}
-	ecfg := cfg.Edge
+	ecfg := c.Edge
 	if ecfg.LeaseTTL == 0 {
-		ecfg.LeaseTTL = cfg.Provision.LeaseTTL
+		ecfg.LeaseTTL = c.Provision.LeaseTTL
 	}
-	s.edge, err = edge.New(ecfg, edge.Deps{NC: ncEdge, Log: cfg.Log.With("service", "edge"), Registry: s.registry, JSDomain: cfg.NATS.JSDomain})
-	if err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
-	}
+	return hcfg, pcfg, ecfg
+}
 
-	// The edge stops first (it drains its connections and tells presence
-	// they left), then history and presence.
+// runServices starts the services' Run loops. The edge stops first (it
+// drains its connections and tells presence they left), then history and
+// presence; Done is closed once all have returned and NATS is closed.
+func (s *System) runServices(ctx context.Context) {
 	base := context.WithoutCancel(ctx)
 	backCtx, cancelBack := context.WithCancel(base)
 	edgeCtx, cancelEdge := context.WithCancel(base)
@@ -191,12 +241,6 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		s.closeNATS()
 		close(s.done)
 	}()
-	if err := s.waitReady(ctx); err != nil {
-		_ = s.Stop()
-		return nil, err
-	}
-	cfg.Log.Info("hubbub running", "http", "http://"+s.edge.Addr(), "nats", s.natsURL)
-	return s, nil
 }
 
 // waitReady polls every service's readiness until all are ready, a service
@@ -253,9 +297,6 @@ func (s *System) BaseURL() string { return "http://" + s.edge.Addr() }
 // NATSURL is the URL of the NATS server the system uses.
 func (s *System) NATSURL() string { return s.natsURL }
 
-// Registry is the Prometheus registry every service registers on.
-func (s *System) Registry() *prometheus.Registry { return s.registry }
-
 // Done is closed once everything has stopped.
 func (s *System) Done() <-chan struct{} { return s.done }
 
@@ -271,13 +312,4 @@ func (s *System) Stop() error {
 	s.cancelEdge()
 	<-s.done
 	return s.Err()
-}
-
-// Listen is a helper for callers that want the edge on a specific address.
-func Listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	return ln, nil
 }
