@@ -295,9 +295,52 @@ func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 	if len(batch) == 0 {
 		return
 	}
-	rows := make([]wire.Message, 0, len(batch))
-	keep := batch[:0:0]
-	var park []parcel
+	b := in.sortBatch(batch)
+	delay := 50 * time.Millisecond
+	for {
+		err := in.attempt(ctx, b)
+		if err == nil {
+			in.setFailing(nil)
+			b.ack(in.log)
+			return
+		}
+		in.m.InsertErrors.Inc()
+		in.setFailing(err)
+		if ctx.Err() != nil {
+			// Not stored and not acknowledged: the stream redelivers.
+			in.log.Warn("history ingest: batch left unacknowledged at shutdown", "messages", b.len(), "err", err)
+			return
+		}
+		in.log.Error("history ingest: insert failed; retrying", "messages", b.len(), "err", err, "in", delay)
+		b.inProgress()
+		if !sleep(ctx, delay) {
+			return
+		}
+		delay = min(2*delay, in.cfg.MaxBackoff)
+	}
+}
+
+// held is a message whose row is to be stored, with its stream sequence.
+type held struct {
+	msg jetstream.Msg
+	seq uint64
+}
+
+// sorted is a batch on its way through flush: the rows to insert and
+// their messages, the parcels to park, and whether the rows are inserted
+// (a retry after a failed park does not insert again; parking is the last
+// step, so once it succeeds the batch is done).
+type sorted struct {
+	rows     []wire.Message
+	keep     []held
+	park     []parcel
+	inserted bool
+}
+
+// sortBatch decodes batch into rows and parcels. A message without
+// metadata is terminated and dropped from the batch.
+func (in *Ingester) sortBatch(batch []jetstream.Msg) *sorted {
+	b := &sorted{rows: make([]wire.Message, 0, len(batch))}
 	for _, msg := range batch {
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -316,79 +359,81 @@ func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 				reason = ReasonUndecodable
 				in.m.Undecodable.Inc()
 			}
-			park = append(park, newParcel(msg, seq, reason, err))
+			b.park = append(b.park, newParcel(msg, seq, reason, err))
 			continue
 		}
-		rows = append(rows, row)
-		keep = append(keep, msg)
+		b.rows = append(b.rows, row)
+		b.keep = append(b.keep, held{msg: msg, seq: seq})
 	}
-	inserted, parked := len(rows) == 0, false
-	delay := 50 * time.Millisecond
-	for {
-		var err error
-		if !inserted {
-			var refused map[uint64]error
-			start := time.Now()
-			var n int
-			n, refused, err = in.insert(ctx, rows)
-			if err == nil {
-				inserted = true
-				in.m.InsertSeconds.Observe(time.Since(start).Seconds())
-				in.m.BatchSize.Observe(float64(len(rows)))
-				in.m.Stored.Add(float64(n))
-				if len(refused) > 0 {
-					stay := keep[:0:0]
-					for _, msg := range keep {
-						meta, _ := msg.Metadata() // read above
-						if rerr, ok := refused[meta.Sequence.Stream]; ok {
-							park = append(park, newParcel(msg, meta.Sequence.Stream, ReasonRejected, rerr))
-						} else {
-							stay = append(stay, msg)
-						}
-					}
-					keep = stay
-				}
-			}
+	b.inserted = len(b.rows) == 0
+	return b
+}
+
+// attempt makes one attempt at what b still needs: inserting its rows (the
+// ones the database refuses join the parcels), then parking its parcels.
+func (in *Ingester) attempt(ctx context.Context, b *sorted) error {
+	if !b.inserted {
+		start := time.Now()
+		n, refused, err := in.insert(ctx, b.rows)
+		if err != nil {
+			return err
 		}
-		if err == nil && !parked && len(park) > 0 {
-			if err = in.park(ctx, park); err == nil {
-				parked = true
-			}
+		b.inserted = true
+		in.m.InsertSeconds.Observe(time.Since(start).Seconds())
+		in.m.BatchSize.Observe(float64(len(b.rows)))
+		in.m.Stored.Add(float64(n))
+		b.reject(refused)
+	}
+	if len(b.park) > 0 {
+		return in.park(ctx, b.park)
+	}
+	return nil
+}
+
+// reject moves the messages whose rows the database refused (by id, with
+// its error) from the stored ones to the parcels.
+func (b *sorted) reject(refused map[uint64]error) {
+	if len(refused) == 0 {
+		return
+	}
+	stay := b.keep[:0:0]
+	for _, h := range b.keep {
+		if err, ok := refused[h.seq]; ok {
+			b.park = append(b.park, newParcel(h.msg, h.seq, ReasonRejected, err))
+		} else {
+			stay = append(stay, h)
 		}
-		if err == nil {
-			in.setFailing(nil)
-			for _, msg := range keep {
-				if err := msg.Ack(); err != nil {
-					// Not stored twice: a redelivery is skipped by id.
-					in.log.Debug("history ingest: ack failed; message will be redelivered", "err", err)
-				}
-			}
-			for _, p := range park {
-				if err := p.msg.Ack(); err != nil {
-					// Not parked twice: a redelivery is skipped by sequence.
-					in.log.Debug("history ingest: ack failed; message will be redelivered", "err", err)
-				}
-			}
-			return
+	}
+	b.keep = stay
+}
+
+// len is how many messages b holds.
+func (b *sorted) len() int { return len(b.keep) + len(b.park) }
+
+// ack acknowledges every message of b, stored or parked.
+func (b *sorted) ack(log *slog.Logger) {
+	for _, h := range b.keep {
+		if err := h.msg.Ack(); err != nil {
+			// Not stored twice: a redelivery is skipped by id.
+			log.Debug("history ingest: ack failed; message will be redelivered", "err", err)
 		}
-		in.m.InsertErrors.Inc()
-		in.setFailing(err)
-		if ctx.Err() != nil {
-			// Not stored and not acknowledged: the stream redelivers.
-			in.log.Warn("history ingest: batch left unacknowledged at shutdown", "messages", len(keep)+len(park), "err", err)
-			return
+	}
+	for _, p := range b.park {
+		if err := p.msg.Ack(); err != nil {
+			// Not parked twice: a redelivery is skipped by sequence.
+			log.Debug("history ingest: ack failed; message will be redelivered", "err", err)
 		}
-		in.log.Error("history ingest: insert failed; retrying", "messages", len(keep)+len(park), "err", err, "in", delay)
-		for _, msg := range keep {
-			_ = msg.InProgress()
-		}
-		for _, p := range park {
-			_ = p.msg.InProgress()
-		}
-		if !sleep(ctx, delay) {
-			return
-		}
-		delay = min(2*delay, in.cfg.MaxBackoff)
+	}
+}
+
+// inProgress tells the stream that every message of b is still being
+// worked on, so none is redelivered while a retry waits.
+func (b *sorted) inProgress() {
+	for _, h := range b.keep {
+		_ = h.msg.InProgress()
+	}
+	for _, p := range b.park {
+		_ = p.msg.InProgress()
 	}
 }
 
