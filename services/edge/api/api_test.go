@@ -76,21 +76,24 @@ type fixture struct {
 	env  *session.Env
 	be   *fakeBackend
 	gate *admit.Gate
+	cfg  api.Config
 	done chan struct{}
 	srv  *httptest.Server
 }
 
-func newFixture(t *testing.T, tweak func(*api.Config, *session.Env)) *fixture {
+// newFixture builds the API on fakes; setup (may be nil) adjusts the
+// fixture (its config, the session env) before the server starts.
+func newFixture(t *testing.T, setup func(*fixture)) *fixture {
 	t.Helper()
 	fk := sessiontest.New()
 	env := fk.Env(session.Config{})
 	env.Users = userlimit.New(userlimit.Config{})
 	f := &fixture{Fakes: fk, env: env, be: &fakeBackend{}, gate: admit.New(admit.Config{MaxConns: 100}), done: make(chan struct{})}
-	cfg := api.Config{KeepAlive: time.Hour, WriteTimeout: 5 * time.Second, Gate: f.gate}
-	if tweak != nil {
-		tweak(&cfg, env)
+	f.cfg = api.Config{KeepAlive: time.Hour, WriteTimeout: 5 * time.Second, Gate: f.gate}
+	if setup != nil {
+		setup(f)
 	}
-	a := api.New(cfg, api.Deps{Backend: f.be, Sessions: env, Auth: fakeAuth{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Obs: fk.Obs, Done: f.done})
+	a := api.New(f.cfg, api.Deps{Backend: f.be, Sessions: env, Auth: fakeAuth{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Obs: fk.Obs, Done: f.done})
 	mux := http.NewServeMux()
 	a.Register(mux)
 	f.srv = httptest.NewServer(mux)
@@ -146,11 +149,8 @@ func TestPost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, nil)
+			f := newFixture(t, tt.setup)
 			f.Publisher.AutoAck()
-			if tt.setup != nil {
-				tt.setup(f)
-			}
 			resp, body := f.do(t, "POST", tt.path, tt.hdr, tt.body)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.status)
@@ -360,7 +360,7 @@ func TestEventsRefused(t *testing.T) {
 		{"user at the connection cap", map[string]string{"X-User": "u"}, func(f *fixture) {
 			f.env.Users = userlimit.New(userlimit.Config{MaxConns: 1})
 			if _, err := f.env.Users.Acquire("u"); err != nil {
-				t.Fatal(err)
+				panic(err) // cannot fail: the first connection of a fresh user
 			}
 		}, 429, wire.CodeRateLimited},
 		{"edge full", map[string]string{"X-User": "u"}, func(f *fixture) {
@@ -373,10 +373,7 @@ func TestEventsRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, nil)
-			if tt.setup != nil {
-				tt.setup(f)
-			}
+			f := newFixture(t, tt.setup)
 			held := f.gate.Held()
 			resp, body := f.do(t, "GET", "/api/rooms/general/events", tt.hdr, "")
 			if resp.StatusCode != tt.status || !strings.Contains(body, tt.code) {
@@ -408,7 +405,7 @@ func TestEventsEnd(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, func(c *api.Config, _ *session.Env) { c.SSEQueue = 4096 })
+			f := newFixture(t, func(f *fixture) { f.cfg.SSEQueue = 4096 })
 			_, events, _ := f.openStream(t, "general", map[string]string{"X-User": "u"})
 			next(t, events) // history: the stream is live
 			tt.end(f, f.streamSink(t))
