@@ -12,5 +12,5 @@ func (c *Config) RegisterFlags(f *config.Flags) {
 
 // FromCommon takes the bucket settings every service must agree on.
 func (c *Config) FromCommon(cm config.Common) {
-	c.TypingTTL, c.LeaseTTL, c.Replicas = cm.TypingTTL, cm.LeaseTTL, cm.Replicas
+	c.TypingTTL, c.LeaseTTL, c.Replicas, c.BucketMaxBytes = cm.TypingTTL, cm.LeaseTTL, cm.Replicas, cm.BucketMaxBytes
 }

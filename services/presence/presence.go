@@ -83,6 +83,10 @@ type Config struct {
 	// bucket if it vanishes: it is kept in memory, so a single NATS server
 	// loses it on restart.
 	Replicas int
+	// BucketMaxBytes sizes the re-created typing bucket
+	// (provision.Config.BucketMaxBytes; accounts with max_bytes_required
+	// need it).
+	BucketMaxBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -223,7 +227,7 @@ func (s *Service) typingBucket(ctx context.Context) (jetstream.KeyValue, error) 
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return kv, err
 	}
-	for _, b := range provision.Buckets(provision.Config{Replicas: s.cfg.Replicas, TypingTTL: s.cfg.TypingTTL, LeaseTTL: s.cfg.LeaseTTL}) {
+	for _, b := range provision.Buckets(provision.Config{Replicas: s.cfg.Replicas, TypingTTL: s.cfg.TypingTTL, LeaseTTL: s.cfg.LeaseTTL, BucketMaxBytes: s.cfg.BucketMaxBytes}) {
 		if b.Bucket == subjects.BucketTyping {
 			s.log.Warn("typing bucket missing; re-creating it")
 			kv, err = s.js.CreateOrUpdateKeyValue(ctx, b)
