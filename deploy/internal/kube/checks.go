@@ -93,6 +93,15 @@ func CheckGoRuntime(c corev1.Container) []string {
 // CheckRestricted checks the "restricted" Pod Security Standard and the
 // project's own rules (read-only root, no service-account token).
 func CheckRestricted(name string, spec corev1.PodSpec) []string {
+	out := restrictedPod(name, spec)
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		out = append(out, restrictedContainer(name+"/"+c.Name, c)...)
+	}
+	return out
+}
+
+// restrictedPod checks the pod-level rules of CheckRestricted.
+func restrictedPod(name string, spec corev1.PodSpec) []string {
 	var out []string
 	psc := spec.SecurityContext
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
@@ -110,34 +119,38 @@ func CheckRestricted(name string, spec corev1.PodSpec) []string {
 	if spec.HostNetwork || spec.HostPID || spec.HostIPC {
 		out = append(out, name+": host namespaces")
 	}
-	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
-		sc := c.SecurityContext
-		if sc == nil {
-			out = append(out, fmt.Sprintf("%s/%s: no securityContext", name, c.Name))
-			continue
-		}
-		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-			out = append(out, fmt.Sprintf("%s/%s: allowPrivilegeEscalation not false", name, c.Name))
-		}
-		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-			out = append(out, fmt.Sprintf("%s/%s: root filesystem writable", name, c.Name))
-		}
-		if sc.Privileged != nil && *sc.Privileged {
-			out = append(out, fmt.Sprintf("%s/%s: privileged", name, c.Name))
-		}
-		if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
-			out = append(out, fmt.Sprintf("%s/%s: runs as root", name, c.Name))
-		}
-		if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) != 0 {
-			out = append(out, fmt.Sprintf("%s/%s: capabilities %+v, want drop ALL, add none", name, c.Name, sc.Capabilities))
-		}
-		req, lim := c.Resources.Requests, c.Resources.Limits
-		if q := req[corev1.ResourceCPU]; q.IsZero() {
-			out = append(out, fmt.Sprintf("%s/%s: no CPU request", name, c.Name))
-		}
-		if q := lim[corev1.ResourceMemory]; q.IsZero() {
-			out = append(out, fmt.Sprintf("%s/%s: no memory limit", name, c.Name))
-		}
+	return out
+}
+
+// restrictedContainer checks the container rules of CheckRestricted: its
+// security context, then a CPU request and a memory limit. who is
+// "<pod>/<container>".
+func restrictedContainer(who string, c corev1.Container) []string {
+	sc := c.SecurityContext
+	if sc == nil {
+		return []string{who + ": no securityContext"}
+	}
+	var out []string
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		out = append(out, who+": allowPrivilegeEscalation not false")
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		out = append(out, who+": root filesystem writable")
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		out = append(out, who+": privileged")
+	}
+	if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+		out = append(out, who+": runs as root")
+	}
+	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) != 0 {
+		out = append(out, fmt.Sprintf("%s: capabilities %+v, want drop ALL, add none", who, sc.Capabilities))
+	}
+	if q := c.Resources.Requests[corev1.ResourceCPU]; q.IsZero() {
+		out = append(out, who+": no CPU request")
+	}
+	if q := c.Resources.Limits[corev1.ResourceMemory]; q.IsZero() {
+		out = append(out, who+": no memory limit")
 	}
 	return out
 }
@@ -179,26 +192,11 @@ func CheckEdgeScaling(d *appsv1.Deployment, hpas []*autoscalingv2.HorizontalPodA
 	if d.Spec.Replicas != nil {
 		out = append(out, fmt.Sprintf("Deployment %s sets replicas %d although an HPA scales it", d.Name, *d.Spec.Replicas))
 	}
-	var h *autoscalingv2.HorizontalPodAutoscaler
-	for _, x := range hpas {
-		if ref := x.Spec.ScaleTargetRef; ref.Kind == "Deployment" && ref.Name == d.Name && ref.APIVersion == "apps/v1" {
-			h = x
-		}
-	}
+	h := hpaFor(d, hpas)
 	if h == nil {
 		return append(out, fmt.Sprintf("no HPA targets Deployment %s", d.Name))
 	}
-	var conns, cpu bool
-	for _, m := range h.Spec.Metrics {
-		switch {
-		case m.Type == autoscalingv2.PodsMetricSourceType && m.Pods != nil && m.Pods.Metric.Name == EdgeConnectionsMetric:
-			t := m.Pods.Target
-			conns = t.Type == autoscalingv2.AverageValueMetricType && t.AverageValue != nil && t.AverageValue.Sign() > 0
-		case m.Type == autoscalingv2.ResourceMetricSourceType && m.Resource != nil && m.Resource.Name == corev1.ResourceCPU:
-			u := m.Resource.Target.AverageUtilization
-			cpu = m.Resource.Target.Type == autoscalingv2.UtilizationMetricType && u != nil && *u >= 50 && *u <= 90
-		}
-	}
+	conns, cpu := edgeMetrics(h.Spec.Metrics)
 	if !conns {
 		out = append(out, fmt.Sprintf("HPA %s: no Pods metric %s with an AverageValue target", h.Name, EdgeConnectionsMetric))
 	}
@@ -209,6 +207,34 @@ func CheckEdgeScaling(d *appsv1.Deployment, hpas []*autoscalingv2.HorizontalPodA
 		out = append(out, fmt.Sprintf("HPA %s: %v..%d, want min ≥ 2 and room to grow", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas))
 	}
 	return out
+}
+
+// hpaFor is the last of hpas whose target is the Deployment d (nil: none).
+func hpaFor(d *appsv1.Deployment, hpas []*autoscalingv2.HorizontalPodAutoscaler) *autoscalingv2.HorizontalPodAutoscaler {
+	var h *autoscalingv2.HorizontalPodAutoscaler
+	for _, x := range hpas {
+		if ref := x.Spec.ScaleTargetRef; ref.Kind == "Deployment" && ref.Name == d.Name && ref.APIVersion == "apps/v1" {
+			h = x
+		}
+	}
+	return h
+}
+
+// edgeMetrics reports whether the last Pods metric on the connections
+// gauge has a positive AverageValue target, and whether the last CPU
+// resource metric has a utilization target between 50% and 90%.
+func edgeMetrics(metrics []autoscalingv2.MetricSpec) (conns, cpu bool) {
+	for _, m := range metrics {
+		switch {
+		case m.Type == autoscalingv2.PodsMetricSourceType && m.Pods != nil && m.Pods.Metric.Name == EdgeConnectionsMetric:
+			t := m.Pods.Target
+			conns = t.Type == autoscalingv2.AverageValueMetricType && t.AverageValue != nil && t.AverageValue.Sign() > 0
+		case m.Type == autoscalingv2.ResourceMetricSourceType && m.Resource != nil && m.Resource.Name == corev1.ResourceCPU:
+			u := m.Resource.Target.AverageUtilization
+			cpu = m.Resource.Target.Type == autoscalingv2.UtilizationMetricType && u != nil && *u >= 50 && *u <= 90
+		}
+	}
+	return conns, cpu
 }
 
 // CheckEdgeMetricsPort checks that the edge serves /metrics on its own

@@ -96,6 +96,7 @@ func Decode(manifest []byte) (*Objects, error) {
 	return o, nil
 }
 
+// add decodes one document strictly and appends it to its kind's list.
 func (o *Objects) add(dec runtime.Decoder, doc []byte) error {
 	var head struct {
 		APIVersion string `json:"apiVersion"`
@@ -105,37 +106,48 @@ func (o *Objects) add(dec runtime.Decoder, doc []byte) error {
 		return err
 	}
 	if strings.HasPrefix(head.APIVersion, "monitoring.coreos.com/") {
-		if head.APIVersion != "monitoring.coreos.com/v1" {
-			return fmt.Errorf("%s %s: want monitoring.coreos.com/v1", head.APIVersion, head.Kind)
-		}
-		switch head.Kind {
-		case "ServiceMonitor":
-			var v ServiceMonitor
-			if err := yaml.UnmarshalStrict(doc, &v); err != nil {
-				return fmt.Errorf("ServiceMonitor: %w", err)
-			}
-			o.ServiceMonitors = append(o.ServiceMonitors, &v)
-		case "PodMonitor":
-			var v PodMonitor
-			if err := yaml.UnmarshalStrict(doc, &v); err != nil {
-				return fmt.Errorf("PodMonitor: %w", err)
-			}
-			o.PodMonitors = append(o.PodMonitors, &v)
-		case "PrometheusRule":
-			var v PrometheusRule
-			if err := yaml.UnmarshalStrict(doc, &v); err != nil {
-				return fmt.Errorf("PrometheusRule: %w", err)
-			}
-			o.PrometheusRules = append(o.PrometheusRules, &v)
-		default:
-			return fmt.Errorf("unexpected kind %s/%s", head.APIVersion, head.Kind)
-		}
-		return nil
+		return o.addMonitoring(head.APIVersion, head.Kind, doc)
 	}
 	obj, gvk, err := dec.Decode(doc, nil, nil)
 	if err != nil {
 		return err
 	}
+	if !o.addAPI(obj) {
+		return fmt.Errorf("unexpected kind %s", gvk)
+	}
+	return nil
+}
+
+// addMonitoring decodes a prometheus-operator resource (apiVersion
+// monitoring.coreos.com/v1) into the local types.
+func (o *Objects) addMonitoring(apiVersion, kind string, doc []byte) error {
+	if apiVersion != "monitoring.coreos.com/v1" {
+		return fmt.Errorf("%s %s: want monitoring.coreos.com/v1", apiVersion, kind)
+	}
+	switch kind {
+	case "ServiceMonitor":
+		return appendStrict(&o.ServiceMonitors, kind, doc)
+	case "PodMonitor":
+		return appendStrict(&o.PodMonitors, kind, doc)
+	case "PrometheusRule":
+		return appendStrict(&o.PrometheusRules, kind, doc)
+	}
+	return fmt.Errorf("unexpected kind %s/%s", apiVersion, kind)
+}
+
+// appendStrict decodes doc strictly into a new T and appends it to list.
+func appendStrict[T any](list *[]*T, kind string, doc []byte) error {
+	var v T
+	if err := yaml.UnmarshalStrict(doc, &v); err != nil {
+		return fmt.Errorf("%s: %w", kind, err)
+	}
+	*list = append(*list, &v)
+	return nil
+}
+
+// addAPI appends a decoded API object to its kind's list; false for a kind
+// Hubbub does not ship.
+func (o *Objects) addAPI(obj runtime.Object) bool {
 	switch v := obj.(type) {
 	case *appsv1.Deployment:
 		o.Deployments = append(o.Deployments, v)
@@ -158,9 +170,9 @@ func (o *Objects) add(dec runtime.Decoder, doc []byte) error {
 	case *networkingv1.NetworkPolicy:
 		o.NetworkPolicies = append(o.NetworkPolicies, v)
 	default:
-		return fmt.Errorf("unexpected kind %s", gvk)
+		return false
 	}
-	return nil
+	return true
 }
 
 // Deployment returns the Deployment whose name is name or ends in "-"+name.
