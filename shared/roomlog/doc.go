@@ -13,11 +13,14 @@
 //     room: history parks it, the edge neither delivers nor serves it
 //     (Decoder);
 //   - linking: a message's prev is the id of the room message before it
-//     (Link);
+//     (Link), also across a store that lags the stream: Pages joins the
+//     stored part of a room (history's database, up to the consumer's ack
+//     floor) with the stream above it into one chain;
 //   - the catch-up merge rule: a joining member gets its history first
 //     and then exactly the buffered live messages above its cursor, with
 //     no gap and no duplicate between them (Unseen, Handover).
 //
-// The package holds no storage: history joins it with its database, the
-// edge with its stream fallback and live delivery.
+// The package holds no storage and no SQL: history plugs its database in
+// through the Store interface, the edge uses the reader and the decoder
+// for its stream fallback and live delivery.
 package roomlog
