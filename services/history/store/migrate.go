@@ -58,12 +58,3 @@ func migrations(dialect string) ([]migration, error) {
 	}
 	return out, nil
 }
-
-// SchemaVersion is the newest schema version this build knows.
-func SchemaVersion() int {
-	m, err := migrations("sqlite")
-	if err != nil {
-		return 0
-	}
-	return len(m)
-}

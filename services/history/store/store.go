@@ -155,9 +155,10 @@ func Open(ctx context.Context, o Options) (Store, error) {
 	}
 }
 
-// backend holds the primitive queries each database implements; the
-// page logic on top of them is shared.
-type backend interface {
+// pageQueries are the primitive reads of a room's rows and watermark that
+// each database implements; the page logic built from them (recent, since,
+// prev) is shared.
+type pageQueries interface {
 	// newest returns up to n messages of room with id < before (0: no
 	// bound), newest first, Prev unset.
 	newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error)
@@ -184,11 +185,11 @@ func checkArgs(room string, limit int) error {
 // retention only ever raises the watermark and deletes a prefix of ids, so
 // a watermark read later that is below the oldest row proves no row older
 // than it was stored when the rows were read.
-func recent(ctx context.Context, b backend, room string, before uint64, limit int) (wire.Page, error) {
+func recent(ctx context.Context, q pageQueries, room string, before uint64, limit int) (wire.Page, error) {
 	if err := checkArgs(room, limit); err != nil {
 		return wire.Page{}, err
 	}
-	rows, err := b.newest(ctx, room, before, limit+1)
+	rows, err := q.newest(ctx, room, before, limit+1)
 	if err != nil {
 		return wire.Page{}, err
 	}
@@ -202,7 +203,7 @@ func recent(ctx context.Context, b backend, room string, before uint64, limit in
 		floor = rows[limit].ID
 		rows = rows[:limit]
 	} else {
-		t, err := b.trimmed(ctx, room)
+		t, err := q.trimmed(ctx, room)
 		if err != nil {
 			return wire.Page{}, err
 		}
@@ -228,20 +229,20 @@ func recent(ctx context.Context, b backend, room string, before uint64, limit in
 }
 
 // since implements Store.Since; see recent for the read order argument.
-func since(ctx context.Context, b backend, room string, after uint64, limit int) (wire.Page, error) {
+func since(ctx context.Context, q pageQueries, room string, after uint64, limit int) (wire.Page, error) {
 	if err := checkArgs(room, limit); err != nil {
 		return wire.Page{}, err
 	}
-	floor, rows, err := b.oldest(ctx, room, after, limit+1)
+	floor, rows, err := q.oldest(ctx, room, after, limit+1)
 	if err != nil {
 		return wire.Page{}, err
 	}
-	t, err := b.trimmed(ctx, room)
+	t, err := q.trimmed(ctx, room)
 	if err != nil {
 		return wire.Page{}, err
 	}
 	if after < t {
-		page, err := recent(ctx, b, room, 0, limit)
+		page, err := recent(ctx, q, room, 0, limit)
 		page.Recovered = false
 		return page, err
 	}
@@ -255,15 +256,15 @@ func since(ctx context.Context, b backend, room string, after uint64, limit int)
 }
 
 // prev implements Store.Prev.
-func prev(ctx context.Context, b backend, room string, id uint64) (uint64, error) {
+func prev(ctx context.Context, q pageQueries, room string, id uint64) (uint64, error) {
 	if room == "" {
 		return 0, fmt.Errorf("%w: empty room", ErrInvalidArgument)
 	}
-	p, err := b.below(ctx, room, id)
+	p, err := q.below(ctx, room, id)
 	if err != nil {
 		return 0, err
 	}
-	t, err := b.trimmed(ctx, room)
+	t, err := q.trimmed(ctx, room)
 	if err != nil {
 		return 0, err
 	}
