@@ -62,9 +62,9 @@ func (c *Common) Register(f *Flags) {
 	f.Int(&c.Replicas, "stream-replicas", "HUBBUB_STREAM_REPLICAS", 1, "replicas of the CHAT stream and KV buckets (3 in production)")
 	f.Duration(&c.MaxAge, "stream-max-age", "HUBBUB_STREAM_MAX_AGE", provision.DefaultMaxAge, "how long the CHAT stream keeps messages")
 	f.Bytes(&c.StreamMaxBytes, provision.FlagStreamMaxBytes, provision.EnvStreamMaxBytes, 0,
-		"size limit of the CHAT stream when provisioning creates it (e.g. 10G; beyond it the oldest messages are discarded); 0 or -1: none. Required by accounts with max_bytes_required")
+		"`size` limit of the CHAT stream when provisioning creates it (e.g. 10G; beyond it the oldest messages are discarded); 0 or -1: none. Required by accounts with max_bytes_required")
 	f.Bytes(&c.BucketMaxBytes, provision.FlagBucketMaxBytes, provision.EnvBucketMaxBytes, 0,
-		"size limit of each KV bucket (roster, typing, edges) when provisioning creates it (e.g. 64M; beyond it writes fail); 0 or -1: none. Required by accounts with max_bytes_required")
+		"`size` limit of each KV bucket (roster, typing, edges) when provisioning creates it (e.g. 64M; beyond it writes fail); 0 or -1: none. Required by accounts with max_bytes_required")
 	f.Duration(&c.Duplicates, "stream-duplicates", "HUBBUB_STREAM_DUPLICATES", provision.DefaultDuplicates, "message de-duplication window")
 	f.Duration(&c.TypingTTL, "typing-ttl", "HUBBUB_TYPING_TTL", provision.DefaultTypingTTL, "how long a typing indicator lives without renewal")
 	f.Duration(&c.LeaseTTL, "lease-ttl", "HUBBUB_LEASE_TTL", provision.DefaultLeaseTTL, "how long an edge lease lives without renewal")
