@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/shared/logging"
 	"github.com/hubbub-chat/hubbub/shared/natsembed"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 )
@@ -93,9 +94,13 @@ type Env struct {
 }
 
 // Provisioned starts a server for the duration of the test, connects to it
-// and provisions the stream and buckets with pc.
+// and provisions the stream and buckets with pc (whose log, when nil,
+// discards).
 func Provisioned(tb testing.TB, pc provision.Config) *Env {
 	tb.Helper()
+	if pc.Log == nil {
+		pc.Log = logging.Discard()
+	}
 	e := &Env{Server: Start(tb)}
 	e.NC = e.Connect()
 	js, err := jetstream.New(e.NC)

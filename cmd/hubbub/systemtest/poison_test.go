@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"testing"

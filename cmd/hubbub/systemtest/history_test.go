@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"fmt"
@@ -129,7 +129,7 @@ func TestJoinSinceResumesGaplessly(t *testing.T) {
 func TestGapFillAfterLostLiveMessages(t *testing.T) {
 	e := newEnv(t)
 	e.startHistory()
-	edgeNC, err := nats.Connect(e.srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ReconnectJitter(0, 0))
+	edgeNC, err := nats.Connect(e.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ReconnectJitter(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestGapFillAfterLostLiveMessages(t *testing.T) {
 	}
 	reconnected := make(chan struct{}, 1)
 	edgeNC.SetReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} })
-	if err := e.srv.Server.DisconnectClientByID(cid); err != nil {
+	if err := e.Server.Server.DisconnectClientByID(cid); err != nil {
 		t.Fatal(err)
 	}
 	var lost []uint64

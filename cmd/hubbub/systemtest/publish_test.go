@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -28,13 +29,13 @@ func TestPublishDuringNATSOutage(t *testing.T) {
 	c.join("outage", nil)
 	c.say("outage", "before", "before")
 
-	e.srv.Stop()
+	e.Stop()
 	// Once the edge has seen NATS go (nats.go fails the async publishes
 	// pending at that moment at once, which could answer them all before
 	// the last frame is read), the client sends on during the outage, then
 	// a frame the edge answers without any backend (an unknown type): its
 	// answer must not wait for the PubAcks of the messages before it.
-	waitFor(t, 10*time.Second, "edge sees NATS down", func() bool { return te.Ready() != nil })
+	natstest.Until(t, 10*time.Second, "edge sees NATS down", func() bool { return te.Ready() != nil })
 	const n = 20
 	for i := range n {
 		c.send(wire.ClientFrame{Type: wire.TypeMessage, Room: "outage", Body: fmt.Sprintf("during %d", i), CID: fmt.Sprintf("d%d", i)})
@@ -62,7 +63,7 @@ func TestPublishDuringNATSOutage(t *testing.T) {
 				if len(answered) == n {
 					t.Fatalf("the unknown frame was answered only after all %d publishes: reading waited for PubAcks", n)
 				}
-				e.srv.Restart()
+				e.Restart()
 				restarted = true
 				continue
 			}
@@ -98,7 +99,7 @@ func TestPublishDuringNATSOutage(t *testing.T) {
 		}
 	}
 	var stored []wire.Message
-	waitFor(t, 10*time.Second, "all messages stored", func() bool {
+	natstest.Until(t, 10*time.Second, "all messages stored", func() bool {
 		stored = e.roomMessages("outage")
 		return len(stored) >= n+1
 	})
@@ -145,11 +146,11 @@ func TestPublishPendingBounds(t *testing.T) {
 			})
 			c := dial(t, te.wsURL("alice"))
 			c.joinLive("bounded")
-			e.srv.Stop()
+			e.Stop()
 			// Send only once the edge has seen NATS go: nats.go fails every
 			// async publish pending at that moment (ErrDisconnected), which
 			// would answer b0 early and free a slot before b2 is read.
-			waitFor(t, 10*time.Second, "edge sees NATS down", func() bool { return te.Ready() != nil })
+			natstest.Until(t, 10*time.Second, "edge sees NATS down", func() bool { return te.Ready() != nil })
 			for i := range 5 {
 				c.send(wire.ClientFrame{Type: wire.TypeMessage, Room: "bounded", Body: "x", CID: fmt.Sprintf("b%d", i)})
 			}
@@ -162,7 +163,7 @@ func TestPublishPendingBounds(t *testing.T) {
 					t.Fatalf("answer %d: %s, want %s for b%d", i-2, f.Raw, tt.code, i)
 				}
 			}
-			e.srv.Restart()
+			e.Restart()
 			answered := map[string]string{}
 			for len(answered) < 2 {
 				f := c.await("an answer", func(f client.Frame) bool { return f.Type == wire.TypeAck || f.Type == wire.TypeError })

@@ -1,13 +1,11 @@
-package edge_test
+package systemtest_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -25,19 +24,7 @@ import (
 // reader that includes bytes the dialer buffered.
 func rawDial(t *testing.T, url string) (net.Conn, io.Reader) {
 	t.Helper()
-	d := gws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-			if err != nil {
-				return err
-			}
-			return serr
-		}}
-		return nd.DialContext(ctx, network, addr)
-	}}
+	d := gws.Dialer{NetDial: smallRcvBuf(4096).DialContext}
 	c, br, _, err := d.Dial(tctx(t), url)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -66,7 +53,7 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 	if err := wsutil.WriteClientText(slow, []byte(`{"type":"join","room":"general"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "slow client joined", func() bool { return te.Connections() == 2 })
+	natstest.Until(t, 10*time.Second, "slow client joined", func() bool { return te.Connections() == 2 })
 	time.Sleep(200 * time.Millisecond) // let the join finish; the client never reads from here on
 
 	body := strings.Repeat("x", 1000)
@@ -78,7 +65,7 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 		ctx := tctx(t)
 		futures := make([]jetstream.PubAckFuture, 0, 50)
 		for i := range 50 {
-			f, err := e.js.PublishAsync(subjects.Room("general"), mustPost("general", "pub", body, batch*50+i))
+			f, err := e.JS.PublishAsync(subjects.Room("general"), mustPost("general", "pub", body, batch*50+i))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +97,7 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 	if code := readUntilClose(t, r); code != 1013 {
 		t.Fatalf("close code %d, want 1013", code)
 	}
-	waitFor(t, 10*time.Second, "slow session ended", func() bool { return te.Connections() == 1 })
+	natstest.Until(t, 10*time.Second, "slow session ended", func() bool { return te.Connections() == 1 })
 	// Bob is unaffected.
 	id := bob.say("general", "still fine", "after-slow")
 	bob.message(id)
@@ -172,7 +159,7 @@ func TestDrainCloses1012(t *testing.T) {
 	if code, _ := httpGet(t, te.httpURL("/readyz")); code != 200 {
 		t.Fatalf("readyz %d before drain", code)
 	}
-	kv, err := e.js.KeyValue(tctx(t), subjects.BucketEdges)
+	kv, err := e.JS.KeyValue(tctx(t), subjects.BucketEdges)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +174,7 @@ func TestDrainCloses1012(t *testing.T) {
 	}
 	stopped := make(chan struct{})
 	go func() { te.stop(); close(stopped) }()
-	waitFor(t, 5*time.Second, "readyz 503", func() bool {
+	natstest.Until(t, 5*time.Second, "readyz 503", func() bool {
 		code, _ := httpGet(t, te.httpURL("/readyz"))
 		return code == 503
 	})

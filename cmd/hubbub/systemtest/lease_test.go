@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -14,7 +15,7 @@ import (
 func (e *env) roster(room string) []string {
 	e.t.Helper()
 	data, _ := json.Marshal(wire.RosterRequest{Room: room, Limit: 1000})
-	msg, err := e.nc.Request(subjects.PresenceRoster, data, 5*time.Second)
+	msg, err := e.NC.Request(subjects.PresenceRoster, data, 5*time.Second)
 	if err != nil {
 		e.t.Fatalf("roster: %v", err)
 	}
@@ -29,9 +30,7 @@ func (e *env) roster(room string) []string {
 // drops its connections) notices on the next renewal, re-creates the lease
 // and registers every local connection with presence again.
 func TestLeaseLossReregistersConnections(t *testing.T) {
-	e := newEnv(t)
-	e.startPresence()
-	e.startHistory()
+	e := newSystem(t)
 	te := e.startEdge(nil) // lease TTL 3 s: renewed every second
 	alice := dial(t, te.wsURL("alice"))
 	bob := dial(t, te.wsURL("bob"))
@@ -40,10 +39,10 @@ func TestLeaseLossReregistersConnections(t *testing.T) {
 	bob.join("general", nil)
 	want := map[string][]string{"general": {"alice", "bob"}, "random": {"alice"}}
 	for room, users := range want {
-		waitFor(t, 5*time.Second, "roster of "+room, func() bool { return slices.Equal(e.roster(room), users) })
+		natstest.Until(t, 5*time.Second, "roster of "+room, func() bool { return slices.Equal(e.roster(room), users) })
 	}
 
-	kv, err := e.js.KeyValue(tctx(t), subjects.BucketEdges)
+	kv, err := e.JS.KeyValue(tctx(t), subjects.BucketEdges)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +51,12 @@ func TestLeaseLossReregistersConnections(t *testing.T) {
 	}
 	// Presence reaps the edge's connections (the users go after the
 	// grace period); the edge re-registers them on its next renewal.
-	waitFor(t, 10*time.Second, "lease loss noticed", func() bool { return te.Metrics().LeaseLostTotal() == 1 })
+	natstest.Until(t, 10*time.Second, "lease loss noticed", func() bool { return te.Metrics().LeaseLostTotal() == 1 })
 	if _, err := kv.Get(tctx(t), te.EdgeID()); err != nil {
 		t.Fatalf("lease not re-created: %v", err)
 	}
 	for room, users := range want {
-		waitFor(t, 10*time.Second, "roster of "+room+" healed", func() bool { return slices.Equal(e.roster(room), users) })
+		natstest.Until(t, 10*time.Second, "roster of "+room+" healed", func() bool { return slices.Equal(e.roster(room), users) })
 	}
 	// And it stays healed: presence keeps the re-registered connections
 	// through several more renewals and sweeps.
@@ -75,5 +74,5 @@ func TestLeaseLossReregistersConnections(t *testing.T) {
 	}
 	// A connection that leaves afterwards really leaves.
 	_ = bob.c.Close()
-	waitFor(t, 10*time.Second, "bob gone", func() bool { return slices.Equal(e.roster("general"), []string{"alice"}) })
+	natstest.Until(t, 10*time.Second, "bob gone", func() bool { return slices.Equal(e.roster("general"), []string{"alice"}) })
 }

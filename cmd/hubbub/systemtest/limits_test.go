@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -24,8 +25,8 @@ func TestDeadPeerDropped(t *testing.T) {
 	if err := wsutil.WriteClientText(dead, []byte(`{"type":"join","room":"general"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "both connected", func() bool { return te.Connections() == 2 })
-	waitFor(t, 5*time.Second, "dead peer dropped", func() bool { return te.Connections() == 1 })
+	natstest.Until(t, 5*time.Second, "both connected", func() bool { return te.Connections() == 2 })
+	natstest.Until(t, 5*time.Second, "dead peer dropped", func() bool { return te.Connections() == 1 })
 	if n := te.Metrics().Closes("ping_timeout"); n != 1 {
 		t.Fatalf("ping_timeout closes = %v, want 1", n)
 	}
@@ -73,9 +74,7 @@ func TestPerConnectionLimits(t *testing.T) {
 // Presence: a roster frame after join, presence diffs after that, and a
 // disconnect leaves presence.
 func TestRosterAndPresenceEvents(t *testing.T) {
-	e := newEnv(t)
-	e.startPresence()
-	e.startHistory()
+	e := newSystem(t)
 	te := e.startEdge(nil)
 	alice := dial(t, te.wsURL("alice"))
 	alice.join("general", nil)

@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -30,7 +30,7 @@ func (e *env) publishMany(room string, n int, body string) []uint64 {
 	for start := 0; start < n; start += 500 {
 		futures := make([]jetstream.PubAckFuture, 0, 500)
 		for i := start; i < min(n, start+500); i++ {
-			f, err := e.js.PublishAsync(subjects.Room(room), mustPost(room, "pub", body, i))
+			f, err := e.JS.PublishAsync(subjects.Room(room), mustPost(room, "pub", body, i))
 			if err != nil {
 				e.t.Fatal(err)
 			}
@@ -53,7 +53,7 @@ func (e *env) publishMany(room string, n int, body string) []uint64 {
 // waitStored waits until history serves id as the newest message of room.
 func waitStored(t *testing.T, te *testEdge, room string, id uint64) {
 	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("history to store %d", id), func() bool {
+	natstest.Until(t, 20*time.Second, fmt.Sprintf("history to store %d", id), func() bool {
 		code, body := httpGet(t, te.httpURL("/api/rooms/"+room+"/messages?limit=1"))
 		var p wire.Page
 		return code == 200 && json.Unmarshal([]byte(body), &p) == nil && len(p.Items) == 1 && p.Items[0].ID >= id
@@ -232,7 +232,7 @@ func TestSSEDrainEndsStreams(t *testing.T) {
 		ev, _ := openSSE(t, te, "general", u, 0)
 		streams = append(streams, ev)
 	}
-	waitFor(t, 5*time.Second, "streams counted", func() bool { return te.Metrics().Connections() == 2 })
+	natstest.Until(t, 5*time.Second, "streams counted", func() bool { return te.Metrics().Connections() == 2 })
 	stopped := make(chan struct{})
 	go func() { te.stop(); close(stopped) }()
 	for i, ch := range streams {
@@ -295,7 +295,7 @@ func TestSSESlowReaderCutOff(t *testing.T) {
 	if _, err := fmt.Fprintf(slow, "GET /api/rooms/general/events?user=slow HTTP/1.1\r\nHost: %s\r\n\r\n", te.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "both streams open", func() bool { return te.Metrics().Connections() == 2 })
+	natstest.Until(t, 5*time.Second, "both streams open", func() bool { return te.Metrics().Connections() == 2 })
 	body := strings.Repeat("z", 1000)
 	var ids []uint64
 	for batch := 0; te.Metrics().Closes("slow_consumer")+te.Metrics().Closes("transport") == 0; batch++ {
@@ -306,27 +306,23 @@ func TestSSESlowReaderCutOff(t *testing.T) {
 		// Pace on the healthy reader so it is never more than one batch
 		// behind however loaded the machine is: only the reader that
 		// stopped reading may fall behind.
-		waitFor(t, 10*time.Second, "healthy reader keeping up", func() bool {
+		natstest.Until(t, 10*time.Second, "healthy reader keeping up", func() bool {
 			goodMu.Lock()
 			defer goodMu.Unlock()
 			return len(goodIDs) >= len(ids)
 		})
 	}
-	waitFor(t, 10*time.Second, "slow stream gone", func() bool { return te.Metrics().Connections() == 1 })
+	natstest.Until(t, 10*time.Second, "slow stream gone", func() bool { return te.Metrics().Connections() == 1 })
 	// The good reader got every message, in order.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	natstest.Eventually(t, 10*time.Second, "good reader has every message", func() error {
 		goodMu.Lock()
 		n := len(goodIDs)
 		goodMu.Unlock()
 		if n >= len(ids) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("good reader got %d of %d messages; closes slow %v transport %v", n, len(ids), te.Metrics().Closes("slow_consumer"), te.Metrics().Closes("transport"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("got %d of %d messages; closes slow %v transport %v", n, len(ids), te.Metrics().Closes("slow_consumer"), te.Metrics().Closes("transport"))
+	})
 	goodMu.Lock()
 	defer goodMu.Unlock()
 	for i, id := range ids {
@@ -339,15 +335,7 @@ func TestSSESlowReaderCutOff(t *testing.T) {
 // tinyTCP dials addr with a 4 KiB receive buffer.
 func tinyTCP(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	d := smallRcvBuf(4096)
 	c, err := d.DialContext(tctx(t), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)

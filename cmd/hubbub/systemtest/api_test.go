@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/services/edge/api"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -27,9 +28,7 @@ func postJSON(t *testing.T, url, body string) (int, string) {
 }
 
 func TestHTTPAPI(t *testing.T) {
-	e := newEnv(t)
-	e.startPresence()
-	e.startHistory()
+	e := newSystem(t)
 	te := e.startEdge(nil)
 	alice := dial(t, te.wsURL("alice"))
 	alice.join("general", nil)
@@ -67,7 +66,7 @@ func TestHTTPAPI(t *testing.T) {
 
 	// Messages page (history ingests asynchronously).
 	var page wire.Page
-	waitFor(t, 10*time.Second, "history to store the messages", func() bool {
+	natstest.Until(t, 10*time.Second, "history to store the messages", func() bool {
 		code, body := httpGet(t, te.httpURL("/api/rooms/general/messages?limit=10"))
 		return code == 200 && json.Unmarshal([]byte(body), &page) == nil && len(page.Items) > 0 && page.Items[len(page.Items)-1].ID == pr.ID
 	})

@@ -1,15 +1,16 @@
-package edge_test
+package systemtest_test
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,88 +30,59 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// env is one embedded NATS server with the stream and buckets provisioned.
+// env is one embedded NATS server with the stream and buckets provisioned
+// and a connection to it (natstest.Env), for one test.
 type env struct {
-	t   *testing.T
-	srv *natstest.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	*natstest.Env
+	t *testing.T
 }
 
+// newEnv is an env with the typing and lease TTLs of these tests.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := natstest.Start(t)
-	e := &env{t: t, srv: srv}
-	e.nc = e.connect()
-	js, err := jetstream.New(e.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.js = js
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := provision.Ensure(ctx, js, provision.Config{TypingTTL: 2 * time.Second, LeaseTTL: 3 * time.Second}); err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-	return e
+	return newEnvWith(t, provision.Config{TypingTTL: 2 * time.Second, LeaseTTL: 3 * time.Second})
 }
 
-func (e *env) connect() *nats.Conn {
-	e.t.Helper()
-	nc, err := nats.Connect(e.srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		e.t.Fatalf("connect nats: %v", err)
-	}
-	e.t.Cleanup(nc.Close)
-	return nc
-}
-
-// runService runs svc.Run on its own goroutine until the test ends.
-func runService(t *testing.T, name string, run func(context.Context) error) (stop func()) {
+// newEnvWith is an env provisioned with pc.
+func newEnvWith(t *testing.T, pc provision.Config) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s Run: %v", name, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("%s did not stop", name)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return &env{Env: natstest.Provisioned(t, pc), t: t}
+}
+
+// newSystem is an env with real presence and history running.
+func newSystem(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t)
+	e.startPresence()
+	e.startHistory()
+	return e
 }
 
 // startPresence runs the real presence service.
 func (e *env) startPresence() {
 	e.t.Helper()
-	svc, err := presence.New(presence.Config{Grace: 500 * time.Millisecond, TypingTTL: 2 * time.Second, LeaseTTL: 3 * time.Second, SweepInterval: 100 * time.Millisecond},
-		presence.Deps{NC: e.connect(), Log: logging.Discard()})
+	e.startPresenceWith(presence.Config{Grace: 500 * time.Millisecond, TypingTTL: 2 * time.Second, LeaseTTL: 3 * time.Second, SweepInterval: 100 * time.Millisecond})
+}
+
+// startPresenceWith runs the real presence service with cfg.
+func (e *env) startPresenceWith(cfg presence.Config) {
+	e.t.Helper()
+	svc, err := presence.New(cfg, presence.Deps{NC: e.Connect(), Log: logging.Discard()})
 	if err != nil {
 		e.t.Fatalf("presence: %v", err)
 	}
-	runService(e.t, "presence", svc.Run)
-	waitFor(e.t, 10*time.Second, "presence ready", func() bool { return svc.Ready() == nil })
+	natstest.Serve(e.t, "presence", svc)
 }
 
 // startHistory runs the real history service on SQLite in a temp dir.
 func (e *env) startHistory() *history.Service {
 	e.t.Helper()
 	svc, err := history.New(history.Config{DataDir: e.t.TempDir(), BatchWait: 5 * time.Millisecond, MarksInterval: 50 * time.Millisecond},
-		history.Deps{NC: e.connect(), Log: logging.Discard()})
+		history.Deps{NC: e.Connect(), Log: logging.Discard()})
 	if err != nil {
 		e.t.Fatalf("history: %v", err)
 	}
-	runService(e.t, "history", svc.Run)
-	waitFor(e.t, 10*time.Second, "history ready", func() bool { return svc.Ready() == nil })
+	natstest.Serve(e.t, "history", svc)
 	return svc
 }
 
@@ -130,7 +102,7 @@ func (te *testEdge) httpURL(path string) string { return "http://" + te.Addr() +
 // startEdge runs an edge on 127.0.0.1:0 with test-friendly settings.
 func (e *env) startEdge(mod func(*edge.Config)) *testEdge {
 	e.t.Helper()
-	return e.startEdgeWith(e.connect(), mod)
+	return e.startEdgeWith(e.Connect(), mod)
 }
 
 // startEdgeWith runs an edge on its own NATS connection nc.
@@ -154,10 +126,7 @@ func (e *env) startEdgeWith(nc *nats.Conn, mod func(*edge.Config)) *testEdge {
 	if err != nil {
 		e.t.Fatalf("edge.New: %v", err)
 	}
-	te := &testEdge{Service: svc, reg: reg}
-	te.stop = runService(e.t, "edge", svc.Run)
-	waitFor(e.t, 10*time.Second, "edge ready", func() bool { return svc.Ready() == nil })
-	return te
+	return &testEdge{Service: svc, reg: reg, stop: natstest.Serve(e.t, "edge", svc)}
 }
 
 // conn is a test client that never loses a frame: frames skipped while
@@ -168,8 +137,8 @@ type conn struct {
 	stash []client.Frame
 }
 
-// dial opens a client and reads its welcome.
-func dial(t *testing.T, url string) *conn {
+// dialRaw opens a client without awaiting the welcome frame.
+func dialRaw(t *testing.T, url string) *conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -178,10 +147,33 @@ func dial(t *testing.T, url string) *conn {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	if _, err := c.Welcome(ctx); err != nil {
+	return &conn{t: t, c: c}
+}
+
+// dial opens a client and reads its welcome.
+func dial(t *testing.T, url string) *conn {
+	t.Helper()
+	c := dialRaw(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.c.Welcome(ctx); err != nil {
 		t.Fatalf("welcome: %v", err)
 	}
-	return &conn{t: t, c: c}
+	return c
+}
+
+// smallRcvBuf is a dialer whose sockets have a receive buffer of size
+// bytes, so that a peer's writes to a client that stops reading block soon.
+func smallRcvBuf(size int) *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
 }
 
 func tctx(t *testing.T) context.Context {
@@ -335,7 +327,7 @@ func (e *env) roomMessages(room string) []wire.Message {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := e.js.Stream(ctx, subjects.Stream)
+	s, err := e.JS.Stream(ctx, subjects.Stream)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -347,7 +339,7 @@ func (e *env) roomMessages(room string) []wire.Message {
 	if n == 0 {
 		return nil
 	}
-	cons, err := e.js.OrderedConsumer(ctx, subjects.Stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Room(room)}})
+	cons, err := e.JS.OrderedConsumer(ctx, subjects.Stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Room(room)}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -383,41 +375,36 @@ func (e *env) publish(room, user, body, cid string) uint64 {
 	defer cancel()
 	msg := &nats.Msg{Subject: subjects.Room(room), Data: data, Header: nats.Header{}}
 	msg.Header.Set(subjects.HeaderMsgID, fmt.Sprintf("%s/test/%s", room, cid))
-	ack, err := e.js.PublishMsg(ctx, msg)
+	ack, err := e.JS.PublishMsg(ctx, msg)
 	if err != nil {
 		e.t.Fatalf("publish: %v", err)
 	}
 	return ack.Sequence
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
+// httpGet returns the status and body of GET url.
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return do(t, http.MethodGet, url, nil, "")
+}
+
+// do sends a request and returns its status and body.
+func do(t *testing.T, method, url string, hdr map[string]string, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return resp.StatusCode, b.String()
+	b, _ := io.ReadAll(resp.Body) // a body cut short is returned as far as it came
+	return resp.StatusCode, string(b)
 }
 
 // testLogger logs to the test output when HUBBUB_TEST_LOG is set.

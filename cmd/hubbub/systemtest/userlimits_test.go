@@ -1,8 +1,7 @@
-package edge_test
+package systemtest_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
 	"github.com/hubbub-chat/hubbub/services/edge/userlimit"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -75,9 +75,7 @@ func TestPerUserLimits(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			e.startPresence()
-			e.startHistory()
+			e := newSystem(t)
 			te := e.startEdge(func(c *edge.Config) {
 				c.UserLimits = userlimit.Config{MaxConns: 10, MessageRate: 100, MessageBurst: 100, JoinRate: 100, JoinBurst: 100, TypingRate: 100, TypingBurst: 100}
 				tc.limit(c)
@@ -113,9 +111,7 @@ func TestPerUserLimits(t *testing.T) {
 
 // The per-connection join limit applies before the user's.
 func TestPerConnectionJoinLimit(t *testing.T) {
-	e := newEnv(t)
-	e.startPresence()
-	e.startHistory()
+	e := newSystem(t)
 	te := e.startEdge(func(c *edge.Config) { c.JoinRate, c.JoinBurst = 0.001, 2 })
 	c := dial(t, te.wsURL("amy"))
 	c.joinLive("a")
@@ -149,21 +145,8 @@ func TestConnectionsPerUser(t *testing.T) {
 	}
 	_ = dial(t, te.wsURL("bob")) // other users are not affected
 	_ = first.c.Close()
-	waitFor(t, 5*time.Second, "slot freed", func() bool { return te.Connections() == 2 })
+	natstest.Until(t, 5*time.Second, "slot freed", func() bool { return te.Connections() == 2 })
 	_ = dial(t, te.wsURL("amy"))
 }
 
 func contains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }
-
-// dialRaw opens a client without awaiting the welcome frame.
-func dialRaw(t *testing.T, url string) *conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, url, client.Options{})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return &conn{t: t, c: c}
-}

@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/services/edge/client"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -84,7 +85,7 @@ func TestJoinWithoutPresence(t *testing.T) {
 			if r.Room != room {
 				t.Fatalf("roster %+v", r)
 			}
-			waitFor(t, 20*time.Second, "alice and bob registered with presence", func() bool {
+			natstest.Until(t, 20*time.Second, "alice and bob registered with presence", func() bool {
 				users := e.roster(room)
 				return slices.Contains(users, "alice") && slices.Contains(users, "bob")
 			})
@@ -98,13 +99,13 @@ func TestJoinFailsCleanlyWithoutStream(t *testing.T) {
 	e := newEnv(t)
 	te := e.startEdge(nil)
 	alice := dial(t, te.wsURL("alice"))
-	e.srv.Stop()
+	e.Stop()
 	alice.send(wire.ClientFrame{Type: wire.TypeJoin, Room: "dark"})
 	if ef := alice.errorFrame(wire.CodeUnavailable); ef.Room != "dark" {
 		t.Fatalf("error %+v", ef)
 	}
-	e.srv.Restart()
-	waitFor(t, 20*time.Second, "edge ready again", func() bool { return te.Ready() == nil })
+	e.Restart()
+	natstest.Until(t, 20*time.Second, "edge ready again", func() bool { return te.Ready() == nil })
 	id := e.publish("dark", "carol", "after", "after")
 	alice.send(wire.ClientFrame{Type: wire.TypeTyping, Room: "dark", State: wire.TypingOn})
 	alice.errorFrame(wire.CodeNotJoined)

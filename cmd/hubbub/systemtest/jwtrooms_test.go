@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"net/http"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/services/edge/auth"
-	"github.com/hubbub-chat/hubbub/services/edge/client"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -55,15 +54,7 @@ func TestJWTRoomRestrictions(t *testing.T) {
 
 			// WebSocket join.
 			ctx := tctx(t)
-			c, err := client.Dial(ctx, "ws://"+te.Addr()+"/ws?token="+tok, client.Options{})
-			if err != nil {
-				t.Fatalf("dial: %v", err)
-			}
-			t.Cleanup(func() { _ = c.Close() })
-			if _, err := c.Welcome(ctx); err != nil {
-				t.Fatal(err)
-			}
-			cc := &conn{t: t, c: c}
+			cc := dialToken(t, te, tok)
 			if tt.allowed {
 				cc.joinLive(tt.room)
 				cc.say(tt.room, "hello", "ws"+string(rune('a'+i)))

@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"fmt"
@@ -14,48 +14,14 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
 	"github.com/hubbub-chat/hubbub/services/edge/ws"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// do sends a request and returns its status and body.
-func do(t *testing.T, method, url string, hdr map[string]string, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return resp.StatusCode, b.String()
-}
-
+// dialToken opens a client of te with a JWT and reads its welcome.
 func dialToken(t *testing.T, te *testEdge, tok string) *conn {
 	t.Helper()
-	ctx := tctx(t)
-	c, err := client.Dial(ctx, "ws://"+te.Addr()+"/ws?token="+tok, client.Options{})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	if _, err := c.Welcome(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return &conn{t: t, c: c}
+	return dial(t, "ws://"+te.Addr()+"/ws?token="+tok)
 }
 
 // Guarantee 10: in JWT mode every read path checks the rule join checks.
@@ -63,9 +29,7 @@ func dialToken(t *testing.T, te *testEdge, tok string) *conn {
 // rooms claim; a WebSocket history frame needs the room joined (and the
 // token to allow it); SSE was already checked.
 func TestReadsAreAuthorized(t *testing.T) {
-	e := newEnv(t)
-	e.startHistory()
-	e.startPresence()
+	e := newSystem(t)
 	te := e.startEdge(func(c *edge.Config) { c.Auth = auth.Config{Mode: auth.ModeJWT, Secret: jwtSecret} })
 	owner := dialToken(t, te, signToken(t, "owner", nil))
 	owner.join("secret", nil)
@@ -97,7 +61,7 @@ func TestReadsAreAuthorized(t *testing.T) {
 	if code, body := do(t, "GET", te.httpURL("/api/lobby"), nil, ""); code != 401 {
 		t.Errorf("lobby without a token: %d %s", code, body)
 	}
-	waitFor(t, 20*time.Second, "lobby lists both rooms", func() bool {
+	natstest.Until(t, 20*time.Second, "lobby lists both rooms", func() bool {
 		code, body := do(t, "GET", te.httpURL("/api/lobby"), bearer(all), "")
 		return code == 200 && strings.Contains(body, `"secret"`) && strings.Contains(body, `"open"`)
 	})
@@ -308,7 +272,7 @@ func TestConnectionCaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "refused close counted", func() bool { return te.Metrics().Closes("refused_address_full") == 2 })
+	natstest.Until(t, 10*time.Second, "refused close counted", func() bool { return te.Metrics().Closes("refused_address_full") == 2 })
 	if _, err := dialFrom("203.0.113.9"); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("dial of a full edge: %v, want HTTP 503", err)
 	}

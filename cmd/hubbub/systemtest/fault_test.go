@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"bufio"
@@ -19,7 +19,6 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge/client"
 	"github.com/hubbub-chat/hubbub/services/presence"
-	"github.com/hubbub-chat/hubbub/shared/logging"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
@@ -42,7 +41,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildEdge builds cmd/hubbub-edge (once) and returns the binary's path.
+// buildEdge builds services/edge/cmd/hubbub-edge (once) and returns the binary's path.
 func buildEdge(t *testing.T) string {
 	t.Helper()
 	edgeBinary.once.Do(func() {
@@ -53,9 +52,9 @@ func buildEdge(t *testing.T) string {
 		}
 		edgeBinary.dir = dir
 		edgeBinary.path = filepath.Join(dir, "hubbub-edge")
-		out, err := exec.Command("go", "build", "-o", edgeBinary.path, "./cmd/hubbub-edge").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", edgeBinary.path, "github.com/hubbub-chat/hubbub/services/edge/cmd/hubbub-edge").CombinedOutput()
 		if err != nil {
-			edgeBinary.err = fmt.Errorf("go build ./cmd/hubbub-edge: %v\n%s", err, out)
+			edgeBinary.err = fmt.Errorf("go build hubbub-edge: %w\n%s", err, out)
 		}
 	})
 	if edgeBinary.err != nil {
@@ -76,25 +75,9 @@ const (
 // history and presence running in-process.
 func newFaultEnv(t *testing.T) *env {
 	t.Helper()
-	srv := natstest.Start(t)
-	e := &env{t: t, srv: srv}
-	e.nc = e.connect()
-	js, err := jetstream.New(e.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.js = js
-	if err := provision.Ensure(tctx(t), js, provision.Config{TypingTTL: faultTyping, LeaseTTL: faultLeaseTTL}); err != nil {
-		t.Fatalf("provision: %v", err)
-	}
+	e := newEnvWith(t, provision.Config{TypingTTL: faultTyping, LeaseTTL: faultLeaseTTL})
 	e.startHistory()
-	svc, err := presence.New(presence.Config{Grace: faultGrace, TypingTTL: faultTyping, LeaseTTL: faultLeaseTTL, SweepInterval: 100 * time.Millisecond},
-		presence.Deps{NC: e.connect(), Log: logging.Discard()})
-	if err != nil {
-		t.Fatalf("presence: %v", err)
-	}
-	runService(t, "presence", svc.Run)
-	waitFor(t, 10*time.Second, "presence ready", func() bool { return svc.Ready() == nil })
+	e.startPresenceWith(presence.Config{Grace: faultGrace, TypingTTL: faultTyping, LeaseTTL: faultLeaseTTL, SweepInterval: 100 * time.Millisecond})
 	return e
 }
 
@@ -111,7 +94,7 @@ func (e *env) startEdgeProcess(id string) *edgeProc {
 	e.t.Helper()
 	cmd := exec.Command(buildEdge(e.t))
 	cmd.Env = append(os.Environ(),
-		"HUBBUB_NATS_URL="+e.srv.URL(),
+		"HUBBUB_NATS_URL="+e.URL(),
 		"HUBBUB_HTTP_ADDR=127.0.0.1:0",
 		"HUBBUB_EDGE_ID="+id,
 		"HUBBUB_LEASE_TTL="+faultLeaseTTL.String(),
@@ -165,7 +148,7 @@ func (e *env) startEdgeProcess(id string) *edgeProc {
 	case <-time.After(30 * time.Second):
 		e.t.Fatalf("edge process %s did not start listening", id)
 	}
-	waitFor(e.t, 10*time.Second, id+" ready", func() bool {
+	natstest.Until(e.t, 10*time.Second, id+" ready", func() bool {
 		code, _ := httpGet(e.t, "http://"+p.addr+"/readyz")
 		return code == 200
 	})
@@ -185,7 +168,7 @@ func (p *edgeProc) kill(t *testing.T) {
 func (e *env) roomPosts(room string) []wire.Message {
 	e.t.Helper()
 	ctx := tctx(e.t)
-	cons, err := e.js.OrderedConsumer(ctx, subjects.Stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Room(room)}})
+	cons, err := e.JS.OrderedConsumer(ctx, subjects.Stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Room(room)}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -472,13 +455,13 @@ func TestEdgeProcessKillLeavesRoster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "all four online", func() bool {
+	natstest.Until(t, 10*time.Second, "all four online", func() bool {
 		return slices.Equal(e.roster(room), []string{"a0", "a1", "b0", "b1"})
 	})
 	a.kill(t)
 	// Lease TTL + grace, plus the sweeper and renewal periods and slack: a
 	// deadline for the poll, not a timing assertion.
-	waitFor(t, faultLeaseTTL+faultGrace+10*time.Second, "a's users gone", func() bool {
+	natstest.Until(t, faultLeaseTTL+faultGrace+10*time.Second, "a's users gone", func() bool {
 		return slices.Equal(e.roster(room), []string{"b0", "b1"})
 	})
 	leaves := map[string]int{}

@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"net/http"
@@ -19,7 +19,7 @@ func TestRequestIDsReachNATS(t *testing.T) {
 	e.startHistory()
 	te := e.startEdge(nil)
 	tap := make(chan *nats.Msg, 64)
-	sub, err := e.nc.ChanSubscribe("hubbub.history.>", tap)
+	sub, err := e.NC.ChanSubscribe("hubbub.history.>", tap)
 	if err != nil {
 		t.Fatal(err)
 	}

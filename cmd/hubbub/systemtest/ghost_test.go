@@ -1,4 +1,4 @@
-package edge_test
+package systemtest_test
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 )
 
 // rawJoiner opens a WebSocket, joins rooms and then never reads again: a
@@ -24,20 +24,8 @@ func rawJoiner(t *testing.T, url string, rooms []string) net.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d := gws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		// A small receive window, so the edge's writes to it block soon.
-		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
-			})
-			if err != nil {
-				return err
-			}
-			return serr
-		}}
-		return nd.DialContext(ctx, network, addr)
-	}}
+	// A small receive window, so the edge's writes to it block soon.
+	d := gws.Dialer{NetDial: smallRcvBuf(2048).DialContext}
 	c, _, _, err := d.Dial(ctx, url)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -72,9 +60,7 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 		ping   = 500 * time.Millisecond
 	)
 	rooms := []string{"busy-a", "busy-b", "busy-c", "busy-d"}
-	e := newEnv(t)
-	e.startPresence()
-	e.startHistory()
+	e := newSystem(t)
 	te := e.startEdge(func(c *edge.Config) {
 		c.PingInterval = ping
 		c.WriteTimeout = time.Minute // only the resets end the ghosts
@@ -100,7 +86,7 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, 20*time.Second, "all connected", func() bool { return te.Connections() == ghosts+1 })
+	natstest.Until(t, 20*time.Second, "all connected", func() bool { return te.Connections() == ghosts+1 })
 
 	// Keep the edge writing to every ghost (messages with big bodies, so
 	// the unread sockets fill), and reset them mid-stream.
@@ -116,25 +102,24 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 			sent.Add(1)
 		}
 	}()
-	waitFor(t, 30*time.Second, "ghost sockets filling", func() bool { return sent.Load() > 1500 })
+	natstest.Until(t, 30*time.Second, "ghost sockets filling", func() bool { return sent.Load() > 1500 })
 	for _, c := range socks {
 		reset(t, c)
 	}
 	// The flood goes on while the edge finds the resets.
-	waitFor(t, 30*time.Second, "ghost sessions released", func() bool { return te.Connections() == 1 })
+	natstest.Until(t, 30*time.Second, "ghost sessions released", func() bool { return te.Connections() == 1 })
 	cancel()
 	<-flooded
 	if got := te.Metrics().Connections(); got != 1 {
 		t.Fatalf("connections gauge %v, want 1", got)
 	}
 	var last string
-	deadline := time.Now().Add(30 * time.Second)
-	for !rostersLive(t, te, rooms, &last) {
-		if time.Now().After(deadline) {
-			t.Fatalf("rosters not back to the live client: %s (edge: %d presence registrations unconfirmed)", last, te.PresenceUnconfirmed())
+	natstest.Eventually(t, 30*time.Second, "rosters back to the live client", func() error {
+		if rostersLive(t, te, rooms, &last) {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("%s (edge: %d presence registrations unconfirmed)", last, te.PresenceUnconfirmed())
+	})
 	// The quota is free again: a ghost's user can open its full share.
 	for range 5 {
 		_ = dial(t, te.wsURL("ghost-0"))
