@@ -180,9 +180,6 @@ func (e *Env) newID() string {
 // ID is the connection's id.
 func (s *Session) ID() string { return s.id }
 
-// User is the session's user id.
-func (s *Session) User() string { return s.ident.User }
-
 // Start counts the connection as served and sends the welcome frame (the
 // first frame of a protocol v1 connection).
 func (s *Session) Start() {
