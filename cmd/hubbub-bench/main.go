@@ -7,6 +7,8 @@
 //	hubbub-bench baseline-ws -addr 127.0.0.1:0              the WebSocket baseline server
 //	hubbub-bench report results.json                        print a saved run's markdown tables
 //	hubbub-bench worker                                     a worker (driven over stdin/stdout)
+//	hubbub-bench memprobe [-n 1000,5000,19000] ...          RSS per idle joined WebSocket of one edge process
+//	hubbub-bench history [-database-url URL] ...            history ingest and recent pages, in one process
 package main
 
 import (
@@ -20,6 +22,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/historybench"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/memprobe"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/report"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/worker"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/wsbase"
@@ -37,7 +41,7 @@ func main() {
 }
 
 // errUsage is returned for an unknown subcommand.
-var errUsage = errors.New("usage: hubbub-bench suite|baseline-ws|report FILE|worker [flags] (-h for flags)")
+var errUsage = errors.New("usage: hubbub-bench suite|baseline-ws|report FILE|worker|memprobe|history [flags] (-h for flags)")
 
 func dispatch(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -59,6 +63,14 @@ func dispatch(ctx context.Context, args []string) error {
 			return fmt.Errorf("own path: %w", err)
 		}
 		return runSuite(ctx, args[1:], []string{self})
+	case "memprobe":
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("own path: %w", err)
+		}
+		return memprobe.Main(ctx, args[1:], []string{self, "memprobe"})
+	case "history":
+		return historybench.Main(ctx, args[1:])
 	default:
 		return errUsage
 	}

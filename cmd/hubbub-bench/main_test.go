@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/coord"
-	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/deploy"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/localdeploy"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/worker"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
 )
@@ -142,7 +143,7 @@ func TestLeanClientMatchesReferenceClient(t *testing.T) {
 	bin := buildBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, err := deploy.New(t.TempDir(), deploy.Binaries{
+	d, err := localdeploy.New(t.TempDir(), localdeploy.Binaries{
 		NATSServer: filepath.Join(bin, "nats-server"), Edge: filepath.Join(bin, "hubbub-edge"),
 		History: filepath.Join(bin, "hubbub-history"), Presence: filepath.Join(bin, "hubbub-presence"),
 	})
@@ -207,5 +208,19 @@ func TestLeanClientMatchesReferenceClient(t *testing.T) {
 			t.Fatalf("lean clients received %d messages, want %d", got, members*sends)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// memprobe and history are subcommands: their own flag checks answer, not
+// the usage error.
+func TestSubcommandsDispatch(t *testing.T) {
+	for _, args := range [][]string{{"memprobe", "-n", "0"}, {"history", "-n", "0"}} {
+		err := dispatch(t.Context(), args)
+		if err == nil || errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want the subcommand's own error", args, err)
+		}
+	}
+	if err := dispatch(t.Context(), []string{"nonsense"}); !errors.Is(err, errUsage) {
+		t.Errorf("unknown subcommand: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/deploy"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/localdeploy"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/pgdb"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/proc"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/report"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/scenario"
@@ -201,7 +199,7 @@ func suite(ctx context.Context, c suiteConfig, self []string, w io.Writer) (*rep
 	if err != nil {
 		return nil, fmt.Errorf("bin dir: %w", err)
 	}
-	bins := deploy.Binaries{
+	bins := localdeploy.Binaries{
 		NATSServer: filepath.Join(binDir, "nats-server"), Edge: filepath.Join(binDir, "hubbub-edge"),
 		History: filepath.Join(binDir, "hubbub-history"), Presence: filepath.Join(binDir, "hubbub-presence"), Self: self,
 	}
@@ -256,9 +254,9 @@ func suite(ctx context.Context, c suiteConfig, self []string, w io.Writer) (*rep
 
 type addFunc func(...scenario.Result)
 
-func baselines(ctx context.Context, c suiteConfig, bins deploy.Binaries, outDir string, runner *scenario.Runner,
+func baselines(ctx context.Context, c suiteConfig, bins localdeploy.Binaries, outDir string, runner *scenario.Runner,
 	fanouts, latencies []scenario.Fanout, idle []int, want map[string]bool, add addFunc) error {
-	d, err := deploy.New(filepath.Join(outDir, "baseline"), bins)
+	d, err := localdeploy.New(filepath.Join(outDir, "baseline"), bins)
 	if err != nil {
 		return err
 	}
@@ -272,9 +270,9 @@ func baselines(ctx context.Context, c suiteConfig, bins deploy.Binaries, outDir 
 		return err
 	}
 	tn := scenario.Target{Name: "baseline-nats", Kind: worker.KindNATS, URLs: []string{"nats://" + nats.Addr},
-		Servers: map[string]*deploy.Process{"nats-server": nats}}
+		Servers: map[string]*localdeploy.Process{"nats-server": nats}}
 	tw := scenario.Target{Name: "baseline-ws", Kind: worker.KindWS, URLs: []string{"ws://" + wsb.Addr + "/ws"},
-		Servers: map[string]*deploy.Process{"baseline-ws": wsb}, Edges: []*deploy.Process{wsb}}
+		Servers: map[string]*localdeploy.Process{"baseline-ws": wsb}, Edges: []*localdeploy.Process{wsb}}
 	if want["idle"] {
 		// One process: at most one edge's worth of connections.
 		n := min(idle[len(idle)-1], 15000)
@@ -296,8 +294,8 @@ func baselines(ctx context.Context, c suiteConfig, bins deploy.Binaries, outDir 
 }
 
 // hubbubDeployment starts nats-server, presence, history and n edges.
-func hubbubDeployment(ctx context.Context, d *deploy.Deployment, edges int, databaseURL string) (scenario.Target, []*deploy.Process, error) {
-	t := scenario.Target{Name: "hubbub", Kind: worker.KindWS, Servers: map[string]*deploy.Process{}}
+func hubbubDeployment(ctx context.Context, d *localdeploy.Deployment, edges int, databaseURL string) (scenario.Target, []*localdeploy.Process, error) {
+	t := scenario.Target{Name: "hubbub", Kind: worker.KindWS, Servers: map[string]*localdeploy.Process{}}
 	nats, err := d.StartNATS(ctx)
 	if err != nil {
 		return t, nil, err
@@ -316,7 +314,7 @@ func hubbubDeployment(ctx context.Context, d *deploy.Deployment, edges int, data
 		return t, nil, err
 	}
 	t.Servers["history"] = hist
-	var all []*deploy.Process
+	var all []*localdeploy.Process
 	for i := 0; i < edges; i++ {
 		name := "edge-" + strconv.Itoa(i)
 		e, err := d.Service(ctx, name, d.Bins.Edge, append([]string{"HUBBUB_EDGE_ID=bench-" + name}, common...))
@@ -330,11 +328,11 @@ func hubbubDeployment(ctx context.Context, d *deploy.Deployment, edges int, data
 }
 
 // subset is the target restricted to some edges.
-func subset(t scenario.Target, edges []*deploy.Process) scenario.Target {
+func subset(t scenario.Target, edges []*localdeploy.Process) scenario.Target {
 	s := t
 	s.Edges = edges
 	s.URLs = nil
-	s.Servers = map[string]*deploy.Process{}
+	s.Servers = map[string]*localdeploy.Process{}
 	for name, p := range t.Servers {
 		if !strings.HasPrefix(name, "edge-") {
 			s.Servers[name] = p
@@ -347,9 +345,9 @@ func subset(t scenario.Target, edges []*deploy.Process) scenario.Target {
 	return s
 }
 
-func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins deploy.Binaries, outDir string, runner *scenario.Runner,
+func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins localdeploy.Binaries, outDir string, runner *scenario.Runner,
 	fanouts, latencies []scenario.Fanout, idle, conc []int, want map[string]bool, add addFunc, run *report.Run) error {
-	d, err := deploy.New(filepath.Join(outDir, "hubbub"), bins)
+	d, err := localdeploy.New(filepath.Join(outDir, "hubbub"), bins)
 	if err != nil {
 		return err
 	}
@@ -372,7 +370,7 @@ func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins deploy.Bi
 	ft := subset(t, all[:c.fanoutEdges])
 	// The last point of fan-out and of latency are profiled: nats-server,
 	// the first edge and history, over the sending window.
-	profiled := []*deploy.Process{t.Servers["nats-server"], t.Servers["history"]}
+	profiled := []*localdeploy.Process{t.Servers["nats-server"], t.Servers["history"]}
 	if len(all) > 0 {
 		profiled = append(profiled, all[0])
 	}
@@ -384,23 +382,21 @@ func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins deploy.Bi
 		}
 		return p
 	}
-	if want["fanout"] {
-		for i, p := range fanouts {
-			if i == len(fanouts)-1 {
-				p = withProfile(p, "fanout")
+	// points runs fan-out points, profiling the last one as label.
+	points := func(ps []scenario.Fanout, label string) {
+		for i, p := range ps {
+			if i == len(ps)-1 {
+				p = withProfile(p, label)
 			}
 			add(runner.Fanout(ctx, ft, p))
 			quiesce()
 		}
 	}
+	if want["fanout"] {
+		points(fanouts, "fanout")
+	}
 	if want["latency"] {
-		for i, p := range latencies {
-			if i == len(latencies)-1 {
-				p = withProfile(p, "latency")
-			}
-			add(runner.Fanout(ctx, ft, p))
-			quiesce()
-		}
+		points(latencies, "latency")
 	}
 	if want["history"] {
 		for _, n := range conc {
@@ -418,14 +414,14 @@ func hubbub(ctx context.Context, log *slog.Logger, c suiteConfig, bins deploy.Bi
 	return ctx.Err()
 }
 
-func postgresPhase(ctx context.Context, c suiteConfig, bins deploy.Binaries, outDir string, runner *scenario.Runner,
+func postgresPhase(ctx context.Context, c suiteConfig, bins localdeploy.Binaries, outDir string, runner *scenario.Runner,
 	conc []int, want map[string]bool, add addFunc) error {
-	dbURL, drop, err := freshDatabase(ctx, c.databaseURL, "hubbub_bench_"+strconv.FormatInt(time.Now().Unix(), 10))
+	dbURL, drop, err := pgdb.Fresh(ctx, c.databaseURL, "hubbub_bench_"+strconv.FormatInt(time.Now().Unix(), 10))
 	if err != nil {
 		return err
 	}
-	defer drop()
-	d, err := deploy.New(filepath.Join(outDir, "postgres"), bins)
+	defer func() { _ = drop() }() // a failed drop leaves a database named after the run's time
+	d, err := localdeploy.New(filepath.Join(outDir, "postgres"), bins)
 	if err != nil {
 		return err
 	}
@@ -445,48 +441,11 @@ func postgresPhase(ctx context.Context, c suiteConfig, bins deploy.Binaries, out
 	return ctx.Err()
 }
 
-// freshDatabase creates database name on the server of admin and returns
-// its URL and a function that drops it.
-func freshDatabase(ctx context.Context, admin, name string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("postgres %s: %w", redact(admin), err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", nil, fmt.Errorf("database url: %w", err)
-	}
-	u.Path = "/" + name
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(dctx, admin)
-		if err != nil {
-			return
-		}
-		defer c.Close(dctx)
-		_, _ = c.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	}
-	return u.String(), drop, nil
-}
-
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return u.Redacted()
-}
-
 // profile captures a CPU profile of each process over the next d in the
 // background, as <dir>/<process>-<label>.pprof with a `go tool pprof -top`
 // summary beside it. The returned function waits for the captures and
 // records them in run.
-func profile(ctx context.Context, procs []*deploy.Process, d time.Duration, dir, label string, run *report.Run) func() {
+func profile(ctx context.Context, procs []*localdeploy.Process, d time.Duration, dir, label string, run *report.Run) func() {
 	type outcome struct{ files, notes []string }
 	results := make(chan outcome, len(procs))
 	n := 0
@@ -516,7 +475,7 @@ func profile(ctx context.Context, procs []*deploy.Process, d time.Duration, dir,
 
 // captureProfile fetches /debug/pprof/profile from p for d, saves it at
 // path and its top functions at path.top.txt.
-func captureProfile(ctx context.Context, p *deploy.Process, d time.Duration, path string) ([]string, error) {
+func captureProfile(ctx context.Context, p *localdeploy.Process, d time.Duration, path string) ([]string, error) {
 	secs := max(1, int(d.Seconds()))
 	cl := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.PprofAddr, secs), nil)

@@ -65,15 +65,6 @@ func Start(ctx context.Context, n int, argv []string, env []string) (*Pool, erro
 // Len is the number of workers.
 func (p *Pool) Len() int { return len(p.workers) }
 
-// Pids returns the workers' process ids.
-func (p *Pool) Pids() []int {
-	out := make([]int, len(p.workers))
-	for i, w := range p.workers {
-		out[i] = w.pid
-	}
-	return out
-}
-
 func (w *proc) do(cmd worker.Command) (*worker.Stats, error) {
 	b, err := json.Marshal(cmd)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/deploy"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/localdeploy"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/worker"
 )
 
@@ -41,8 +41,8 @@ func (r *Runner) Idle(ctx context.Context, t Target, c Idle) []Result {
 	defer pool.Close()
 	rooms := max(1, total/max(1, c.Members))
 	tag := r.nextTag("i")
-	base0 := map[*deploy.Process]int64{}
-	met0 := map[*deploy.Process]map[string]float64{}
+	base0 := map[*localdeploy.Process]int64{}
+	met0 := map[*localdeploy.Process]map[string]float64{}
 	for _, e := range t.Edges {
 		base0[e], _ = e.RSS()
 		met0[e] = goMetrics(e)
@@ -116,7 +116,7 @@ func (r *Runner) Idle(ctx context.Context, t Target, c Idle) []Result {
 
 // goMetrics reads the Go runtime gauges the idle scenario breaks memory
 // down with from the process's /metrics (empty when it has none).
-func goMetrics(p *deploy.Process) map[string]float64 {
+func goMetrics(p *localdeploy.Process) map[string]float64 {
 	out := map[string]float64{}
 	cl := &http.Client{Timeout: 5 * time.Second}
 	resp, err := cl.Get("http://" + p.Addr + "/metrics")
@@ -140,7 +140,7 @@ func goMetrics(p *deploy.Process) map[string]float64 {
 
 // edgeCounters sums the edges' close and drop counters (by label) from
 // their /metrics: why the server ended or shed connections.
-func edgeCounters(edges []*deploy.Process) map[string]int64 {
+func edgeCounters(edges []*localdeploy.Process) map[string]int64 {
 	out := map[string]int64{}
 	cl := &http.Client{Timeout: 5 * time.Second}
 	for _, e := range edges {

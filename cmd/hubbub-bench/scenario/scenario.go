@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/coord"
-	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/deploy"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/hist"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/localdeploy"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/proc"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/worker"
 )
@@ -29,8 +29,8 @@ type Target struct {
 	// Servers are the processes whose memory and CPU are reported, by role
 	// ("edge-0", "nats-server", ...). Edges lists the ones clients connect
 	// to, in URL order (nil for an external deployment).
-	Servers map[string]*deploy.Process
-	Edges   []*deploy.Process
+	Servers map[string]*localdeploy.Process
+	Edges   []*localdeploy.Process
 	// NATSURL is the NATS server the history scenarios use.
 	NATSURL string
 }
@@ -189,7 +189,7 @@ type cpuMeter struct {
 	start   time.Time
 	self    proc.CPU
 	servers map[string]proc.CPU
-	procs   map[string]*deploy.Process
+	procs   map[string]*localdeploy.Process
 	workers proc.CPU
 }
 

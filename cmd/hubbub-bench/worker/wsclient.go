@@ -17,7 +17,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/frame"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/framescan"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -50,7 +50,7 @@ type wsClient struct {
 	seq   uint64
 	hdr   []byte
 	pay   []byte
-	fr    frame.Frame
+	fr    framescan.Frame
 	alive atomic.Bool // connected and joined (senders skip others)
 
 	lastID   uint64
@@ -259,7 +259,7 @@ func (c *wsClient) readFrame(br *bufio.Reader) ([]byte, *[]byte, error) {
 func (c *wsClient) handle(data []byte) (bool, error) {
 	f := c.f
 	f.frames.Add(1)
-	if err := frame.Scan(data, &c.fr); err != nil {
+	if err := framescan.Scan(data, &c.fr); err != nil {
 		return false, fmt.Errorf("%w: %w", errBadFrame, err)
 	}
 	fr := &c.fr

@@ -1,4 +1,5 @@
-// Command hubbub-history-bench measures the history service end to end:
+// Package historybench is "hubbub-bench history": it measures the history
+// service end to end, in one process:
 //
 //   - ingest: it publishes -n messages into the CHAT stream first, then
 //     starts a history service and times how long the service takes to
@@ -13,7 +14,7 @@
 // names (dropped afterwards) or, without it, into SQLite in a temporary
 // directory. With -profile-dir it writes a CPU profile of each phase.
 // It measures and reports; it asserts nothing about speed.
-package main
+package historybench
 
 import (
 	"bytes"
@@ -28,7 +29,6 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -37,14 +37,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/pgdb"
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/services/history/ingest"
 	"github.com/hubbub-chat/hubbub/shared/natsembed"
@@ -53,12 +52,9 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "hubbub-history-bench:", err)
-		os.Exit(1)
-	}
-}
+// Main runs the measurement with the command-line arguments args (-h
+// lists them) until it is done or ctx ends.
+func Main(ctx context.Context, args []string) error { return run(ctx, args) }
 
 // options are the command-line settings.
 type options struct {
@@ -84,7 +80,7 @@ type options struct {
 
 func parse(args []string) (options, error) {
 	var o options
-	f := flag.NewFlagSet("hubbub-history-bench", flag.ContinueOnError)
+	f := flag.NewFlagSet("history", flag.ContinueOnError)
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS server to use (empty: an embedded JetStream server in a temporary directory)")
 	f.StringVar(&o.dbURL, "database-url", os.Getenv("HUBBUB_BENCH_DATABASE_URL"),
 		"Postgres server URL; a fresh database is created on it and dropped afterwards (empty: SQLite) ($HUBBUB_BENCH_DATABASE_URL)")
@@ -112,19 +108,17 @@ func parse(args []string) (options, error) {
 	return o, nil
 }
 
-func run(args []string) error {
+func run(ctx context.Context, args []string) error {
 	o, err := parse(args)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	log := slog.New(slog.DiscardHandler)
 	if o.verbose {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 
-	tmp, err := os.MkdirTemp("", "hubbub-history-bench-")
+	tmp, err := os.MkdirTemp("", "hubbub-bench-history-")
 	if err != nil {
 		return fmt.Errorf("temp dir: %w", err)
 	}
@@ -142,7 +136,7 @@ func run(args []string) error {
 		}()
 		natsURL = srv.ClientURL()
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("hubbub-history-bench"))
+	nc, err := nats.Connect(natsURL, nats.Name("hubbub-bench-history"))
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", natsURL, err)
 	}
@@ -244,34 +238,16 @@ func createDatabase(ctx context.Context, admin string) (dbURL, name string, drop
 	var rnd [4]byte
 	_, _ = crand.Read(rnd[:])
 	name = "hubbub_bench_" + hex.EncodeToString(rnd[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			return fmt.Errorf("connect %s: %w", admin, err)
-		}
-		defer func() { _ = conn.Close(context.Background()) }()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-		return nil
-	}
-	if err := exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	dbURL, dropErr, err := pgdb.Fresh(ctx, admin, name)
+	if err != nil {
 		return "", "", nil, err
 	}
 	drop = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			fmt.Fprintln(os.Stderr, "hubbub-history-bench: drop database:", err)
+		if err := dropErr(); err != nil {
+			fmt.Fprintln(os.Stderr, "hubbub-bench history: drop database:", err)
 		}
 	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		drop()
-		return "", "", nil, fmt.Errorf("database url: %w", err)
-	}
-	u.Path = "/" + name
-	return u.String(), name, drop, nil
+	return dbURL, name, drop, nil
 }
 
 // publish stores o.n messages in the stream (asynchronous publishes, every
@@ -390,7 +366,7 @@ func waitReady(ctx context.Context, svc *history.Service) error {
 func recentLoad(ctx context.Context, natsURL string, o options) error {
 	conns := make([]*nats.Conn, o.conns)
 	for i := range conns {
-		nc, err := nats.Connect(natsURL, nats.Name(fmt.Sprintf("hubbub-history-bench-%d", i)))
+		nc, err := nats.Connect(natsURL, nats.Name(fmt.Sprintf("hubbub-bench-history-%d", i)))
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}

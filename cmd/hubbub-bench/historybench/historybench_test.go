@@ -1,4 +1,4 @@
-package main
+package historybench
 
 import (
 	"testing"
@@ -21,7 +21,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if err := run(append(append([]string{}, small...), c.args...)); err != nil {
+			if err := run(t.Context(), append(append([]string{}, small...), c.args...)); err != nil {
 				t.Fatal(err)
 			}
 		})

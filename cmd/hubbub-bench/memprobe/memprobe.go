@@ -1,18 +1,19 @@
-// Command memprobe measures the memory an edge process spends per idle,
-// joined WebSocket connection. It runs an embedded JetStream nats-server,
-// history (SQLite) and presence in its own process, starts the real
-// hubbub-edge binary as a child process, opens N connections that each
-// join a room from ceil(N/perProcess) client processes (the per-process
-// open-file limit), waits until the edge's memory settles, and reports
+// Package memprobe is "hubbub-bench memprobe": it measures the memory an
+// edge process spends per idle, joined WebSocket connection. It runs an
+// embedded JetStream nats-server, history (SQLite) and presence in its own
+// process, starts the real hubbub-edge binary as a child process, opens N
+// connections that each join a room from ceil(N/perProcess) client
+// processes (the per-process open-file limit; "hubbub-bench memprobe
+// client"), waits until the edge's memory settles, and reports
 // (VmRSS after − VmRSS before) / N of the edge process and its goroutine
 // count.
 //
-//	go run ./internal/memprobe -n 1000,5000,19000
+//	hubbub-bench memprobe -n 1000,5000,19000
 //
 // Environment variables given to memprobe (e.g. HUBBUB_WS_READ) pass
 // through to the edge process. It is a measuring tool, not a test: it
 // asserts nothing.
-package main
+package memprobe
 
 import (
 	"bufio"
@@ -39,23 +40,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/proc"
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/services/presence"
 	"github.com/hubbub-chat/hubbub/shared/natsembed"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 )
 
-func main() {
-	var err error
-	if len(os.Args) > 1 && os.Args[1] == "client" {
-		err = clientMain(os.Args[2:])
-	} else {
-		err = probeMain(os.Args[1:])
+// Main runs the probe with args, or with "client" first a client process.
+// self is the command line that runs "hubbub-bench memprobe", for the
+// client processes.
+func Main(ctx context.Context, args, self []string) error {
+	if len(args) > 0 && args[0] == "client" {
+		return clientMain(args[1:])
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "memprobe:", err)
-		os.Exit(1)
-	}
+	return probeMain(ctx, args, self)
 }
 
 type probeConfig struct {
@@ -64,11 +63,12 @@ type probeConfig struct {
 	perProcess int
 	edgeBin    string
 	settle     time.Duration
+	self       []string
 }
 
-func probeMain(args []string) error {
+func probeMain(ctx context.Context, args, self []string) error {
 	fs := flag.NewFlagSet("memprobe", flag.ContinueOnError)
-	var cfg probeConfig
+	cfg := probeConfig{self: self}
 	counts := fs.String("n", "1000,5000,19000", "connection counts to measure, comma-separated (a fresh edge each)")
 	fs.IntVar(&cfg.rooms, "rooms", 100, "rooms the connections are spread over")
 	fs.IntVar(&cfg.perProcess, "per-process", 15000, "connections per client process")
@@ -93,12 +93,12 @@ func probeMain(args []string) error {
 		cfg.edgeBin = filepath.Join(dir, "hubbub-edge")
 		out, err := exec.Command("go", "build", "-o", cfg.edgeBin, "github.com/hubbub-chat/hubbub/services/edge/cmd/hubbub-edge").CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("build hubbub-edge: %v: %s", err, out)
+			return fmt.Errorf("build hubbub-edge: %w: %s", err, out)
 		}
 	}
 	fmt.Printf("%-8s %12s %12s %14s %12s %12s\n", "conns", "rss_before", "rss_after", "rss_per_conn", "goroutines0", "goroutines")
 	for i, n := range cfg.counts {
-		r, err := measure(cfg, filepath.Join(dir, strconv.Itoa(i)), n)
+		r, err := measure(ctx, cfg, filepath.Join(dir, strconv.Itoa(i)), n)
 		if err != nil {
 			return fmt.Errorf("n=%d: %w", n, err)
 		}
@@ -113,119 +113,169 @@ type result struct {
 }
 
 // measure runs one edge with n connections.
-func measure(cfg probeConfig, dir string, n int) (result, error) {
+func measure(ctx context.Context, cfg probeConfig, dir string, n int) (result, error) {
 	var res result
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "js")})
-	if err != nil {
-		return res, err
-	}
-	defer ns.Shutdown()
-	url := "nats://" + ns.Addr().String()
-	connect := func() (*nats.Conn, error) { return nats.Connect(url, nats.MaxReconnects(-1)) }
-	nc, err := connect()
-	if err != nil {
-		return res, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return res, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := provision.Ensure(ctx, js, provision.Config{}); err != nil {
-		return res, err
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	hnc, err := connect()
+	url, stopServices, err := startServices(ctx, dir)
 	if err != nil {
 		return res, err
 	}
-	defer hnc.Close()
-	hist, err := history.New(history.Config{DataDir: filepath.Join(dir, "history")}, history.Deps{NC: hnc, Log: log})
+	defer stopServices()
+	edge, addr, err := startEdge(cfg.edgeBin, url)
 	if err != nil {
 		return res, err
 	}
-	pnc, err := connect()
-	if err != nil {
-		return res, err
-	}
-	defer pnc.Close()
-	pres, err := presence.New(presence.Config{}, presence.Deps{NC: pnc, Log: log})
-	if err != nil {
-		return res, err
-	}
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = hist.Run(ctx) }()
-	go func() { defer wg.Done(); _ = pres.Run(ctx) }()
-
-	addr, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	edge := exec.Command(cfg.edgeBin)
-	edge.Env = append(os.Environ(), "HUBBUB_NATS_URL="+url, "HUBBUB_HTTP_ADDR="+addr, "HUBBUB_LOG_LEVEL=error")
-	edge.Stdout, edge.Stderr = os.Stderr, os.Stderr
-	if err := edge.Start(); err != nil {
-		return res, err
-	}
-	defer func() {
-		_ = edge.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = edge.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = edge.Process.Kill()
-			<-done
-		}
-	}()
+	defer stopProcess(edge)
 	base := "http://" + addr
-	if err := waitUntil(30*time.Second, func() bool { return httpStatus(base+"/readyz") == http.StatusOK }); err != nil {
-		return res, errors.New("edge never became ready")
-	}
-	time.Sleep(2 * time.Second)
-	if res.before, err = vmRSS(edge.Process.Pid); err != nil {
+	time.Sleep(2 * time.Second) // let the edge's start-up garbage go before the baseline
+	if res.before, err = proc.RSS(edge.Process.Pid); err != nil {
 		return res, err
 	}
 	m0 := metrics(base)
 	res.gBefore = int(m0["go_goroutines"])
 	runtimeStats(n, "before", m0)
 
-	// Client processes.
-	self, err := os.Executable()
+	closeClients, err := startClients(cfg, "ws://"+addr+"/ws", n)
+	defer closeClients()
 	if err != nil {
 		return res, err
 	}
+	if res.after, err = settle(edge.Process.Pid, base, n, cfg.settle); err != nil {
+		return res, err
+	}
+	m := metrics(base)
+	res.gAfter = int(m["go_goroutines"])
+	runtimeStats(n, "after", m)
+	return res, nil
+}
+
+// startServices runs an embedded nats-server with the stream and buckets
+// provisioned, history (SQLite under dir) and presence, until stop.
+func startServices(ctx context.Context, dir string) (url string, stop func(), err error) {
+	var undo []func()
+	stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	log := slog.New(slog.DiscardHandler)
+	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "js")})
+	if err != nil {
+		return "", nil, err
+	}
+	undo = append(undo, ns.Shutdown)
+	url = "nats://" + ns.Addr().String()
+	connect := func() (*nats.Conn, error) {
+		nc, err := nats.Connect(url, nats.MaxReconnects(-1))
+		if err == nil {
+			undo = append(undo, nc.Close)
+		}
+		return nc, err
+	}
+	nc, err := connect()
+	if err != nil {
+		return "", nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := provision.Ensure(ctx, js, provision.Config{}); err != nil {
+		return "", nil, err
+	}
+	hnc, err := connect()
+	if err != nil {
+		return "", nil, err
+	}
+	hist, err := history.New(history.Config{DataDir: filepath.Join(dir, "history")}, history.Deps{NC: hnc, Log: log})
+	if err != nil {
+		return "", nil, err
+	}
+	pnc, err := connect()
+	if err != nil {
+		return "", nil, err
+	}
+	pres, err := presence.New(presence.Config{}, presence.Deps{NC: pnc, Log: log})
+	if err != nil {
+		return "", nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = hist.Run(sctx) })
+	wg.Go(func() { _ = pres.Run(sctx) })
+	undo = append(undo, func() { cancel(); wg.Wait() })
+	return url, stop, nil
+}
+
+// startEdge starts the edge binary against natsURL on a free loopback
+// address and waits until it is ready.
+func startEdge(bin, natsURL string) (edge *exec.Cmd, addr string, err error) {
+	if addr, err = freeAddr(); err != nil {
+		return nil, "", err
+	}
+	edge = exec.Command(bin)
+	edge.Env = append(os.Environ(), "HUBBUB_NATS_URL="+natsURL, "HUBBUB_HTTP_ADDR="+addr, "HUBBUB_LOG_LEVEL=error")
+	edge.Stdout, edge.Stderr = os.Stderr, os.Stderr
+	if err := edge.Start(); err != nil {
+		return nil, "", err
+	}
+	if err := waitUntil(30*time.Second, func() bool { return httpStatus("http://"+addr+"/readyz") == http.StatusOK }); err != nil {
+		stopProcess(edge)
+		return nil, "", errors.New("edge never became ready")
+	}
+	return edge, addr, nil
+}
+
+// stopProcess sends SIGTERM and kills the process if it has not ended
+// after 30 s.
+func stopProcess(c *exec.Cmd) {
+	_ = c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = c.Process.Kill()
+		<-done
+	}
+}
+
+// startClients starts the client processes for n connections to wsURL and
+// waits until every one has joined its connections; closeAll ends them.
+func startClients(cfg probeConfig, wsURL string, n int) (closeAll func(), err error) {
 	var clients []*exec.Cmd
 	var stdins []io.Closer
-	defer func() {
+	closeAll = func() {
 		for _, c := range stdins {
 			_ = c.Close()
 		}
 		for _, c := range clients {
 			_ = c.Wait()
 		}
-	}()
+	}
 	ready := make(chan error, (n+cfg.perProcess-1)/cfg.perProcess)
 	for off := 0; off < n; off += cfg.perProcess {
 		cnt := min(cfg.perProcess, n-off)
-		c := exec.Command(self, "client", "-url", "ws://"+addr+"/ws", "-count", strconv.Itoa(cnt),
+		argv := append(append([]string{}, cfg.self...), "client", "-url", wsURL, "-count", strconv.Itoa(cnt),
 			"-offset", strconv.Itoa(off), "-rooms", strconv.Itoa(cfg.rooms))
+		c := exec.Command(argv[0], argv[1:]...)
 		c.Stderr = os.Stderr
 		in, err := c.StdinPipe()
 		if err != nil {
-			return res, err
+			return closeAll, err
 		}
 		out, err := c.StdoutPipe()
 		if err != nil {
-			return res, err
+			return closeAll, err
 		}
 		if err := c.Start(); err != nil {
-			return res, err
+			return closeAll, err
 		}
 		clients = append(clients, c)
 		stdins = append(stdins, in)
@@ -242,34 +292,34 @@ func measure(cfg probeConfig, dir string, n int) (result, error) {
 		select {
 		case err := <-ready:
 			if err != nil {
-				return res, fmt.Errorf("client process: %w", err)
+				return closeAll, fmt.Errorf("client process: %w", err)
 			}
 		case <-time.After(10 * time.Minute):
-			return res, errors.New("clients not ready after 10 minutes")
+			return closeAll, errors.New("clients not ready after 10 minutes")
 		}
 	}
-	// Let the join storm's garbage be collected and returned to the OS,
-	// reporting how RSS and the Go heap evolve meanwhile.
+	return closeAll, nil
+}
+
+// settle lets the join storm's garbage be collected and returned to the
+// OS for d, reporting how RSS and the Go heap evolve meanwhile, and
+// returns the edge's RSS at the end.
+func settle(pid int, base string, n int, d time.Duration) (int64, error) {
 	start := time.Now()
 	for {
-		rss, err := vmRSS(edge.Process.Pid)
+		rss, err := proc.RSS(pid)
 		if err != nil {
-			return res, err
+			return 0, err
 		}
 		m := metrics(base)
 		fmt.Fprintf(os.Stderr, "memprobe: n=%d t=%3.0fs rss=%dKiB heap_alloc=%dKiB heap_inuse=%dKiB heap_idle-released=%dKiB next_gc=%dKiB\n",
 			n, time.Since(start).Seconds(), rss>>10, int64(m["go_memstats_heap_alloc_bytes"])>>10, int64(m["go_memstats_heap_inuse_bytes"])>>10,
 			int64(m["go_memstats_heap_idle_bytes"]-m["go_memstats_heap_released_bytes"])>>10, int64(m["go_memstats_next_gc_bytes"])>>10)
-		if time.Since(start) >= cfg.settle {
-			res.after = rss
-			break
+		if time.Since(start) >= d {
+			return rss, nil
 		}
-		time.Sleep(min(10*time.Second, cfg.settle))
+		time.Sleep(min(10*time.Second, d))
 	}
-	m := metrics(base)
-	res.gAfter = int(m["go_goroutines"])
-	runtimeStats(n, "after", m)
-	return res, nil
 }
 
 // runtimeStats prints the edge's Go runtime memory breakdown.
@@ -327,24 +377,6 @@ func metrics(base string) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// vmRSS reads VmRSS of pid in bytes.
-func vmRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, errors.New("no VmRSS")
 }
 
 // clientMain opens count connections, joins each to a room, prints

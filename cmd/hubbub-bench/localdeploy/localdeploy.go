@@ -1,9 +1,9 @@
-// Package deploy runs a local multi-process Hubbub deployment for the load
+// Package localdeploy runs a local multi-process Hubbub deployment for the load
 // tool: a nats-server process, presence, history and several edges, each a
 // separate binary on loopback with its own log file, and the WebSocket
 // baseline server. It can kill a process (SIGKILL) and report each one's
 // memory and CPU.
-package deploy
+package localdeploy
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 )
 
 // ErrNotReady is returned when a process does not become ready in time.
-var ErrNotReady = errors.New("deploy: process not ready")
+var ErrNotReady = errors.New("localdeploy: process not ready")
 
 // Binaries are the programs a deployment runs.
 type Binaries struct {

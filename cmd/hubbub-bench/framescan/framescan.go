@@ -1,9 +1,9 @@
-// Package frame reads the few fields the load tool needs out of a server
+// Package framescan reads the few fields the load tool needs out of a server
 // frame of protocol v1 without allocating: the frame type, room, ack/error
 // fields and, for a message frame, the message id, prev, kind and body.
 // Strings are returned as raw (still JSON-escaped) sub-slices of the input.
 // Frames the tool needs in full (history) are decoded with encoding/json.
-package frame
+package framescan
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 )
 
 // ErrSyntax is returned for input that is not a well-formed JSON object.
-var ErrSyntax = errors.New("frame: malformed JSON")
+var ErrSyntax = errors.New("framescan: malformed JSON")
 
 // maxDepth bounds nesting of skipped values.
 const maxDepth = 32
