@@ -25,42 +25,21 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// The edge binary is built once per test run, for the process fault tests.
-var edgeBinary struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if edgeBinary.dir != "" {
-		_ = os.RemoveAll(edgeBinary.dir)
+// buildEdge builds services/edge/cmd/hubbub-edge into the test's temporary
+// directory, once per env, and returns the binary's path (go's build cache
+// makes the second test's build a link).
+func (e *env) buildEdge() string {
+	e.t.Helper()
+	if e.edgeBin != "" {
+		return e.edgeBin
 	}
-	os.Exit(code)
-}
-
-// buildEdge builds services/edge/cmd/hubbub-edge (once) and returns the binary's path.
-func buildEdge(t *testing.T) string {
-	t.Helper()
-	edgeBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "hubbub-edge-test-")
-		if err != nil {
-			edgeBinary.err = err
-			return
-		}
-		edgeBinary.dir = dir
-		edgeBinary.path = filepath.Join(dir, "hubbub-edge")
-		out, err := exec.Command("go", "build", "-o", edgeBinary.path, "github.com/hubbub-chat/hubbub/services/edge/cmd/hubbub-edge").CombinedOutput()
-		if err != nil {
-			edgeBinary.err = fmt.Errorf("go build hubbub-edge: %w\n%s", err, out)
-		}
-	})
-	if edgeBinary.err != nil {
-		t.Fatal(edgeBinary.err)
+	bin := filepath.Join(e.t.TempDir(), "hubbub-edge")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/hubbub-chat/hubbub/services/edge/cmd/hubbub-edge").CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("go build hubbub-edge: %v\n%s", err, out)
 	}
-	return edgeBinary.path
+	e.edgeBin = bin
+	return bin
 }
 
 // Fault-test settings: a short lease and grace so a killed edge's users
@@ -92,7 +71,7 @@ func (p *edgeProc) wsURL(user string) string { return "ws://" + p.addr + "/ws?us
 // startEdgeProcess runs the edge binary as id and waits until it listens.
 func (e *env) startEdgeProcess(id string) *edgeProc {
 	e.t.Helper()
-	cmd := exec.Command(buildEdge(e.t))
+	cmd := exec.Command(e.buildEdge())
 	cmd.Env = append(os.Environ(),
 		"HUBBUB_NATS_URL="+e.URL(),
 		"HUBBUB_HTTP_ADDR=127.0.0.1:0",

@@ -34,7 +34,8 @@ import (
 // and a connection to it (natstest.Env), for one test.
 type env struct {
 	*natstest.Env
-	t *testing.T
+	t       *testing.T
+	edgeBin string // the hubbub-edge binary, once built (fault tests)
 }
 
 // newEnv is an env with the typing and lease TTLs of these tests.
