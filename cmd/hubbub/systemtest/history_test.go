@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -104,7 +105,11 @@ func TestJoinSinceResumesGaplessly(t *testing.T) {
 			pubMu.Unlock()
 		}
 	}()
-	time.Sleep(20 * time.Millisecond)
+	natstest.Until(t, 10*time.Second, "the publisher under way", func() bool {
+		pubMu.Lock()
+		defer pubMu.Unlock()
+		return len(published) > 0
+	})
 	c3 := dial(t, te.wsURL("dave"))
 	h3 := c3.join("general", &live)
 	wg.Wait()

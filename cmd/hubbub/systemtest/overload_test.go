@@ -54,7 +54,21 @@ func TestSlowConsumerClosed1013(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Until(t, 10*time.Second, "slow client joined", func() bool { return te.Connections() == 2 })
-	time.Sleep(200 * time.Millisecond) // let the join finish; the client never reads from here on
+	// The client reads up to its join's answer (a history frame, or without
+	// history an "unavailable" error) and never reads from here on.
+	_ = slow.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for answered := false; !answered; {
+		data, err := wsutil.ReadServerText(struct {
+			io.Reader
+			io.Writer
+		}{r, slow})
+		if err != nil {
+			t.Fatalf("slow client's join answer: %v", err)
+		}
+		answered = strings.Contains(string(data), `"room":"general"`) &&
+			(strings.Contains(string(data), `"type":"history"`) || strings.Contains(string(data), `"type":"error"`))
+	}
+	_ = slow.SetReadDeadline(time.Time{})
 
 	body := strings.Repeat("x", 1000)
 	var ids []uint64
