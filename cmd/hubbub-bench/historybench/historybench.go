@@ -44,6 +44,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/pgdb"
+	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/proc"
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/services/history/ingest"
 	"github.com/hubbub-chat/hubbub/shared/natsembed"
@@ -494,7 +495,7 @@ func profile(dir, name string) (func(), error) {
 type cpuUsage struct{ self, postgres float64 }
 
 func cpuNow(db string) cpuUsage {
-	u := cpuUsage{self: procCPU("/proc/self/stat")}
+	u := cpuUsage{self: pidCPU(os.Getpid())}
 	if db == "" {
 		return u
 	}
@@ -505,39 +506,28 @@ func cpuNow(db string) cpuUsage {
 			continue
 		}
 		dir := filepath.Dir(c)
+		pid, err := strconv.Atoi(filepath.Base(dir))
+		if err != nil {
+			continue
+		}
 		title, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
 		t := string(title)
 		if strings.Contains(t, " "+db+" ") || strings.Contains(t, "walwriter") ||
 			strings.Contains(t, "background writer") || strings.Contains(t, "checkpointer") {
-			u.postgres += procCPU(filepath.Join(dir, "stat"))
+			u.postgres += pidCPU(pid)
 		}
 	}
 	return u
 }
 
-// procCPU reads utime+stime of a /proc/<pid>/stat file, in seconds
-// (assuming the usual 100 clock ticks per second).
-func procCPU(path string) float64 {
-	b, err := os.ReadFile(path)
+// pidCPU is the CPU time pid has used so far, in seconds (0 when it
+// cannot be read: the process is gone or not ours to read).
+func pidCPU(pid int) float64 {
+	c, err := proc.PidCPU(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	var ticks float64
-	for _, v := range f[11:13] { // utime, stime
-		var n float64
-		_, _ = fmt.Sscan(v, &n)
-		ticks += n
-	}
-	return ticks / 100
+	return c.Total().Seconds()
 }
 
 // per describes CPU spent between a and b per unit of work.
