@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -50,7 +49,7 @@ var hubbub = map[string]struct {
 // operatorSecrets are the Secrets production operators create (documented
 // in docs/deploy.md), with their keys.
 var operatorSecrets = map[string][]string{
-	"hubbub-nats-users": {"admin-password", "edge-password", "history-password", "presence-password"},
+	"hubbub-nats-users": {"admin-password", "edge-password", "history-password", "presence-password", "route-password"},
 	"hubbub-database":   {"url"},
 	"hubbub-jwt":        {"secret"},
 }
@@ -79,6 +78,7 @@ func TestBaseRenders(t *testing.T) {
 	if len(m.secrets) != 0 {
 		t.Errorf("the base carries %d Secrets; secrets belong to overlays or operators", len(m.secrets))
 	}
+	t.Run("nats", func(t *testing.T) { checkNATS(t, m, false) })
 }
 
 func TestOverlays(t *testing.T) {
@@ -89,7 +89,7 @@ func TestOverlays(t *testing.T) {
 			t.Run("workloads", func(t *testing.T) { checkWorkloads(t, m, o) })
 			t.Run("disruption budgets", func(t *testing.T) { checkPDBs(t, m) })
 			t.Run("edge", func(t *testing.T) { checkEdge(t, m, o) })
-			t.Run("nats", func(t *testing.T) { checkNATS(t, m) })
+			t.Run("nats", func(t *testing.T) { checkNATS(t, m, false) })
 			t.Run("configuration", func(t *testing.T) { checkConfiguration(t, m, o) })
 			t.Run("secrets", func(t *testing.T) { checkSecrets(t, m, o) })
 			t.Run("services", func(t *testing.T) { checkServices(t, m) })
@@ -408,7 +408,10 @@ func checkEdge(t *testing.T, m *manifests, o overlay) {
 	}
 }
 
-func checkNATS(t *testing.T, m *manifests) {
+// checkNATS checks the NATS StatefulSet and the configuration its pods run,
+// parsed by nats-server itself; wantTLS says whether client and route TLS
+// must be on (components/nats-tls) or off (the base).
+func checkNATS(t *testing.T, m *manifests, wantTLS bool) {
 	var sts *appsv1.StatefulSet
 	for _, s := range m.statefulSets {
 		if s.Name == "nats" {
@@ -451,45 +454,20 @@ func checkNATS(t *testing.T, m *manifests) {
 	}
 
 	// The configuration the pods run, as nats-server reads it.
-	var cmName, confDir string
-	for _, v := range w.template.Spec.Volumes {
-		if v.ConfigMap != nil {
-			cmName = v.ConfigMap.Name
-			confDir = mounts[v.Name]
-		}
-	}
-	cm := m.configMap(cmName)
-	if cm == nil {
-		t.Fatalf("nats config map %q not rendered", cmName)
-	}
+	nc := natsConfig(t, m)
 	wantAuth, err := os.ReadFile(filepath.Join("..", "nats", "auth.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cm.Data["auth.conf"] != string(wantAuth) {
+	if nc.configMap.Data["auth.conf"] != string(wantAuth) {
 		t.Error("rendered auth.conf differs from deploy/nats/auth.conf")
 	}
-	dir := t.TempDir()
-	for k, v := range cm.Data {
-		if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if !slices.Equal(c.Command, []string{"nats-server", "--config", nc.confDir + "/nats.conf"}) {
+		t.Errorf("nats command %v does not run %s/nats.conf", c.Command, nc.confDir)
 	}
-	if !slices.Equal(c.Command, []string{"nats-server", "--config", confDir + "/nats.conf"}) {
-		t.Errorf("nats command %v does not run %s/nats.conf", c.Command, confDir)
-	}
-	for _, e := range c.Env {
-		switch {
-		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-			t.Setenv(e.Name, "from-"+e.ValueFrom.SecretKeyRef.Key)
-		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
-			t.Setenv(e.Name, "nats-0")
-		}
-	}
-	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
-	if err != nil {
-		t.Fatalf("rendered nats.conf: %v", err)
-	}
+	env := nc.env("nats-0")
+	opts := nc.parse(t, "nats-0")
+	checkNATSSecurity(t, c, env, opts, wantTLS)
 	if !opts.JetStream || opts.StoreDir != mounts[pvc.Name] {
 		t.Errorf("JetStream store %q is not the volume mounted at %q", opts.StoreDir, mounts[pvc.Name])
 	}
