@@ -128,29 +128,68 @@ func fanRow(x scenario.Result) []string {
 		cpus(x.ServerCPU), f2(x.GenCPU), f2(x.ServerUsPerDelivery), f2(x.GenUsPerDelivery), f2(x.LoadAvg)}
 }
 
-// summary compares the headline figures with docs/design.md §5.
+// summary compares the headline figures with docs/design.md §5: one table
+// row per figure, from the idle, fan-out, latency, history, ingest and
+// storm results (none when rs has none of them).
 func summary(w io.Writer, rs []scenario.Result) {
 	var rows [][]string
-	add := func(figure, target, measured, baseline, met string) {
-		rows = append(rows, []string{figure, target, measured, baseline, met})
+	rows = append(rows, idleRows(rs)...)
+	rows = append(rows, fanoutRows(rs)...)
+	rows = append(rows, latencyRows(rs)...)
+	rows = append(rows, pointRows(rs)...)
+	if len(rows) == 0 {
+		return
 	}
-	yes := func(ok bool) string {
-		if ok {
-			return "yes"
+	fmt.Fprintf(w, "### Summary against docs/design.md §5\n\n")
+	table(w, []string{"figure", "target", "measured", "baseline (ratio Hubbub ÷ baseline)", "met"}, rows)
+	fmt.Fprintln(w)
+}
+
+// met is the summary's last column.
+func met(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// idleRows judge idle memory and the connection count at the largest
+// stage, against the WebSocket baseline's largest stage.
+func idleRows(rs []scenario.Result) [][]string {
+	x, ok := last(rs, "idle", "hubbub")
+	if !ok {
+		return nil
+	}
+	b, hasB := last(rs, "idle", "baseline-ws")
+	base := "—"
+	if hasB && b.RSSPerConn > 0 {
+		base = fmt.Sprintf("%s (×%.2f)", kib(b.RSSPerConn), x.RSSPerConn/b.RSSPerConn)
+	}
+	return [][]string{
+		{"RSS per idle joined WebSocket (edge)", "≤ 4 KiB", kib(x.RSSPerConn) + " at " + itoa(x.Clients), base, met(x.RSSPerConn > 0 && x.RSSPerConn <= 4096)},
+		{"connections across edge processes", "≥ 100,000", itoa(x.Clients), "—", met(x.Clients >= 100000)},
+	}
+}
+
+// fanoutRows judge the best fan-out point with full reach.
+func fanoutRows(rs []scenario.Result) [][]string {
+	const figure, target = "fan-out deliveries/s at 100% reach", "≥ 150,000"
+	best, ok := bestFanout(rs)
+	if !ok {
+		if hasAny(rs, "fanout", "hubbub") {
+			return [][]string{{figure, target, "no point reached 100%", "—", "**no**"}}
 		}
-		return "**no**"
+		return nil
 	}
-	// Idle memory and connection count: the largest stage.
-	if x, ok := last(rs, "idle", "hubbub"); ok {
-		b, hasB := last(rs, "idle", "baseline-ws")
-		base := "—"
-		if hasB && b.RSSPerConn > 0 {
-			base = fmt.Sprintf("%s (×%.2f)", kib(b.RSSPerConn), x.RSSPerConn/b.RSSPerConn)
-		}
-		add("RSS per idle joined WebSocket (edge)", "≤ 4 KiB", kib(x.RSSPerConn)+" at "+itoa(x.Clients), base, yes(x.RSSPerConn > 0 && x.RSSPerConn <= 4096))
-		add("connections across edge processes", "≥ 100,000", itoa(x.Clients), "—", yes(x.Clients >= 100000))
-	}
-	// Fan-out: best point with full reach.
+	return [][]string{{figure, target,
+		fmt.Sprintf("%s (%v×%v, %v msg/s/room)", f0(best.DeliveriesSec), best.Params["rooms"], best.Params["members"], best.Params["rate_per_room"]),
+		ratios(rs, best, func(x scenario.Result) float64 { return x.DeliveriesSec }), met(best.DeliveriesSec >= 150000)}}
+}
+
+// bestFanout is Hubbub's fan-out point with the most deliveries per second
+// among those that reached every client and did not fail (the first of
+// equals).
+func bestFanout(rs []scenario.Result) (scenario.Result, bool) {
 	var best *scenario.Result
 	for i := range rs {
 		x := &rs[i]
@@ -158,39 +197,46 @@ func summary(w io.Writer, rs []scenario.Result) {
 			best = x
 		}
 	}
-	if best != nil {
-		add("fan-out deliveries/s at 100% reach", "≥ 150,000",
-			fmt.Sprintf("%s (%v×%v, %v msg/s/room)", f0(best.DeliveriesSec), best.Params["rooms"], best.Params["members"], best.Params["rate_per_room"]),
-			ratios(rs, *best, func(x scenario.Result) float64 { return x.DeliveriesSec }), yes(best.DeliveriesSec >= 150000))
-	} else if hasAny(rs, "fanout", "hubbub") {
-		add("fan-out deliveries/s at 100% reach", "≥ 150,000", "no point reached 100%", "—", "**no**")
+	if best == nil {
+		return scenario.Result{}, false
 	}
+	return *best, true
+}
+
+// latencyRows judge every latency point of Hubbub.
+func latencyRows(rs []scenario.Result) [][]string {
+	var rows [][]string
 	for _, x := range rs {
 		if x.Scenario != "latency" || x.Target != "hubbub" {
 			continue
 		}
-		add(fmt.Sprintf("latency p50 / p99 at %s deliveries/s (%v×%v)", f0(x.OfferedSec), x.Params["rooms"], x.Params["members"]), "≤ 2 / ≤ 10 ms",
+		rows = append(rows, []string{
+			fmt.Sprintf("latency p50 / p99 at %s deliveries/s (%v×%v)", f0(x.OfferedSec), x.Params["rooms"], x.Params["members"]), "≤ 2 / ≤ 10 ms",
 			fmt.Sprintf("%s / %s ms (reach %s)", f2(x.Latency.P50), f2(x.Latency.P99), pct(x.Reach)),
 			ratios(rs, x, func(x scenario.Result) float64 { return x.Latency.P99 }),
-			yes(x.Latency.P50 <= 2 && x.Latency.P99 <= 10 && x.Reach >= 1))
+			met(x.Latency.P50 <= 2 && x.Latency.P99 <= 10 && x.Reach >= 1)})
 	}
+	return rows
+}
+
+// pointRows judge the results that stand alone — history pages and ingest
+// on Postgres, Hubbub's reconnect storm — in result order.
+func pointRows(rs []scenario.Result) [][]string {
+	var rows [][]string
 	for _, x := range rs {
-		if x.Scenario == "history" && strings.HasSuffix(x.Target, "/postgres") {
-			add(fmt.Sprintf("history recent pages/s, Postgres (concurrency %v)", x.Params["concurrency"]), "≥ 8,000", f0(x.PagesPerSec), "—", yes(x.PagesPerSec >= 8000))
-		}
-		if x.Scenario == "ingest" && strings.HasSuffix(x.Target, "/postgres") {
-			add("history ingest msg/s, Postgres", "≥ 50,000", f0(x.IngestSec)+fmt.Sprintf(" (publish %s/s)", f0(x.PublishSec)), "—", yes(x.IngestSec >= 50000))
-		}
-		if x.Scenario == "storm" && x.Target == "hubbub" {
-			add(fmt.Sprintf("reconnect storm: resumed gap-free ≤ %vs (%d affected of %d)", x.Params["window_s"], x.Affected, x.Clients), "≥ 95%", f2(x.ResumedPct)+"%", "—", yes(x.ResumedPct >= 95))
+		switch {
+		case x.Scenario == "history" && strings.HasSuffix(x.Target, "/postgres"):
+			rows = append(rows, []string{fmt.Sprintf("history recent pages/s, Postgres (concurrency %v)", x.Params["concurrency"]), "≥ 8,000",
+				f0(x.PagesPerSec), "—", met(x.PagesPerSec >= 8000)})
+		case x.Scenario == "ingest" && strings.HasSuffix(x.Target, "/postgres"):
+			rows = append(rows, []string{"history ingest msg/s, Postgres", "≥ 50,000",
+				f0(x.IngestSec) + fmt.Sprintf(" (publish %s/s)", f0(x.PublishSec)), "—", met(x.IngestSec >= 50000)})
+		case x.Scenario == "storm" && x.Target == "hubbub":
+			rows = append(rows, []string{fmt.Sprintf("reconnect storm: resumed gap-free ≤ %vs (%d affected of %d)", x.Params["window_s"], x.Affected, x.Clients), "≥ 95%",
+				f2(x.ResumedPct) + "%", "—", met(x.ResumedPct >= 95)})
 		}
 	}
-	if len(rows) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "### Summary against docs/design.md §5\n\n")
-	table(w, []string{"figure", "target", "measured", "baseline (ratio Hubbub ÷ baseline)", "met"}, rows)
-	fmt.Fprintln(w)
+	return rows
 }
 
 // ratios finds the baselines measured at the same point as x.
