@@ -44,15 +44,20 @@ func setPasswords(t *testing.T) map[string]string {
 		pw[user] = "test-" + user + "-secret"
 		t.Setenv(env, pw[user])
 	}
-	// The Kubernetes config names the server after its pod.
+	// The Kubernetes config names the server after its pod, and routes with the
+	// route password in its route URLs (the StatefulSet composes them).
 	t.Setenv("POD_NAME", "nats-0")
+	t.Setenv("HUBBUB_NATS_ROUTE_PASSWORD", "test-route-secret")
+	t.Setenv("HUBBUB_NATS_ROUTES", "[nats://route:test-route-secret@nats-1.nats-headless:6222]")
 	return pw
 }
 
-// systemUsers lists the users of the system account a config file defines
-// beyond the users of auth.conf (the compose config has one; Kubernetes's
-// has none yet).
-var systemUsers = map[string][]string{"nats.conf": {"sys"}}
+// systemUsers lists the users of the system account each config file
+// defines beyond the users of auth.conf.
+var systemUsers = map[string][]string{
+	"nats.conf": {"sys"},
+	filepath.Join("..", "k8s", "base", "nats", "nats.conf"): {"sys"},
+}
 
 // configFiles lists every nats-server configuration in the repository.
 func configFiles(t *testing.T) []string {
