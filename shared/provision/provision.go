@@ -33,6 +33,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
 
@@ -481,27 +482,17 @@ func EnsureRetry(ctx context.Context, js jetstream.JetStream, c Config, log *slo
 	if c.Log == nil {
 		c.Log = log
 	}
-	backoff := 250 * time.Millisecond
-	for {
+	return backoff.Retry(ctx, backoff.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}, func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		err := Ensure(actx, js, c)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, jetstream.ErrJetStreamNotEnabled),
-			errors.Is(err, ErrMissing), errors.Is(err, ErrIncompatible), errors.Is(err, ErrBadMode),
-			errors.Is(err, ErrMaxBytesRequired), errors.Is(err, ErrAccountLimits):
-			return err
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+			errors.Is(err, ErrMissing) || errors.Is(err, ErrIncompatible) || errors.Is(err, ErrBadMode) ||
+			errors.Is(err, ErrMaxBytesRequired) || errors.Is(err, ErrAccountLimits) {
+			return backoff.Permanent(err)
 		}
-		log.Warn("provisioning failed; retrying", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return err
+	}, func(err error, wait time.Duration) {
+		log.Warn("provisioning failed; retrying", "err", err, "retry_in", wait)
+	})
 }
