@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -305,20 +306,11 @@ func splitKey(key string) (room, user string, err error) {
 // consumer and publishes an "off" event for every key that expired by TTL,
 // until ctx ends. Failures are logged and the consumer re-established.
 func (t *Tracker) RunExpiry(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := t.expiryOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		t.log.Warn("typing expiry consumer interrupted; re-establishing", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+	_ = backoff.Retry(ctx, backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}, t.expiryOnce,
+		func(err error, wait time.Duration) {
+			t.log.Warn("typing expiry consumer interrupted; re-establishing", "err", err, "retry_in", wait)
+		})
+	return nil
 }
 
 func (t *Tracker) expiryOnce(ctx context.Context) error {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubbub-chat/hubbub/shared/backoff"
 )
 
 // View receives a bucket's content.
@@ -65,24 +67,13 @@ type Options struct {
 // Follow keeps v in step with the bucket until ctx ends, re-establishing the
 // watch with backoff whenever it fails. It returns nil when ctx ends.
 func Follow(ctx context.Context, bucket Bucket, v View, o Options) error {
-	backoff := 100 * time.Millisecond
-	for {
-		start := time.Now()
-		err := Once(ctx, bucket, v, o)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if time.Since(start) > 10*time.Second {
-			backoff = 100 * time.Millisecond
-		}
-		o.Log.Warn("kv watch interrupted; re-establishing", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+	// A watch that held for a while is re-established quickly again.
+	p := backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, ResetAfter: 10 * time.Second}
+	// Once returns nil only when ctx ended.
+	_ = backoff.Retry(ctx, p, func(ctx context.Context) error { return Once(ctx, bucket, v, o) }, func(err error, wait time.Duration) {
+		o.Log.Warn("kv watch interrupted; re-establishing", "err", err, "retry_in", wait)
+	})
+	return nil
 }
 
 // Once runs one watch: snapshot, then changes, until ctx ends (nil) or the
