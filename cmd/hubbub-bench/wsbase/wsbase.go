@@ -101,11 +101,15 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	_ = nc.SetDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	defer stop()
-	done := make(chan struct{})
-	go c.writeLoop(done)
+	done, flushed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(flushed)
+		c.writeLoop(done)
+	}()
 	defer func() {
-		close(done)
 		s.leaveAll(c)
+		close(done)
+		<-flushed // the reply to a close frame is the last thing written
 		_ = nc.Close()
 	}()
 	c.sendJSON(wire.Welcome{Type: wire.TypeWelcome, User: c.user, Protocol: wire.ProtocolVersion})
@@ -222,27 +226,31 @@ func (c *conn) enqueue(fr []byte) {
 	}
 }
 
-// writeLoop writes every queued frame with one writev per wake-up.
+// writeLoop writes every queued frame with one writev per wake-up; when
+// done is closed it writes what is still queued and returns.
 func (c *conn) writeLoop(done chan struct{}) {
 	var batch net.Buffers
 	for {
+		closing := false
 		select {
 		case <-done:
-			return
+			closing = true
 		case <-c.wake:
 		}
 		c.mu.Lock()
 		batch, c.queue = c.queue, batch[:0]
 		c.mu.Unlock()
-		if len(batch) == 0 {
-			continue
+		if len(batch) > 0 {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			keep := batch[:0:len(batch)]
+			if _, err := batch.WriteTo(c.nc); err != nil {
+				_ = c.nc.Close()
+				return
+			}
+			batch = keep
 		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		keep := batch[:0:len(batch)]
-		if _, err := batch.WriteTo(c.nc); err != nil {
-			_ = c.nc.Close()
+		if closing {
 			return
 		}
-		batch = keep
 	}
 }
