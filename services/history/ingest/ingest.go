@@ -26,6 +26,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/history/metrics"
 	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -157,18 +158,11 @@ func (in *Ingester) setFailing(err error) {
 // Run consumes until ctx ends, then finishes the batch in hand and
 // returns nil. Consumer and connection trouble is retried with backoff.
 func (in *Ingester) Run(ctx context.Context) error {
-	delay := 100 * time.Millisecond
-	for {
-		err := in.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		in.log.Warn("history ingest interrupted; restarting", "err", err, "in", delay)
-		if !sleep(ctx, delay) {
-			return nil
-		}
-		delay = min(2*delay, in.cfg.MaxBackoff)
-	}
+	_ = backoff.Retry(ctx, backoff.Policy{Initial: 100 * time.Millisecond, Max: in.cfg.MaxBackoff}, in.session,
+		func(err error, wait time.Duration) {
+			in.log.Warn("history ingest interrupted; restarting", "err", err, "in", wait)
+		})
+	return nil
 }
 
 // session runs one consumer iterator until it fails or ctx ends. The
@@ -296,7 +290,7 @@ func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 		return
 	}
 	b := in.sortBatch(batch)
-	delay := 50 * time.Millisecond
+	retries := backoff.Policy{Initial: 50 * time.Millisecond, Max: in.cfg.MaxBackoff}.Start()
 	for {
 		err := in.attempt(ctx, b)
 		if err == nil {
@@ -311,12 +305,12 @@ func (in *Ingester) flush(ctx context.Context, batch []jetstream.Msg) {
 			in.log.Warn("history ingest: batch left unacknowledged at shutdown", "messages", b.len(), "err", err)
 			return
 		}
+		delay := retries.Next()
 		in.log.Error("history ingest: insert failed; retrying", "messages", b.len(), "err", err, "in", delay)
 		b.inProgress()
-		if !sleep(ctx, delay) {
+		if !backoff.Sleep(ctx, delay) {
 			return
 		}
-		delay = min(2*delay, in.cfg.MaxBackoff)
 	}
 }
 
@@ -522,17 +516,5 @@ func release(it jetstream.MessagesContext) {
 			return
 		}
 		_ = msg.Nak()
-	}
-}
-
-// sleep waits d or until ctx ends, reporting whether it waited fully.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
