@@ -1,0 +1,4 @@
+package a
+
+// Test files are not read.
+var testOnly = "HUBBUB_TEST_ONLY"
