@@ -22,6 +22,8 @@ import (
 	"github.com/hubbub-chat/hubbub/services/history/ingest"
 	"github.com/hubbub-chat/hubbub/services/history/metrics"
 	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/shared/backoff"
+	"github.com/hubbub-chat/hubbub/shared/loops"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
@@ -295,31 +297,21 @@ func (s *Service) Run(ctx context.Context) error {
 	s.lagAt.Store(time.Now().UnixNano()) // not measured yet: allowed for one bound
 	s.refreshMarks(ctx)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil {
-				errc <- err
-				cancel()
-			}
-		}()
-	}
-	run(s.marksLoop)
+	// The background loops stop when ctx ends or one fails, retention
+	// first and the marks last; requests are served under the group's
+	// context, so a failed loop stops them too.
+	bg := loops.New(ctx)
+	bg.Go("marks", s.marksLoop)
 	if s.ing != nil {
-		run(s.ing.Run)
+		bg.Go("ingest", s.ing.Run)
 		if s.cfg.Retention > 0 {
-			run(s.retentionLoop)
+			bg.Go("retention", s.retentionLoop)
 		}
 	}
+	ctx = bg.Context()
 	svc, reqs, err := s.serve(ctx)
 	if err != nil {
-		cancel()
-		wg.Wait()
+		_ = bg.Stop()
 		return err
 	}
 	// The server must have the endpoints' subscriptions before the
@@ -338,10 +330,8 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("history: stop micro service", "err", err)
 	}
 	reqs.closeAndWait()
-	wg.Wait()
-	close(errc)
-	if err := <-errc; err != nil {
-		return err
+	if err := bg.Wait(); err != nil {
+		return fmt.Errorf("history: %w", err)
 	}
 	s.log.Info("history stopped")
 	return nil
@@ -359,33 +349,30 @@ func (s *Service) close() {
 // database starts the consumer over, so that everything the stream still
 // holds is stored.
 func (s *Service) bind(ctx context.Context) error {
-	delay := 100 * time.Millisecond
-	for {
+	return backoff.Retry(ctx, backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}, func(ctx context.Context) error {
 		info, err := s.streamInfo(ctx)
-		if err == nil {
-			id := store.Identity{Stream: info.Config.Name, Created: info.Created}
-			fresh, err := s.st.Bind(ctx, id)
-			if err != nil {
-				return fmt.Errorf("history: bind store to stream %s: %w", id, err)
-			}
-			if fresh && !s.cfg.ReadOnly {
-				err := s.js.DeleteConsumer(ctx, subjects.Stream, ingest.Durable)
-				switch {
-				case err == nil:
-					s.log.Warn("history: new database; consumer reset to replay the stream")
-				case !errors.Is(err, jetstream.ErrConsumerNotFound):
-					return fmt.Errorf("history: reset consumer for a new database: %w", err)
-				}
-			}
-			s.bound.Store(true)
-			return nil
+		if err != nil {
+			return err
 		}
+		id := store.Identity{Stream: info.Config.Name, Created: info.Created}
+		fresh, err := s.st.Bind(ctx, id)
+		if err != nil {
+			return backoff.Permanent(fmt.Errorf("history: bind store to stream %s: %w", id, err))
+		}
+		if fresh && !s.cfg.ReadOnly {
+			err := s.js.DeleteConsumer(ctx, subjects.Stream, ingest.Durable)
+			switch {
+			case err == nil:
+				s.log.Warn("history: new database; consumer reset to replay the stream")
+			case !errors.Is(err, jetstream.ErrConsumerNotFound):
+				return backoff.Permanent(fmt.Errorf("history: reset consumer for a new database: %w", err))
+			}
+		}
+		s.bound.Store(true)
+		return nil
+	}, func(err error, _ time.Duration) {
 		s.log.Warn("history: waiting for stream", "stream", subjects.Stream, "err", err)
-		if !sleepCtx(ctx, delay) {
-			return ctx.Err()
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+	})
 }
 
 func (s *Service) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
@@ -500,7 +487,7 @@ func (s *Service) retentionLoop(ctx context.Context) error {
 				s.trimDeadLetters(ctx, cutoff)
 				break
 			}
-			if !sleepCtx(ctx, 10*time.Millisecond) { // let writers in between batches
+			if !backoff.Sleep(ctx, 10*time.Millisecond) { // let writers in between batches
 				return nil
 			}
 		}
@@ -521,16 +508,5 @@ func (s *Service) trimDeadLetters(ctx context.Context, cutoff time.Time) {
 	}
 	if n > 0 {
 		s.log.Info("history retention: dead letters deleted", "count", n, "parked_before", cutoff)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
