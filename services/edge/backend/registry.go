@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hubbub-chat/hubbub/shared/backoff"
+	"github.com/hubbub-chat/hubbub/shared/loops"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -52,17 +54,16 @@ type registry struct {
 	gen         uint64
 	unconfirmed map[regKey]struct{} // entries the reconciler (re)tries
 	givenUp     map[regKey]struct{} // joins unconfirmed after RegisterAttempts
-	running     bool                // the reconciler goroutine runs
 	closed      bool
-	wake        chan struct{} // wakes a reconciler waiting for a due entry
-	done        sync.WaitGroup
+	// reconciler is the goroutine that runs while entries are
+	// unconfirmed; its wake-up also ends a wait for a due entry.
+	reconciler loops.OnDemand
 }
 
 func (r *registry) init() {
 	r.entries = make(map[regKey]*registration)
 	r.unconfirmed = make(map[regKey]struct{})
 	r.givenUp = make(map[regKey]struct{})
-	r.wake = make(chan struct{}, 1)
 }
 
 // scheduleLocked makes the reconciler (re)try e, the entry of key, now.
@@ -146,11 +147,8 @@ func (c *Client) Close() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-	r.done.Wait()
+	r.reconciler.Wake()
+	r.reconciler.Wait()
 }
 
 // kickLocked starts the reconciler, or wakes it if it waits. r.mu must be
@@ -160,16 +158,7 @@ func (c *Client) kickLocked() {
 	if r.closed {
 		return
 	}
-	if !r.running {
-		r.running = true
-		r.done.Add(1)
-		go c.reconcile()
-		return
-	}
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.reconciler.KickLocked(c.reconcile)
 }
 
 // reconcile runs while entries wait for a (re)try: each pass attempts
@@ -177,7 +166,6 @@ func (c *Client) kickLocked() {
 // key is in flight from here.
 func (c *Client) reconcile() {
 	r := &c.presence
-	defer r.done.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -189,7 +177,7 @@ func (c *Client) reconcile() {
 			timer.Reset(time.Until(next))
 			select {
 			case <-timer.C:
-			case <-r.wake:
+			case <-r.reconciler.Woken():
 			}
 			continue
 		}
@@ -219,7 +207,7 @@ func (r *registry) collect(now time.Time) (due map[regKey]registration, next tim
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		r.running = false
+		r.reconciler.IdleLocked()
 		return nil, next, false
 	}
 	due = make(map[regKey]registration)
@@ -238,7 +226,7 @@ func (r *registry) collect(now time.Time) (due map[regKey]registration, next tim
 		}
 	}
 	if len(due) == 0 && next.IsZero() {
-		r.running = false
+		r.reconciler.IdleLocked()
 		return nil, next, false
 	}
 	return due, next, true
@@ -271,7 +259,7 @@ func (c *Client) attempt(ctx context.Context, key regKey, e registration) {
 		c.reviveLocked()
 	case cur != nil && cur.gen == e.gen:
 		cur.attempts++
-		cur.due = time.Now().Add(registerBackoff(cur.attempts))
+		cur.due = time.Now().Add(backoff.Policy{Initial: RegisterBackoff, Max: RegisterMaxBackoff}.Delay(cur.attempts))
 	}
 	// Otherwise the wanted state changed while the request was out:
 	// Register or Unregister scheduled the new one, which the next pass
@@ -297,13 +285,4 @@ func (c *Client) reviveLocked() {
 		delete(r.givenUp, k)
 	}
 	c.kickLocked()
-}
-
-// registerBackoff is the wait before retry number n (n ≥ 1).
-func registerBackoff(n int) time.Duration {
-	d := RegisterBackoff
-	for i := 1; i < n && d < RegisterMaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, RegisterMaxBackoff)
 }
