@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -162,8 +163,8 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 			// the leave finish it (waiting, bounded by ctx); take over if it
 			// seems stuck.
 			if since(cur.entry.Leaving) < s.cfg.Retry {
-				if err := sleep(ctx, 20*time.Millisecond); err != nil {
-					return 0, err
+				if !backoff.Sleep(ctx, 20*time.Millisecond) {
+					return 0, ctx.Err()
 				}
 			} else if err := s.finishLeave(ctx, key, cur.rev, cur.entry); err != nil {
 				return 0, err
@@ -355,15 +356,4 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 		}
 	}
 	return st, errors.Join(errs...)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
