@@ -35,18 +35,7 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 		Params: map[string]any{"rooms": f.Rooms, "members": f.Members, "rate_per_room": f.Rate, "duration_s": f.Duration.Seconds(), "urls": len(t.URLs)},
 	}
 	defer func() { res.Wall = round(time.Since(res.Started).Seconds(), 1) }()
-	senderRate := r.SenderRate
-	if senderRate <= 0 {
-		senderRate = 8
-	}
-	if t.Kind == worker.KindNATS {
-		senderRate = math.Max(senderRate, f.Rate) // no per-connection limit
-	}
-	senders := min(f.Members, int(math.Ceil(f.Rate/senderRate)))
-	if senders < 1 {
-		senders = 1
-	}
-	perSender := f.Rate / float64(senders)
+	senders, perSender := r.senders(f, t.Kind)
 	res.Params["senders_per_room"] = senders
 	clients := f.Rooms * f.Members
 	res.Clients = clients
@@ -103,6 +92,43 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 	var wall float64
 	res.ServerCPU, res.GenCPU, wall = meter.stopWall(st)
 	m := merge(st)
+	deliveries(&res, m, m0, wall)
+	res.OfferedSec = f.Offered()
+	res.Errors = m.errors
+	for k, v := range edgeCounters(t.Edges) {
+		res.Errors[k] = v
+	}
+	if len(res.Errors) == 0 {
+		res.Errors = nil
+	}
+	if m.joined != clients {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d clients joined", m.joined, clients))
+	}
+	return res
+}
+
+// senders is how many members of each room of f send, and at what rate
+// each, so that no connection exceeds the Runner's SenderRate (default 8
+// per second) — except over NATS, which has no per-connection limit.
+func (r *Runner) senders(f Fanout, kind string) (int, float64) {
+	senderRate := r.SenderRate
+	if senderRate <= 0 {
+		senderRate = 8
+	}
+	if kind == worker.KindNATS {
+		senderRate = math.Max(senderRate, f.Rate)
+	}
+	n := max(1, min(f.Members, int(math.Ceil(f.Rate/senderRate))))
+	return n, f.Rate / float64(n)
+}
+
+// deliveries fills the delivery figures of a fan-out result from the
+// workers' stats after the run (m) and before it (m0), with res.ServerCPU
+// and res.GenCPU measured over wall seconds: counts, reach (received ÷
+// acked × members), the delivery rate from the first send to the last
+// receipt, latencies, CPU per delivery, and the gaps and duplicates of the
+// run alone.
+func deliveries(res *Result, m, m0 merged, wall float64) {
 	if m.received > 0 {
 		var cores float64
 		for _, v := range res.ServerCPU {
@@ -119,19 +145,7 @@ func (r *Runner) Fanout(ctx context.Context, t Target, f Fanout) (res Result) {
 	if m.firstSend > 0 && m.lastRecv > m.firstSend {
 		res.DeliveriesSec = round(float64(m.received)/(float64(m.lastRecv-m.firstSend)/1e9), 0)
 	}
-	res.OfferedSec = f.Offered()
 	res.Latency, res.AckLatency = quant(m.latency), quant(m.ack)
 	res.Gaps, res.Dups = m.gaps-m0.gaps, m.dups-m0.dups
 	res.Disconnects = m.disconnects
-	res.Errors = m.errors
-	for k, v := range edgeCounters(t.Edges) {
-		res.Errors[k] = v
-	}
-	if len(res.Errors) == 0 {
-		res.Errors = nil
-	}
-	if m.joined != clients {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d of %d clients joined", m.joined, clients))
-	}
-	return res
 }

@@ -104,6 +104,22 @@ func (r *Runner) Storm(ctx context.Context, t Target, s Storm) (res Result) {
 		res.Failed = err.Error()
 	}
 	m := merge(st)
+	resumes(&res, m, m0)
+	res.Errors = m.errors
+	for k, v := range edgeCounters(t.Edges) {
+		res.Errors[k] = v
+	}
+	if len(res.Errors) == 0 {
+		res.Errors = nil
+	}
+	return res
+}
+
+// resumes fills the figures of a storm result from the workers' stats
+// after the run (m) and before it (m0): the victim's clients, how many
+// resumed, gap-free and within the window (ResumedPct is the last of
+// affected), resume times, and the gaps and duplicates of the run alone.
+func resumes(res *Result, m, m0 merged) {
 	res.Affected, res.Resumed, res.ResumedClean, res.InWindowClean, res.Unrecovered = m.affected, m.resumed, m.clean, m.inWindow, m.unrecovered
 	if m.affected > 0 {
 		res.ResumedPct = round(100*float64(m.inWindow)/float64(m.affected), 2)
@@ -113,12 +129,4 @@ func (r *Runner) Storm(ctx context.Context, t Target, s Storm) (res Result) {
 	res.Disconnects = m.disconnects
 	res.Sent, res.Acked, res.Received = m.sent, m.acked, m.received
 	res.Latency = quant(m.latency)
-	res.Errors = m.errors
-	for k, v := range edgeCounters(t.Edges) {
-		res.Errors[k] = v
-	}
-	if len(res.Errors) == 0 {
-		res.Errors = nil
-	}
-	return res
 }
