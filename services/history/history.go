@@ -175,11 +175,9 @@ type Service struct {
 	stored    atomic.Uint64 // consumer ack floor
 	first     atomic.Uint64 // stream first sequence
 	running   atomic.Bool
-	queued    atomic.Int64 // requests waiting for a worker
 	lag       atomic.Int64 // ingest lag (time.Duration) at lagAt
 	lagAt     atomic.Int64 // when lag was last measured (Unix ns)
 	closeOnce sync.Once
-	bufs      sync.Pool // *[]byte reply buffers
 }
 
 // New opens (creating and migrating) the store and prepares the service.
@@ -309,7 +307,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	ctx = bg.Context()
-	svc, reqs, err := s.serve(ctx)
+	srv, err := s.serve()
 	if err != nil {
 		_ = bg.Stop()
 		return err
@@ -326,10 +324,13 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("history running", "store", fmt.Sprint(s.st), "read_only", s.cfg.ReadOnly, "retention", s.cfg.Retention)
 	<-ctx.Done()
 	s.serving.Store(false)
-	if err := svc.Stop(); err != nil {
-		s.log.Warn("history: stop micro service", "err", err)
+	// Running requests finish (each within RequestTimeout) and queued ones
+	// are refused; past the bound their contexts are cancelled.
+	sctx, scancel := context.WithTimeout(context.Background(), 2*s.cfg.RequestTimeout)
+	if err := srv.Stop(sctx); err != nil {
+		s.log.Warn("history: stop serving", "err", err)
 	}
-	reqs.closeAndWait()
+	scancel()
 	if err := bg.Wait(); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}

@@ -3,148 +3,130 @@ package presence
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"log/slog"
+	"errors"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
-
+	"github.com/hubbub-chat/hubbub/shared/microsvc"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// handleConn queues a join or leave request on the worker of its room and
-// user.
-func (s *Service) handleConn(event string) micro.HandlerFunc {
-	return func(req micro.Request) {
-		ev, werr := parseConnEvent(req.Data())
-		if werr != nil {
-			s.fail(req, event, "400", werr)
-			return
-		}
-		s.gate.RLock()
-		defer s.gate.RUnlock()
-		if s.gateClosed {
-			s.fail(req, event, "503", wire.Errorf(wire.CodeUnavailable, "presence is shutting down"))
-			return
-		}
-		select {
-		case s.shard(ev.Room, ev.User) <- job{req: detach(s.nc, req), event: event, ev: ev}:
-		case <-s.stopping:
-			s.fail(req, event, "503", wire.Errorf(wire.CodeUnavailable, "presence is shutting down"))
-		}
-	}
+// serve starts the micro service on the kit. Joins and leaves run on
+// cfg.Workers lanes, in order per room and user, and are still answered
+// while the service stops; roster, counts and typing are answered from
+// memory on micro's handler goroutine.
+func (s *Service) serve() (*microsvc.Server, error) {
+	return microsvc.Start(s.nc, microsvc.Config{
+		Name:           subjects.PresenceService,
+		Version:        Version,
+		Description:    "Hubbub presence: rosters, typing, edge leases",
+		QueueGroup:     QueueGroup,
+		Workers:        s.cfg.Workers,
+		MaxQueued:      joinQueue * s.cfg.Workers,
+		RequestTimeout: s.cfg.OpTimeout,
+		Drain:          true,
+		Envelope:       envelope,
+		Observe:        s.observe,
+		Log:            s.log,
+	}, []microsvc.Endpoint{
+		{Name: wire.EventJoin, Subject: subjects.PresenceJoin, Key: connKey, Handle: s.handleConn(wire.EventJoin)},
+		{Name: wire.EventLeave, Subject: subjects.PresenceLeave, Key: connKey, Handle: s.handleConn(wire.EventLeave)},
+		{Name: "roster", Subject: subjects.PresenceRoster, Inline: true, Handle: s.handleRoster},
+		{Name: "counts", Subject: subjects.PresenceCounts, Inline: true, Handle: s.handleCounts},
+		{Name: "typing", Subject: subjects.PresenceTyping, Inline: true, Handle: s.handleTyping},
+	})
 }
 
-// logged logs each request at debug level with the request id the edge
-// sent (Hubbub-Request-Id), so an edge's log line can be followed here.
-func (s *Service) logged(endpoint string, h micro.HandlerFunc) micro.HandlerFunc {
-	return func(req micro.Request) {
-		if s.log.Enabled(context.Background(), slog.LevelDebug) {
-			s.log.Debug("presence: request", "endpoint", endpoint, "request_id", req.Headers().Get(subjects.HeaderRequestID))
+// joinQueue is how many join/leave requests per worker may wait.
+const joinQueue = 64
+
+// connKey decodes a join or leave request (a 400 at once when it is bad)
+// and keys it by room and user, so their requests stay in order.
+func connKey(req *microsvc.Request) (string, error) {
+	ev, werr := parseConnEvent(req.Data)
+	if werr != nil {
+		return "", wireError(microsvc.CodeBadRequest, werr)
+	}
+	req.Value = ev
+	return ev.Room + "\x00" + ev.User, nil
+}
+
+// handleConn performs a join or leave (decoded by connKey) on the roster
+// and answers the room's online count once the view has the change.
+func (s *Service) handleConn(event string) microsvc.Handler {
+	return func(ctx context.Context, req *microsvc.Request) (any, error) {
+		ev, _ := req.Value.(wire.ConnEvent)
+		var rev uint64
+		var err error
+		if event == wire.EventJoin {
+			rev, err = s.store.Join(ctx, ev.Room, ev.User, ev.Conn, ev.Edge)
+		} else {
+			rev, err = s.store.Leave(ctx, ev.Room, ev.User, ev.Conn)
 		}
-		h(req)
+		if err != nil {
+			s.log.Warn("presence "+event, "room", ev.Room, "err", err)
+			return nil, wireError(microsvc.CodeInternal, wire.Errorf(wire.CodeUnavailable, "presence %s: %v", event, err))
+		}
+		s.view.WaitRev(ctx, rev)
+		return wire.ConnReply{Online: s.view.Online(ev.Room)}, nil
 	}
 }
 
 // handleRoster answers a page of a room's roster from the view.
-func (s *Service) handleRoster(req micro.Request) {
-	r, werr := parseRosterRequest(req.Data())
+func (s *Service) handleRoster(_ context.Context, req *microsvc.Request) (any, error) {
+	r, werr := parseRosterRequest(req.Data)
 	if werr != nil {
-		s.fail(req, "roster", "400", werr)
-		return
+		return nil, wireError(microsvc.CodeBadRequest, werr)
 	}
 	users, online, next := s.view.Page(r.Room, r.After, r.Limit)
-	s.reply(req, "roster", wire.RosterReply{Room: r.Room, Users: users, Online: online, Next: next})
+	return wire.RosterReply{Room: r.Room, Users: users, Online: online, Next: next}, nil
 }
 
 // handleCounts answers online counts of several rooms from the view.
-func (s *Service) handleCounts(req micro.Request) {
-	r, werr := parseCountsRequest(req.Data())
+func (s *Service) handleCounts(_ context.Context, req *microsvc.Request) (any, error) {
+	r, werr := parseCountsRequest(req.Data)
 	if werr != nil {
-		s.fail(req, "counts", "400", werr)
-		return
+		return nil, wireError(microsvc.CodeBadRequest, werr)
 	}
-	s.reply(req, "counts", wire.CountsReply{Counts: s.view.Counts(r.Rooms)})
+	return wire.CountsReply{Counts: s.view.Counts(r.Rooms)}, nil
 }
 
 // handleTyping lists the users typing in a room.
-func (s *Service) handleTyping(req micro.Request) {
-	r, werr := parseTypingRequest(req.Data())
+func (s *Service) handleTyping(_ context.Context, req *microsvc.Request) (any, error) {
+	r, werr := parseTypingRequest(req.Data)
 	if werr != nil {
-		s.fail(req, "typing", "400", werr)
-		return
+		return nil, wireError(microsvc.CodeBadRequest, werr)
 	}
-	s.reply(req, "typing", wire.TypingStateReply{Room: r.Room, Users: s.typing.Typists(r.Room)})
+	return wire.TypingStateReply{Room: r.Room, Users: s.typing.Typists(r.Room)}, nil
 }
 
-// responder answers a request: a micro.Request inside its handler, a
-// detachedRequest after the handler has returned.
-type responder interface {
-	Respond(data []byte, opts ...micro.RespondOpt) error
-	Error(code, description string, data []byte, opts ...micro.RespondOpt) error
-}
-
-// detachedRequest answers a micro request after its handler has returned.
-// micro.Request must not be used then: the service reads its error state for
-// stats once the handler returns, so replies from workers go straight to the
-// request's reply subject, in micro's format.
-type detachedRequest struct {
-	nc      *nats.Conn
-	subject string
-}
-
-func detach(nc *nats.Conn, req micro.Request) detachedRequest {
-	return detachedRequest{nc: nc, subject: req.Reply()}
-}
-
-// Respond publishes data as the reply.
-func (d detachedRequest) Respond(data []byte, opts ...micro.RespondOpt) error {
-	msg := &nats.Msg{Subject: d.subject, Data: data}
-	for _, o := range opts {
-		o(msg)
-	}
-	if err := d.nc.PublishMsg(msg); err != nil {
-		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
-	}
-	return nil
-}
-
-// Error publishes an error reply with micro's error headers.
-func (d detachedRequest) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
-	msg := &nats.Msg{Subject: d.subject, Data: data, Header: nats.Header{
-		micro.ErrorHeader:     []string{description},
-		micro.ErrorCodeHeader: []string{code},
-	}}
-	for _, o := range opts {
-		o(msg)
-	}
-	if err := d.nc.PublishMsg(msg); err != nil {
-		return fmt.Errorf("%w: %w", micro.ErrRespond, err)
-	}
-	return nil
-}
-
-func (s *Service) reply(req responder, endpoint string, v any) {
-	body, err := json.Marshal(v)
-	if err == nil {
-		err = req.Respond(body)
-	}
-	if err != nil {
-		s.log.Warn("respond", "endpoint", endpoint, "err", err)
-	}
-}
-
-// fail answers with a micro error: status is an HTTP-like code ("400",
-// "500", "503") in the Nats-Service-Error-Code header, the description is
-// "<wire code>: <message>", and the body is a wire.ErrorFrame.
-func (s *Service) fail(req responder, endpoint, status string, werr *wire.Error) {
-	s.metrics.requestErrors.WithLabelValues(endpoint, werr.Code).Inc()
+// wireError is presence's error envelope: status is the micro code
+// ("400", "500", "503"), the description "<wire code>: <message>", and
+// the body a wire.ErrorFrame.
+func wireError(status string, werr *wire.Error) *microsvc.Error {
 	body, err := json.Marshal(werr.Frame("", ""))
 	if err != nil {
 		body = nil
 	}
-	if err := req.Error(status, werr.Error(), body); err != nil {
-		s.log.Warn("respond error", "endpoint", endpoint, "err", err)
+	return &microsvc.Error{Code: status, Description: werr.Error(), Body: body, Err: werr}
+}
+
+// envelope gives the kit's refusals presence's envelope.
+func envelope(err error) *microsvc.Error {
+	switch {
+	case errors.Is(err, microsvc.ErrShuttingDown):
+		return wireError(microsvc.CodeUnavailable, wire.Errorf(wire.CodeUnavailable, "presence is shutting down"))
+	case errors.Is(err, microsvc.ErrOverloaded), errors.Is(err, microsvc.ErrExpired):
+		return wireError(microsvc.CodeUnavailable, wire.Errorf(wire.CodeUnavailable, "presence is overloaded"))
+	default:
+		return wireError(microsvc.CodeInternal, wire.Errorf(wire.CodeInternal, "presence: internal error"))
+	}
+}
+
+// observe counts the requests answered with an error, by endpoint and
+// wire code.
+func (s *Service) observe(o microsvc.Outcome) {
+	var werr *wire.Error
+	if o.Reply != nil && errors.As(o.Reply, &werr) {
+		s.metrics.requestErrors.WithLabelValues(o.Endpoint, werr.Code).Inc()
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -30,7 +29,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hubbub-chat/hubbub/services/presence/lease"
@@ -144,16 +142,7 @@ type Service struct {
 	store  *roster.Store
 	edges  jetstream.KeyValue
 
-	running  atomic.Bool
-	jobs     []chan job
-	stopping <-chan struct{} // closed when Run's context ends
-	drain    chan struct{}   // closed once no more jobs can be queued
-	// gate admits join/leave requests to the workers until shutdown closes
-	// it: micro drains its subscriptions asynchronously, so handlers still
-	// run after Stop, and a job queued after the workers drained would
-	// never be answered.
-	gate       sync.RWMutex
-	gateClosed bool
+	running atomic.Bool
 }
 
 // New builds a service; Run starts it.
@@ -254,7 +243,6 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return ctxNil(ctx, err)
 	}
-	s.stopping = ctx.Done()
 	s.store = roster.NewStore(rosterKV, s.view, s.announce, roster.StoreConfig{Grace: s.cfg.Grace}, s.log)
 
 	var wg sync.WaitGroup
@@ -291,28 +279,11 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { _ = s.typing.RunExpiry(bgCtx) })
 
 	// Request handling.
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
-	var workers sync.WaitGroup
-	s.drain = make(chan struct{})
-	closeGate := sync.OnceFunc(func() {
-		s.gate.Lock()
-		s.gateClosed = true
-		s.gate.Unlock()
-		close(s.drain)
-	})
-	defer closeGate()
-	s.jobs = make([]chan job, s.cfg.Workers)
-	for i := range s.jobs {
-		ch := make(chan job, 64)
-		s.jobs[i] = ch
-		workers.Go(func() { s.work(workCtx, ch) })
-	}
 	typingSub, err := s.nc.QueueSubscribe(subjects.TypingAll, QueueGroup, s.typing.Handle)
 	if err != nil {
 		return fmt.Errorf("presence: subscribe %s: %w", subjects.TypingAll, err)
 	}
-	svc, err := s.addService()
+	srv, err := s.serve()
 	if err != nil {
 		_ = typingSub.Unsubscribe()
 		return err
@@ -322,26 +293,19 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("flush subscriptions", "err", err)
 	}
 	s.running.Store(true)
-	s.log.Info("presence running", "id", svc.Info().ID, "grace", s.cfg.Grace, "typing_ttl", s.cfg.TypingTTL, "lease_ttl", s.cfg.LeaseTTL)
+	s.log.Info("presence running", "id", srv.Info().ID, "grace", s.cfg.Grace, "typing_ttl", s.cfg.TypingTTL, "lease_ttl", s.cfg.LeaseTTL)
 
 	<-ctx.Done()
 	s.running.Store(false)
 	s.log.Info("presence stopping")
-	if err := svc.Stop(); err != nil {
-		s.log.Warn("stop micro service", "err", err)
+	// Queued join/leave requests are still answered, within a bound.
+	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.OpTimeout)
+	if err := srv.Stop(sctx); err != nil {
+		s.log.Warn("stop serving", "err", err)
 	}
+	scancel()
 	if err := typingSub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		s.log.Warn("drain typing subscription", "err", err)
-	}
-	// Let queued join/leave requests finish, within a bound.
-	closeGate()
-	done := make(chan struct{})
-	go func() { workers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(s.cfg.OpTimeout):
-		stopWork()
-		<-done
 	}
 	stopBg()
 	return nil
@@ -353,35 +317,6 @@ func ctxNil(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-func (s *Service) addService() (micro.Service, error) {
-	svc, err := micro.AddService(s.nc, micro.Config{
-		Name:        subjects.PresenceService,
-		Version:     Version,
-		Description: "Hubbub presence: rosters, typing, edge leases",
-		QueueGroup:  QueueGroup,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("presence: add micro service: %w", err)
-	}
-	endpoints := []struct {
-		name, subject string
-		h             micro.HandlerFunc
-	}{
-		{"join", subjects.PresenceJoin, s.handleConn(wire.EventJoin)},
-		{"leave", subjects.PresenceLeave, s.handleConn(wire.EventLeave)},
-		{"roster", subjects.PresenceRoster, s.handleRoster},
-		{"counts", subjects.PresenceCounts, s.handleCounts},
-		{"typing", subjects.PresenceTyping, s.handleTyping},
-	}
-	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, s.logged(e.name, e.h), micro.WithEndpointSubject(e.subject)); err != nil {
-			_ = svc.Stop()
-			return nil, fmt.Errorf("presence: add endpoint %s: %w", e.name, err)
-		}
-	}
-	return svc, nil
 }
 
 // announce publishes a transition: the system message (JetStream, with the
@@ -523,58 +458,4 @@ func (s *Service) reapOrphans(ctx context.Context, missing map[string]time.Time)
 			delete(missing, edge)
 		}
 	}
-}
-
-// job is one join or leave request waiting for a worker.
-type job struct {
-	req   detachedRequest
-	event string
-	ev    wire.ConnEvent
-}
-
-// shard picks the worker of a room and user, so their requests stay in
-// order.
-func (s *Service) shard(room, user string) chan job {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(room))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(user))
-	return s.jobs[h.Sum32()%uint32(len(s.jobs))]
-}
-
-func (s *Service) work(ctx context.Context, jobs chan job) {
-	for {
-		select {
-		case j := <-jobs:
-			s.do(ctx, j)
-		case <-s.drain:
-			for {
-				select {
-				case j := <-jobs:
-					s.do(ctx, j)
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-func (s *Service) do(ctx context.Context, j job) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
-	defer cancel()
-	var rev uint64
-	var err error
-	if j.event == wire.EventJoin {
-		rev, err = s.store.Join(ctx, j.ev.Room, j.ev.User, j.ev.Conn, j.ev.Edge)
-	} else {
-		rev, err = s.store.Leave(ctx, j.ev.Room, j.ev.User, j.ev.Conn)
-	}
-	if err != nil {
-		s.log.Warn("presence "+j.event, "room", j.ev.Room, "err", err)
-		s.fail(j.req, j.event, "500", wire.Errorf(wire.CodeUnavailable, "presence %s: %v", j.event, err))
-		return
-	}
-	s.view.WaitRev(ctx, rev)
-	s.reply(j.req, j.event, wire.ConnReply{Online: s.view.Online(j.ev.Room)})
 }
