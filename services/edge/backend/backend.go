@@ -14,8 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
+	"github.com/hubbub-chat/hubbub/shared/microsvc"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
@@ -196,12 +196,13 @@ func (c *Client) request(ctx context.Context, subject string, req, reply any) er
 	if err != nil {
 		return classify(subject, err)
 	}
-	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
-		code, _ := strconv.Atoi(msg.Header.Get(micro.ErrorCodeHeader))
-		return &ServiceError{Subject: subject, Code: code, Description: desc}
-	}
-	if err := json.Unmarshal(msg.Data, reply); err != nil {
-		return fmt.Errorf("%s: decode reply: %w", subject, err)
+	if err := microsvc.Decode(msg, reply); err != nil {
+		var se *microsvc.Error
+		if errors.As(err, &se) {
+			code, _ := strconv.Atoi(se.Code)
+			return &ServiceError{Subject: subject, Code: code, Description: se.Description}
+		}
+		return fmt.Errorf("%s: %w", subject, err)
 	}
 	return nil
 }
