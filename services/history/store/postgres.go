@@ -476,20 +476,14 @@ func (p *Postgres) DeadLetters(ctx context.Context, after uint64, limit int) ([]
 		return nil, fmt.Errorf("postgres dead letters: %w", err)
 	}
 	defer rows.Close()
-	out := []DeadLetter{}
-	for rows.Next() {
-		var l DeadLetter
+	return readRows(rows, "postgres dead letters", []DeadLetter{}, func(rs resultRows, l *DeadLetter) error {
 		var seq int64
-		if err := rows.Scan(&seq, &l.Room, &l.Subject, &l.Payload, &l.Reason, &l.Detail, &l.ParkedAt); err != nil {
-			return nil, fmt.Errorf("postgres dead letters scan: %w", err)
+		if err := rs.Scan(&seq, &l.Room, &l.Subject, &l.Payload, &l.Reason, &l.Detail, &l.ParkedAt); err != nil {
+			return err
 		}
 		l.Seq = uint64(seq)
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres dead letters: %w", err)
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // TrimDeadLetters implements Store.
@@ -501,24 +495,10 @@ func (p *Postgres) TrimDeadLetters(ctx context.Context, cutoff time.Time) (int, 
 	return int(tag.RowsAffected()), nil
 }
 
-const pgCols = `id, room, user_id, body, kind, ts, cid`
-
+// scanPG reads rows of messageCols.
 func scanPG(rows pgx.Rows) ([]wire.Message, error) {
 	defer rows.Close()
-	var out []wire.Message
-	for rows.Next() {
-		var m wire.Message
-		var id int64
-		if err := rows.Scan(&id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
-			return nil, fmt.Errorf("postgres scan: %w", err)
-		}
-		m.ID = uint64(id)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres rows: %w", err)
-	}
-	return out, nil
+	return readRows(rows, "postgres", nil, scanMessage)
 }
 
 // pgRoomCols are the columns read for one room's pages: the room is known.
@@ -527,20 +507,14 @@ const pgRoomCols = `id, user_id, body, kind, ts, cid`
 // scanRoomPG reads rows of pgRoomCols, all of room.
 func scanRoomPG(rows pgx.Rows, room string) ([]wire.Message, error) {
 	defer rows.Close()
-	var out []wire.Message
-	for rows.Next() {
-		m := wire.Message{Room: room}
+	return readRows(rows, "postgres", nil, func(rs resultRows, m *wire.Message) error {
 		var id int64
-		if err := rows.Scan(&id, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
-			return nil, fmt.Errorf("postgres scan: %w", err)
+		if err := rs.Scan(&id, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
+			return err
 		}
-		m.ID = uint64(id)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres rows: %w", err)
-	}
-	return out, nil
+		m.ID, m.Room = uint64(id), room
+		return nil
+	})
 }
 
 func (p *Postgres) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error) {
@@ -633,29 +607,12 @@ func (p *Postgres) Prev(ctx context.Context, room string, below uint64) (uint64,
 // Lobby implements Store.
 func (p *Postgres) Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error) {
 	limit = clampLimit(limit, lobbyDefault, lobbyMax)
-	rows, err := p.r.Query(ctx, `SELECT r.room, r.last_id, r.last_ts, r.message_count,
-			r.last_user, r.last_body, r.last_kind, r.last_cid,
-			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
-		FROM rooms r ORDER BY r.last_id DESC LIMIT $1`, limit)
+	rows, err := p.r.Query(ctx, lobbyQuery("$1"), limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres lobby: %w", err)
 	}
 	defer rows.Close()
-	out := []wire.RoomSummary{}
-	for rows.Next() {
-		var (
-			room, user, body, kind, cid string
-			lastID, prevID, ts, count   int64
-		)
-		if err := rows.Scan(&room, &lastID, &ts, &count, &user, &body, &kind, &cid, &prevID); err != nil {
-			return nil, fmt.Errorf("postgres lobby scan: %w", err)
-		}
-		out = append(out, summary(room, uint64(lastID), ts, count, user, body, kind, cid, uint64(prevID)))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres lobby: %w", err)
-	}
-	return out, nil
+	return readRows(rows, "postgres lobby", []wire.RoomSummary{}, scanSummary)
 }
 
 // Trim implements Store.
@@ -665,7 +622,7 @@ func (p *Postgres) Trim(ctx context.Context, cutoff time.Time, batch int) (int, 
 	}
 	var n int
 	err := pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+pgCols+` FROM messages ORDER BY id LIMIT $1`, batch)
+		rows, err := tx.Query(ctx, `SELECT `+messageCols+` FROM messages ORDER BY id LIMIT $1`, batch)
 		if err != nil {
 			return fmt.Errorf("postgres trim: %w", err)
 		}
@@ -684,16 +641,12 @@ func (p *Postgres) Trim(ctx context.Context, cutoff time.Time, batch int) (int, 
 		if err != nil {
 			return fmt.Errorf("postgres trim delete: %w", err)
 		}
-		tally := map[string]roomTrim{}
-		var room string
-		var id int64
-		if _, err := pgx.ForEachRow(del, []any{&room, &id}, func() error {
-			tallyTrim(tally, room, uint64(id))
-			n++
-			return nil
-		}); err != nil {
-			return fmt.Errorf("postgres trim delete: %w", err)
+		defer del.Close()
+		tally, deleted, err := tallyDeleted(del, "postgres trim delete")
+		if err != nil {
+			return err
 		}
+		n = deleted
 		roomsSorted := make([]string, 0, len(tally))
 		for r := range tally {
 			roomsSorted = append(roomsSorted, r)

@@ -34,14 +34,14 @@ type SQLite struct {
 
 // SQLite read statements.
 const (
-	sqlNewest = `SELECT ` + sqliteCols + ` FROM messages
+	sqlNewest = `SELECT ` + messageCols + ` FROM messages
 		WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?`
 	// One statement, one snapshot: the newest row at or below after (for
 	// the first row's prev) and the page above it.
-	sqlOldest = `SELECT * FROM (SELECT ` + sqliteCols + ` FROM messages
+	sqlOldest = `SELECT * FROM (SELECT ` + messageCols + ` FROM messages
 			WHERE room = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1)
 		UNION ALL
-		SELECT * FROM (SELECT ` + sqliteCols + ` FROM messages
+		SELECT * FROM (SELECT ` + messageCols + ` FROM messages
 			WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3)`
 	sqlBelow   = `SELECT MAX(id) FROM messages WHERE room = ? AND id < ?`
 	sqlTrimmed = `SELECT trimmed_through FROM rooms WHERE room = ?`
@@ -318,23 +318,17 @@ func (s *SQLite) DeadLetters(ctx context.Context, after uint64, limit int) ([]De
 		return nil, fmt.Errorf("sqlite dead letters: %w", err)
 	}
 	defer func() { _ = rows.Close() }()
-	out := []DeadLetter{}
-	for rows.Next() {
+	return readRows(rows, "sqlite dead letters", []DeadLetter{}, func(rs resultRows, l *DeadLetter) error {
 		var (
-			l       DeadLetter
 			seq, at int64
 			payload []byte
 		)
-		if err := rows.Scan(&seq, &l.Room, &l.Subject, &payload, &l.Reason, &l.Detail, &at); err != nil {
-			return nil, fmt.Errorf("sqlite dead letters scan: %w", err)
+		if err := rs.Scan(&seq, &l.Room, &l.Subject, &payload, &l.Reason, &l.Detail, &at); err != nil {
+			return err
 		}
 		l.Seq, l.Payload, l.ParkedAt = uint64(seq), append([]byte{}, payload...), time.UnixMilli(at)
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite dead letters: %w", err)
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // TrimDeadLetters implements Store.
@@ -350,24 +344,10 @@ func (s *SQLite) TrimDeadLetters(ctx context.Context, cutoff time.Time) (int, er
 	return int(n), nil
 }
 
-const sqliteCols = `id, room, user_id, body, kind, ts, cid`
-
+// scanSQLite reads rows of messageCols.
 func scanSQLite(rows *sql.Rows) ([]wire.Message, error) {
 	defer func() { _ = rows.Close() }()
-	var out []wire.Message
-	for rows.Next() {
-		var m wire.Message
-		var id int64
-		if err := rows.Scan(&id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
-			return nil, fmt.Errorf("sqlite scan: %w", err)
-		}
-		m.ID = uint64(id)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite rows: %w", err)
-	}
-	return out, nil
+	return readRows(rows, "sqlite", nil, scanMessage)
 }
 
 // bound turns "before 0 = no bound" into an id bound.
@@ -450,29 +430,12 @@ func (s *SQLite) Prev(ctx context.Context, room string, below uint64) (uint64, e
 // Lobby implements Store.
 func (s *SQLite) Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error) {
 	limit = clampLimit(limit, lobbyDefault, lobbyMax)
-	rows, err := s.r.QueryContext(ctx, `SELECT r.room, r.last_id, r.last_ts, r.message_count,
-			r.last_user, r.last_body, r.last_kind, r.last_cid,
-			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
-		FROM rooms r ORDER BY r.last_id DESC LIMIT ?`, limit)
+	rows, err := s.r.QueryContext(ctx, lobbyQuery("?"), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite lobby: %w", err)
 	}
 	defer func() { _ = rows.Close() }()
-	out := []wire.RoomSummary{}
-	for rows.Next() {
-		var (
-			room, user, body, kind, cid string
-			lastID, prevID, ts, count   int64
-		)
-		if err := rows.Scan(&room, &lastID, &ts, &count, &user, &body, &kind, &cid, &prevID); err != nil {
-			return nil, fmt.Errorf("sqlite lobby scan: %w", err)
-		}
-		out = append(out, summary(room, uint64(lastID), ts, count, user, body, kind, cid, uint64(prevID)))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite lobby: %w", err)
-	}
-	return out, nil
+	return readRows(rows, "sqlite lobby", []wire.RoomSummary{}, scanSummary)
 }
 
 // Trim implements Store.
@@ -485,7 +448,7 @@ func (s *SQLite) Trim(ctx context.Context, cutoff time.Time, batch int) (int, er
 		return 0, fmt.Errorf("sqlite trim: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	rows, err := tx.QueryContext(ctx, `SELECT `+sqliteCols+` FROM messages ORDER BY id LIMIT ?`, batch)
+	rows, err := tx.QueryContext(ctx, `SELECT `+messageCols+` FROM messages ORDER BY id LIMIT ?`, batch)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite trim: %w", err)
 	}
@@ -503,20 +466,12 @@ func (s *SQLite) Trim(ctx context.Context, cutoff time.Time, batch int) (int, er
 	if err != nil {
 		return 0, fmt.Errorf("sqlite trim delete: %w", err)
 	}
-	tally := map[string]roomTrim{}
-	deleted := 0
-	for del.Next() {
-		var room string
-		var id int64
-		if err := del.Scan(&room, &id); err != nil {
-			_ = del.Close()
-			return 0, fmt.Errorf("sqlite trim delete: %w", err)
-		}
-		tallyTrim(tally, room, uint64(id))
-		deleted++
+	tally, deleted, err := tallyDeleted(del, "sqlite trim delete")
+	if cerr := del.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("sqlite trim delete: %w", cerr)
 	}
-	if err := errors.Join(del.Err(), del.Close()); err != nil {
-		return 0, fmt.Errorf("sqlite trim delete: %w", err)
+	if err != nil {
+		return 0, err
 	}
 	for room, rt := range tally {
 		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET trimmed_through = MAX(trimmed_through, ?),

@@ -466,3 +466,84 @@ func tallyTrim(t map[string]roomTrim, room string, id uint64) {
 	rt.count++
 	t[room] = rt
 }
+
+// resultRows is what both drivers' result sets offer (pgx.Rows,
+// *sql.Rows): the store's row readers are written once against it. The
+// caller closes the rows.
+type resultRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// readRows appends every row of rs, decoded by scan, to out and returns
+// it (out may be nil or empty: a result without rows returns it as is).
+// Errors are named after what, e.g. "postgres lobby".
+func readRows[T any](rs resultRows, what string, out []T, scan func(resultRows, *T) error) ([]T, error) {
+	for rs.Next() {
+		var v T
+		if err := scan(rs, &v); err != nil {
+			return nil, fmt.Errorf("%s scan: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("%s rows: %w", what, err)
+	}
+	return out, nil
+}
+
+// messageCols are the columns scanMessage reads, in its order.
+const messageCols = `id, room, user_id, body, kind, ts, cid`
+
+// scanMessage reads one row of messageCols.
+func scanMessage(rs resultRows, m *wire.Message) error {
+	var id int64
+	if err := rs.Scan(&id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
+		return err
+	}
+	m.ID = uint64(id)
+	return nil
+}
+
+// lobbyQuery selects the lobby, most recently active room first; limit
+// is the placeholder of the row limit ("$1" or "?").
+func lobbyQuery(limit string) string {
+	return `SELECT r.room, r.last_id, r.last_ts, r.message_count,
+			r.last_user, r.last_body, r.last_kind, r.last_cid,
+			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
+		FROM rooms r ORDER BY r.last_id DESC LIMIT ` + limit
+}
+
+// scanSummary reads one row of lobbyQuery.
+func scanSummary(rs resultRows, s *wire.RoomSummary) error {
+	var (
+		room, user, body, kind, cid string
+		lastID, prevID, ts, count   int64
+	)
+	if err := rs.Scan(&room, &lastID, &ts, &count, &user, &body, &kind, &cid, &prevID); err != nil {
+		return err
+	}
+	*s = summary(room, uint64(lastID), ts, count, user, body, kind, cid, uint64(prevID))
+	return nil
+}
+
+// tallyDeleted reads the (room, id) rows a trim deleted into per-room
+// tallies and returns them with the number of rows.
+func tallyDeleted(rs resultRows, what string) (map[string]roomTrim, int, error) {
+	tally := map[string]roomTrim{}
+	n := 0
+	for rs.Next() {
+		var room string
+		var id int64
+		if err := rs.Scan(&room, &id); err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", what, err)
+		}
+		tallyTrim(tally, room, uint64(id))
+		n++
+	}
+	if err := rs.Err(); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return tally, n, nil
+}
