@@ -1,13 +1,14 @@
 // Package loops runs a service's background loops: a Group of named loops
 // in which the first failure cancels the rest and the loops stop in a
-// fixed order, and OnDemand, a goroutine that exists only while work is
-// queued.
+// fixed order; OnDemand, a goroutine that exists only while work is
+// queued; and Every, a loop that does one thing at a fixed interval.
 package loops
 
 import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Group runs named loops until its context ends, one of them fails, or
@@ -178,3 +179,20 @@ func (d *OnDemand) Wake() {
 // first make sure none will be started (e.g. a closed flag KickLocked's
 // callers check).
 func (d *OnDemand) Wait() { d.wg.Wait() }
+
+// Every calls fn once per interval (> 0), the first time one interval
+// after it starts, until ctx ends; it then returns nil, so it can be a
+// Group's loop. A call that overruns the interval delays the next one
+// rather than piling calls up; fn gets ctx and should return once it ends.
+func Every(ctx context.Context, interval time.Duration, fn func(context.Context)) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}

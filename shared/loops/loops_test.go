@@ -269,3 +269,28 @@ func TestOnDemandWoken(t *testing.T) {
 	d.Wake() // with nothing running: kept, never blocks
 	d.Wake()
 }
+
+func TestEvery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		done <- loops.Every(ctx, time.Millisecond, func(fctx context.Context) {
+			if fctx != ctx {
+				t.Error("fn did not get Every's context")
+			}
+			calls.Add(1)
+		})
+	}()
+	waitUntil(t, "three calls", func() bool { return calls.Load() >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Every = %v, want nil", err)
+	}
+	n := calls.Load()
+	time.Sleep(5 * time.Millisecond)
+	if calls.Load() != n {
+		t.Error("fn called after Every returned")
+	}
+}
