@@ -449,48 +449,37 @@ func (s *Service) measureLag(ctx context.Context, floor, last uint64) {
 	s.m.IngestLag.Set(lag.Seconds())
 }
 
+// marksLoop re-reads the marks every MarksInterval.
 func (s *Service) marksLoop(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.MarksInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			s.refreshMarks(ctx)
-		}
-	}
+	return loops.Every(ctx, s.cfg.MarksInterval, s.refreshMarks)
 }
 
-// retentionLoop deletes expired messages in small batches.
+// retentionLoop deletes expired messages every RetentionInterval.
 func (s *Service) retentionLoop(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.RetentionInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	return loops.Every(ctx, s.cfg.RetentionInterval, s.retain)
+}
+
+// retain deletes the messages older than Retention in small batches, then
+// the dead letters as old.
+func (s *Service) retain(ctx context.Context) {
+	cutoff := time.Now().Add(-s.cfg.Retention)
+	for ctx.Err() == nil {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n, err := s.st.Trim(tctx, cutoff, s.cfg.RetentionBatch)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("history retention", "err", err)
+			}
+			return
 		}
-		cutoff := time.Now().Add(-s.cfg.Retention)
-		for ctx.Err() == nil {
-			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			n, err := s.st.Trim(tctx, cutoff, s.cfg.RetentionBatch)
-			cancel()
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("history retention", "err", err)
-				}
-				break
-			}
-			s.m.Trimmed.Add(float64(n))
-			if n < s.cfg.RetentionBatch {
-				s.trimDeadLetters(ctx, cutoff)
-				break
-			}
-			if !backoff.Sleep(ctx, 10*time.Millisecond) { // let writers in between batches
-				return nil
-			}
+		s.m.Trimmed.Add(float64(n))
+		if n < s.cfg.RetentionBatch {
+			s.trimDeadLetters(ctx, cutoff)
+			return
+		}
+		if !backoff.Sleep(ctx, 10*time.Millisecond) { // let writers in between batches
+			return
 		}
 	}
 }
