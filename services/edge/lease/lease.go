@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/shared/loops"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -80,23 +81,20 @@ func (l *Lease) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 // retried at the next tick (NATS may be reconnecting). When a renewal finds
 // the lease lost, OnLost runs once the lease is back.
 func (l *Lease) Run(ctx context.Context) error {
-	t := time.NewTicker(l.ttl / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, l.ttl/3)
-		lost, err := l.renew(rctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			l.log.Warn("edge lease renewal failed", "edge", l.value.Edge, "err", err)
-		}
-		if lost && l.onLost != nil && ctx.Err() == nil {
-			l.onLost(ctx)
-		}
+	return loops.Every(ctx, l.ttl/3, l.renewal)
+}
+
+// renewal is one tick of Run: renew, log a failure, run OnLost after a
+// loss.
+func (l *Lease) renewal(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, l.ttl/3)
+	lost, err := l.renew(rctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		l.log.Warn("edge lease renewal failed", "edge", l.value.Edge, "err", err)
+	}
+	if lost && l.onLost != nil && ctx.Err() == nil {
+		l.onLost(ctx)
 	}
 }
 
