@@ -17,16 +17,7 @@ import (
 )
 
 func TestScan(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connectJS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, c := range []struct {
@@ -97,16 +88,7 @@ func TestScan(t *testing.T) {
 // the decoder refuses skipped, other rooms ignored, and a scan limit that
 // counts the skipped messages too.
 func TestScanRoom(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connectJS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ROOMS", Subjects: []string{subjects.Room("*")}, AllowDirect: true}); err != nil {
@@ -164,4 +146,16 @@ func TestScanRoom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// connectJS starts an embedded server and returns a connection to it and
+// its JetStream.
+func connectJS(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc := natstest.Start(t).Connect()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
