@@ -17,8 +17,12 @@ import (
 // EdgeConnectionsMetric is the custom metric the edge HPA scales on.
 const EdgeConnectionsMetric = "hubbub_edge_connections"
 
-// MemLimitRange is how much of the memory limit GOMEMLIMIT may be.
-var MemLimitRange = [2]float64{0.75, 0.85}
+// MemLimitMin and MemLimitMax bound how much of the memory limit
+// GOMEMLIMIT may be.
+const (
+	MemLimitMin = 0.75
+	MemLimitMax = 0.85
+)
 
 // ParseGoMemLimit parses a GOMEMLIMIT value as the Go runtime does: an
 // integer with an optional unit B, KiB, MiB, GiB or TiB.
@@ -71,7 +75,7 @@ func CheckGoRuntime(c corev1.Container) []string {
 			break
 		}
 		ratio := float64(n) / float64(lim.Value())
-		if ratio < MemLimitRange[0] || ratio > MemLimitRange[1] {
+		if ratio < MemLimitMin || ratio > MemLimitMax {
 			out = append(out, fmt.Sprintf("container %s: GOMEMLIMIT %s is %.0f%% of the memory limit %s, want ≈80%%", c.Name, e.Value, ratio*100, lim.String()))
 		}
 	}
@@ -204,7 +208,11 @@ func CheckEdgeScaling(d *appsv1.Deployment, hpas []*autoscalingv2.HorizontalPodA
 		out = append(out, fmt.Sprintf("HPA %s: no CPU utilization target between 50%% and 90%%", h.Name))
 	}
 	if min := h.Spec.MinReplicas; min == nil || *min < 2 || h.Spec.MaxReplicas <= *min {
-		out = append(out, fmt.Sprintf("HPA %s: %v..%d, want min ≥ 2 and room to grow", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas))
+		shown := "unset"
+		if min != nil {
+			shown = fmt.Sprint(*min)
+		}
+		out = append(out, fmt.Sprintf("HPA %s: %s..%d, want min ≥ 2 and room to grow", h.Name, shown, h.Spec.MaxReplicas))
 	}
 	return out
 }
