@@ -319,7 +319,7 @@ func TestDockerignore(t *testing.T) {
 	if err != nil {
 		t.Fatalf(".dockerignore: %v", err)
 	}
-	keep := []string{"go.work", "Dockerfile", "deploy/go.mod", "deploy/cmd/hubbub-healthcheck/main.go", "services/edge/web/static/index.html"}
+	keep := []string{"go.work", "Dockerfile", "deploy/go.mod", "deploy/cmd/hubbub-healthcheck/main.go", "services/edge/internal/web/static/index.html"}
 	for _, use := range workspace(t).Use {
 		keep = append(keep, filepath.Join(filepath.Clean(use.Path), "go.mod"), filepath.Join(filepath.Clean(use.Path), "go.sum"))
 	}

@@ -34,8 +34,8 @@ func exported(t *testing.T) map[string]bool {
 	full := regexp.MustCompile(`Name:\s*"(hubbub_[a-z_]+)"`)
 	sub := regexp.MustCompile(`Namespace:\s*(?:"hubbub"|ns),\s*Subsystem:\s*(?:"([a-z]+)"|sub),\s*Name:\s*"([a-z_]+)"`)
 	for file, subsystem := range map[string]string{
-		"services/edge/metrics/metrics.go":    "",
-		"services/history/metrics/metrics.go": "history",
+		"services/edge/internal/metrics/metrics.go":    "",
+		"services/history/internal/metrics/metrics.go": "history",
 		"services/presence/metrics.go":        "presence",
 		"shared/ops/buildinfo.go":             "",
 	} {

@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/hubbub-chat/hubbub/services/edge/admit"
-	"github.com/hubbub-chat/hubbub/services/edge/ws"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/ws"
 	"github.com/hubbub-chat/hubbub/shared/config"
 )
 

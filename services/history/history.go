@@ -19,9 +19,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hubbub-chat/hubbub/services/history/ingest"
-	"github.com/hubbub-chat/hubbub/services/history/metrics"
-	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/services/history/internal/ingest"
+	"github.com/hubbub-chat/hubbub/services/history/internal/metrics"
+	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/loops"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"

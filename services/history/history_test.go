@@ -22,7 +22,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/services/history/pgtest"
-	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hubbub-chat/hubbub/services/history"
-	"github.com/hubbub-chat/hubbub/services/history/ingest"
-	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/services/history/internal/ingest"
+	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/hubbub-chat/hubbub/services/history/reply"
-	"github.com/hubbub-chat/hubbub/services/history/request"
+	"github.com/hubbub-chat/hubbub/services/history/internal/reply"
+	"github.com/hubbub-chat/hubbub/services/history/internal/request"
 	"github.com/hubbub-chat/hubbub/shared/microsvc"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"

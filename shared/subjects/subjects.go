@@ -71,6 +71,9 @@ func RosterKey(room, userToken string) string { return room + "." + userToken }
 const (
 	// HistoryService is the micro service name of history.
 	HistoryService = "history"
+	// HistoryConsumer is the durable consumer through which history
+	// stores the CHAT stream.
+	HistoryConsumer = "history"
 	// HistoryRecent answers wire.RecentRequest with wire.Page.
 	HistoryRecent = "hubbub.history.recent"
 	// HistorySince answers wire.SinceRequest with wire.Page.

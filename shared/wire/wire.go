@@ -152,3 +152,11 @@ type ErrorFrame struct {
 	CID     string `json:"cid,omitempty"`
 	Room    string `json:"room,omitempty"`
 }
+
+// PostReply answers POST /api/rooms/{room}/messages: the stored id, the
+// client's cid, and whether the message had been stored before.
+type PostReply struct {
+	ID        uint64 `json:"id"`
+	CID       string `json:"cid"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}

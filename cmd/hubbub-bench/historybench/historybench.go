@@ -46,7 +46,6 @@ import (
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/pgdb"
 	"github.com/hubbub-chat/hubbub/cmd/hubbub-bench/proc"
 	"github.com/hubbub-chat/hubbub/services/history"
-	"github.com/hubbub-chat/hubbub/services/history/ingest"
 	"github.com/hubbub-chat/hubbub/shared/natsembed"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
@@ -332,7 +331,7 @@ func waitStored(ctx context.Context, js jetstream.JetStream, last uint64, done <
 			return fmt.Errorf("history stopped during ingest: %w", err)
 		case <-t.C:
 		}
-		cons, err := js.Consumer(ctx, subjects.Stream, ingest.Durable)
+		cons, err := js.Consumer(ctx, subjects.Stream, subjects.HistoryConsumer)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			continue
 		}

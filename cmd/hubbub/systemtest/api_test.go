@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hubbub-chat/hubbub/services/edge/api"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -40,12 +39,12 @@ func TestHTTPAPI(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("post: %d %s", code, body)
 	}
-	var pr api.PostReply
+	var pr wire.PostReply
 	if err := json.Unmarshal([]byte(body), &pr); err != nil || pr.ID == 0 {
 		t.Fatalf("post reply %s", body)
 	}
 	code, body = postJSON(t, te.httpURL("/api/rooms/general/messages?user=bob"), `{"body":"from http","cid":"p-1"}`)
-	var pr2 api.PostReply
+	var pr2 wire.PostReply
 	if code != 200 || json.Unmarshal([]byte(body), &pr2) != nil || pr2.ID != pr.ID || !pr2.Duplicate {
 		t.Fatalf("repost: %d %s, want id %d duplicate", code, body, pr.ID)
 	}

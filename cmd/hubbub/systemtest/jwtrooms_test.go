@@ -9,7 +9,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
-	"github.com/hubbub-chat/hubbub/services/edge/auth"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -34,7 +33,7 @@ func signToken(t *testing.T, sub string, rooms []string) string {
 func TestJWTRoomRestrictions(t *testing.T) {
 	e := newEnv(t)
 	te := e.startEdge(func(c *edge.Config) {
-		c.Auth = auth.Config{Mode: auth.ModeJWT, Secret: jwtSecret}
+		c.Auth = edge.AuthConfig{Mode: edge.AuthJWT, Secret: jwtSecret}
 	})
 	tests := []struct {
 		name    string

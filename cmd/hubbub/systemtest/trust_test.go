@@ -10,10 +10,7 @@ import (
 	gws "github.com/gobwas/ws"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
-	"github.com/hubbub-chat/hubbub/services/edge/admit"
-	"github.com/hubbub-chat/hubbub/services/edge/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
-	"github.com/hubbub-chat/hubbub/services/edge/ws"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -30,7 +27,7 @@ func dialToken(t *testing.T, te *testEdge, tok string) *conn {
 // token to allow it); SSE was already checked.
 func TestReadsAreAuthorized(t *testing.T) {
 	e := newSystem(t)
-	te := e.startEdge(func(c *edge.Config) { c.Auth = auth.Config{Mode: auth.ModeJWT, Secret: jwtSecret} })
+	te := e.startEdge(func(c *edge.Config) { c.Auth = edge.AuthConfig{Mode: edge.AuthJWT, Secret: jwtSecret} })
 	owner := dialToken(t, te, signToken(t, "owner", nil))
 	owner.join("secret", nil)
 	owner.join("open", nil)
@@ -92,7 +89,7 @@ func TestReadsAreAuthorized(t *testing.T) {
 func TestForbiddenJoinKeepsConnection(t *testing.T) {
 	e := newEnv(t)
 	e.startHistory()
-	te := e.startEdge(func(c *edge.Config) { c.Auth = auth.Config{Mode: auth.ModeJWT, Secret: jwtSecret} })
+	te := e.startEdge(func(c *edge.Config) { c.Auth = edge.AuthConfig{Mode: edge.AuthJWT, Secret: jwtSecret} })
 	c := dialToken(t, te, signToken(t, "amy", []string{"general"}))
 	c.join("general", nil)
 	c.send(wire.ClientFrame{Type: wire.TypeJoin, Room: "secret"})
@@ -147,7 +144,7 @@ func TestCookiePostCSRF(t *testing.T) {
 	e := newEnv(t)
 	e.startHistory()
 	te := e.startEdge(func(c *edge.Config) {
-		c.Auth = auth.Config{Mode: auth.ModeJWT, Secret: jwtSecret}
+		c.Auth = edge.AuthConfig{Mode: edge.AuthJWT, Secret: jwtSecret}
 		c.PublicOrigins = []string{"https://chat.example"}
 	})
 	tok := signToken(t, "victim", nil)
@@ -221,12 +218,12 @@ func TestHTTPPostsAreRateLimited(t *testing.T) {
 // trusted proxy's X-Forwarded-For names the client.
 func TestConnectionCaps(t *testing.T) {
 	e := newEnv(t)
-	proxies, err := admit.ParsePrefixes("127.0.0.1")
+	proxies, err := edge.ParseTrustedProxies("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	te := e.startEdge(func(c *edge.Config) {
-		c.Admit = admit.Config{MaxConns: 6, MaxConnsPerIP: 3, TrustedProxies: proxies}
+		c.Admit = edge.AdmitConfig{MaxConns: 6, MaxConnsPerIP: 3, TrustedProxies: proxies}
 	})
 	dialFrom := func(addr string) (*client.Client, error) {
 		ctx := tctx(t)
@@ -249,7 +246,7 @@ func TestConnectionCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, err := c.WaitClosed(tctx(t)); err != nil || code != gws.StatusCode(ws.CodeTryAgainLater) {
+	if code, err := c.WaitClosed(tctx(t)); err != nil || code != gws.StatusCode(1013) {
 		t.Fatalf("fourth from one address: close %d %v, want 1013", code, err)
 	}
 	req, _ := http.NewRequest("GET", te.httpURL("/api/rooms/general/events?user=u"), nil)

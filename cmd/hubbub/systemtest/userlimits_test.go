@@ -10,7 +10,6 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/services/edge/client"
-	"github.com/hubbub-chat/hubbub/services/edge/userlimit"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -77,7 +76,7 @@ func TestPerUserLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSystem(t)
 			te := e.startEdge(func(c *edge.Config) {
-				c.UserLimits = userlimit.Config{MaxConns: 10, MessageRate: 100, MessageBurst: 100, JoinRate: 100, JoinBurst: 100, TypingRate: 100, TypingBurst: 100}
+				c.UserLimits = edge.UserLimits{MaxConns: 10, MessageRate: 100, MessageBurst: 100, JoinRate: 100, JoinBurst: 100, TypingRate: 100, TypingBurst: 100}
 				tc.limit(c)
 			})
 			a := dial(t, te.wsURL("amy"))

@@ -19,9 +19,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"github.com/hubbub-chat/hubbub/services/history/ingest"
+	"github.com/hubbub-chat/hubbub/services/history/internal/ingest"
 	"github.com/hubbub-chat/hubbub/services/history/pgtest"
-	"github.com/hubbub-chat/hubbub/services/history/store"
+	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"

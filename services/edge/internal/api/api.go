@@ -1,0 +1,390 @@
+// Package api serves the edge's HTTP API: the lobby, a room's messages and
+// presence, posting a message, and a room's live events as Server-Sent
+// Events that resume gaplessly from Last-Event-ID.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
+	"github.com/hubbub-chat/hubbub/shared/names"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// Observer receives API events for metrics. Methods must not block.
+type Observer interface {
+	// ConnRefused counts a stream refused at a connection cap.
+	ConnRefused(reason string)
+}
+
+// Backend answers the API's reads (backend.Client implements it).
+type Backend interface {
+	Lobby(ctx context.Context, req wire.LobbyRequest) (wire.LobbyReply, error)
+	Counts(ctx context.Context, req wire.CountsRequest) (wire.CountsReply, error)
+	Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error)
+	Roster(ctx context.Context, req wire.RosterRequest) (wire.RosterReply, error)
+}
+
+// Config configures the API.
+type Config struct {
+	// KeepAlive is the SSE comment interval (30 s).
+	KeepAlive time.Duration
+	// SSEQueue bounds the bytes queued to one SSE client (1 MiB); a client
+	// further behind is disconnected and resumes with Last-Event-ID.
+	SSEQueue int
+	// LobbyLimit is the default number of lobby rooms (50).
+	LobbyLimit int
+	// WriteTimeout bounds one write to an SSE client (10 s); a client that
+	// does not take its events in time is disconnected.
+	WriteTimeout time.Duration
+	// Gate caps SSE streams with the edge's WebSockets (nil: no cap).
+	Gate *admit.Gate
+	// Origins decides the Origin of cookie-authenticated posts (nil:
+	// same host only).
+	Origins *auth.OriginChecker
+}
+
+// Deps are the API's collaborators; all are required.
+type Deps struct {
+	// Backend answers the lobby, message pages and rosters.
+	Backend Backend
+	// Sessions serves SSE streams and posts as clients of protocol v1:
+	// the same quotas, limits, room rules and publish path as a
+	// WebSocket (its Config.Limits bound bodies and pages here too).
+	Sessions *session.Env
+	// Auth authenticates every request.
+	Auth auth.Authenticator
+	Log  *slog.Logger
+	Obs  Observer
+	// Done is closed when the edge drains: SSE streams end.
+	Done <-chan struct{}
+}
+
+// API serves the HTTP endpoints.
+type API struct {
+	cfg      Config
+	be       Backend
+	sessions *session.Env
+	authn    auth.Authenticator
+	log      *slog.Logger
+	obs      Observer
+	done     <-chan struct{}
+}
+
+// New returns the API.
+func New(cfg Config, deps Deps) *API {
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.SSEQueue <= 0 {
+		cfg.SSEQueue = 1 << 20
+	}
+	if cfg.LobbyLimit <= 0 {
+		cfg.LobbyLimit = 50
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.Origins == nil {
+		cfg.Origins = auth.NewOriginChecker(nil, nil)
+	}
+	return &API{cfg: cfg, be: deps.Backend, sessions: deps.Sessions, authn: deps.Auth, log: deps.Log, obs: deps.Obs, done: deps.Done}
+}
+
+// Register adds the API routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/lobby", a.lobby)
+	mux.HandleFunc("GET /api/rooms/{room}/messages", a.messages)
+	mux.HandleFunc("POST /api/rooms/{room}/messages", a.post)
+	mux.HandleFunc("GET /api/rooms/{room}/presence", a.presence)
+	mux.HandleFunc("GET /api/rooms/{room}/events", a.events)
+}
+
+func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.identity(w, r)
+	if !ok {
+		return
+	}
+	limit, ok := intParam(w, r, "limit", a.cfg.LobbyLimit, 1, 500)
+	if !ok {
+		return
+	}
+	lobby, err := a.be.Lobby(r.Context(), wire.LobbyRequest{Limit: limit})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	// A token restricted to some rooms sees only those.
+	lobby.Rooms = slices.DeleteFunc(lobby.Rooms, func(rs wire.RoomSummary) bool { return !id.Allows(rs.Room) })
+	if lobby.Rooms == nil {
+		lobby.Rooms = []wire.RoomSummary{}
+	}
+	if len(lobby.Rooms) > 0 {
+		rooms := make([]string, len(lobby.Rooms))
+		for i, rs := range lobby.Rooms {
+			rooms[i] = rs.Room
+		}
+		counts, err := a.be.Counts(r.Context(), wire.CountsRequest{Rooms: rooms})
+		if err != nil {
+			a.log.Warn("lobby without online counts", "err", err)
+		} else {
+			for i := range lobby.Rooms {
+				lobby.Rooms[i].Online = counts.Counts[lobby.Rooms[i].Room]
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, lobby)
+}
+
+func (a *API) messages(w http.ResponseWriter, r *http.Request) {
+	room, _, ok := a.readableRoom(w, r)
+	if !ok {
+		return
+	}
+	before, err := uintParam(r, "before")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "before must be a message id"))
+		return
+	}
+	maxPage := a.sessions.Config.Limits.MaxPage
+	if maxPage <= 0 {
+		maxPage = wire.DefaultMaxPage
+	}
+	limit, ok := intParam(w, r, "limit", wire.DefaultPage, 1, maxPage)
+	if !ok {
+		return
+	}
+	p, err := a.be.Recent(r.Context(), wire.RecentRequest{Room: room, Before: before, Limit: limit})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if p.Items == nil {
+		p.Items = []wire.Message{}
+	}
+	p.Room = room
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *API) presence(w http.ResponseWriter, r *http.Request) {
+	room, _, ok := a.readableRoom(w, r)
+	if !ok {
+		return
+	}
+	limit, ok := intParam(w, r, "limit", 100, 1, 1000)
+	if !ok {
+		return
+	}
+	rr, err := a.be.Roster(r.Context(), wire.RosterRequest{Room: room, After: r.URL.Query().Get("after"), Limit: limit})
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if rr.Users == nil {
+		rr.Users = []string{}
+	}
+	rr.Room = room
+	writeJSON(w, http.StatusOK, rr)
+}
+
+// PostRequest is the body of POST /api/rooms/{room}/messages.
+type PostRequest struct {
+	Body string `json:"body"`
+	CID  string `json:"cid"`
+}
+
+// MaxPostBytes bounds the body of a post request.
+const MaxPostBytes = 64 << 10
+
+func (a *API) post(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.identity(w, r)
+	if !ok {
+		return
+	}
+	if id.Ambient && !a.sameSite(w, r) {
+		return
+	}
+	var req PostRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPostBytes))
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, wire.Errorf(wire.CodeInvalidBody, "request body is over %d bytes", MaxPostBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "body must be a JSON object {\"body\",\"cid\"}"))
+		return
+	}
+	if req.CID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		req.CID = hex.EncodeToString(b[:])
+	}
+	// The path of a WebSocket message frame: validation, room rule,
+	// budgets, the bounded publish; its refusals map to statuses.
+	res, err := a.sessions.Post(r.Context(), id, r.PathValue("room"), req.Body, req.CID)
+	var we *wire.Error
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, wire.PostReply{ID: res.ID, CID: req.CID, Duplicate: res.Duplicate})
+	case errors.As(err, &we):
+		writeRefusal(w, we)
+	case errors.Is(err, context.Canceled):
+		// the client went away; resending with the same cid is safe
+	default:
+		a.log.Warn("post failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "service unavailable; try again"))
+	}
+}
+
+// Status is the HTTP status that answers a refusal with error code code,
+// the code a WebSocket client would get in an error frame: 400 for bad
+// input, 403 forbidden, 429 rate_limited (and too_many_rooms), 503
+// unavailable (a backing service, or the edge's bound on messages awaiting
+// storage), 500 otherwise.
+func Status(code string) int {
+	switch code {
+	case wire.CodeBadJSON, wire.CodeUnknownType, wire.CodeInvalidRoom, wire.CodeInvalidBody,
+		wire.CodeInvalidCID, wire.CodeInvalidState, wire.CodeInvalidLimit:
+		return http.StatusBadRequest
+	case wire.CodeForbidden:
+		return http.StatusForbidden
+	case wire.CodeRateLimited, wire.CodeTooManyRooms:
+		return http.StatusTooManyRequests
+	case wire.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// writeRefusal answers a session's refusal, with Retry-After when the
+// client should simply try again later.
+func writeRefusal(w http.ResponseWriter, e *wire.Error) {
+	status := Status(e.Code)
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, status, e)
+}
+
+// readableRoom checks a room read (messages, presence) by the rule every
+// read path shares with join (guarantee 10): the request is authenticated
+// and the token allows the room. It answers 400/401/403 itself.
+func (a *API) readableRoom(w http.ResponseWriter, r *http.Request) (string, auth.Identity, bool) {
+	room, ok := roomParam(w, r)
+	if !ok {
+		return "", auth.Identity{}, false
+	}
+	id, ok := a.identity(w, r)
+	if !ok {
+		return "", auth.Identity{}, false
+	}
+	if !id.Allows(room) {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeForbidden, "the token does not allow this room"))
+		return "", auth.Identity{}, false
+	}
+	return room, id, true
+}
+
+// sameSite applies the CSRF rules to a state change authenticated by a
+// cookie (which browsers attach to other sites' requests too): a browser's
+// Origin must be allowed ("null" never is), and the body must be declared
+// JSON, which a cross-site form or a "simple" fetch cannot send without a
+// CORS preflight. It answers 403/415 itself.
+func (a *API) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && !a.cfg.Origins.AllowedOrigin(o, r.Host) {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "origin not allowed for a cookie-authenticated request"))
+		return false
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Origin") == "" {
+		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "cross-site request refused"))
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, wire.Errorf(wire.CodeBadJSON, "a cookie-authenticated post must have Content-Type: application/json"))
+		return false
+	}
+	return true
+}
+
+// identity authenticates r, answering 401 on failure.
+func (a *API) identity(w http.ResponseWriter, r *http.Request) (auth.Identity, bool) {
+	id, err := a.authn.Authenticate(r)
+	switch {
+	case err == nil:
+		return id, true
+	case errors.Is(err, auth.ErrMissing):
+		writeError(w, http.StatusUnauthorized, wire.Errorf(wire.CodeAuthRequired, "authentication required"))
+	default:
+		writeError(w, http.StatusUnauthorized, wire.Errorf(wire.CodeAuthInvalid, "invalid credentials"))
+	}
+	return auth.Identity{}, false
+}
+
+func (a *API) fail(w http.ResponseWriter, err error) {
+	var se *backend.ServiceError
+	switch {
+	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInternal, "%s", se.Description))
+	case errors.Is(err, context.Canceled):
+		// client went away
+	default:
+		a.log.Warn("api backend call failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "service unavailable; try again"))
+	}
+}
+
+func roomParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	room, err := names.Room(r.PathValue("room"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInvalidRoom, "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"))
+		return "", false
+	}
+	return room, true
+}
+
+func uintParam(r *http.Request, name string) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	return strconv.ParseUint(v, 10, 64)
+}
+
+func intParam(w http.ResponseWriter, r *http.Request, name string, def, lo, hi int) (int, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInvalidLimit, "%s must be %d-%d", name, lo, hi))
+		return 0, false
+	}
+	return n, true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, e *wire.Error) {
+	writeJSON(w, status, e.Frame("", ""))
+}

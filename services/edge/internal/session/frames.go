@@ -1,0 +1,263 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
+	"github.com/hubbub-chat/hubbub/shared/names"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// This file holds one method per client frame type, and the two entry
+// points of transports without inbound frames (JoinRoom for SSE, Post for
+// HTTP posts), which take the same paths.
+
+func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
+	if e := s.joinRoom(ctx, f.Room, f.Since); e != nil {
+		s.sendError(e, "", f.Room)
+	}
+}
+
+// JoinRoom joins room as a join frame does (since: resume after that id),
+// for a transport without inbound frames (an SSE stream follows the room
+// of its URL): a refusal is returned as a *wire.Error instead of being
+// sent as an error frame. On success the connection counts as served.
+func (s *Session) JoinRoom(ctx context.Context, room string, since *uint64) error {
+	r, err := names.Room(room)
+	if err != nil {
+		return wire.Errorf(wire.CodeInvalidRoom, "room must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+	}
+	if e := s.joinRoom(ctx, r, since); e != nil {
+		return e
+	}
+	s.markOpen()
+	return nil
+}
+
+// joinRoom is every transport's join: the token's rooms, the room cap,
+// the join budgets, the hub (history, then live), then presence in the
+// background, followed by the roster frame.
+func (s *Session) joinRoom(ctx context.Context, room string, since *uint64) *wire.Error {
+	if !s.ident.Allows(room) {
+		// Refuse the room, keep the connection: the user's other rooms
+		// go on.
+		return wire.Errorf(wire.CodeForbidden, "the token does not allow this room")
+	}
+	old, rejoin := s.rooms.get(room)
+	if !rejoin && len(s.rooms) >= s.env.Config.MaxRooms {
+		return wire.Errorf(wire.CodeTooManyRooms, "a connection may join at most %d rooms", s.env.Config.MaxRooms)
+	}
+	if !s.allowJoin() {
+		return wire.Errorf(wire.CodeRateLimited, "too many joins; slow down")
+	}
+	if rejoin {
+		// Re-join (e.g. with since after the client saw a gap): replace the
+		// membership; presence is unchanged.
+		old.m.Leave()
+		s.rooms.del(room)
+	}
+	m, err := s.env.Hub.Join(ctx, fanout.JoinRequest{Room: room, User: s.ident.User, Since: since, Sink: s.sink})
+	if err != nil {
+		s.env.Log.Warn("join failed", "room", room, "request_id", backend.RequestID(ctx), "err", err)
+		if rejoin {
+			// The connection is no longer in the room: leave presence too.
+			s.dropRoom(old)
+		}
+		return unavailable(err, "cannot join the room now; try again")
+	}
+	s.rooms.put(&membership{room: room, m: m, typing: rejoin && old.typing})
+	// Chat does not wait for presence: the member is live already; the
+	// presence registration (retried in the background while presence is
+	// unavailable) is followed by the roster frame.
+	s.env.Presence.Register(s.connEvent(room), func(ctx context.Context) { s.sendRoster(ctx, room) })
+	return nil
+}
+
+// sendRoster sends the roster frame of room.
+func (s *Session) sendRoster(ctx context.Context, room string) {
+	r, err := s.env.Presence.Roster(ctx, wire.RosterRequest{Room: room, Limit: s.env.Config.RosterLimit})
+	if err != nil {
+		s.env.Log.Warn("roster failed", "room", room, "err", err)
+		return
+	}
+	users := r.Users
+	if users == nil {
+		users = []string{}
+	}
+	s.send(frame.Must(wire.TypeRoster, wire.Roster{Type: wire.TypeRoster, Room: room, Users: users, Online: r.Online, More: r.Next != ""}, frame.Essential))
+}
+
+func (s *Session) message(f wire.ClientFrame) {
+	ms, ok := s.rooms.get(f.Room)
+	if !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room before sending to it"), f.CID, f.Room)
+		return
+	}
+	room, cid := f.Room, f.CID
+	// The publish is asynchronous: reading goes on while JetStream stores
+	// the message; the ack (or the error) follows when the PubAck arrives.
+	e := s.publish(f, func(res backend.PostResult, e *wire.Error) {
+		if e != nil {
+			s.sendError(e, cid, room)
+			return
+		}
+		s.send(frame.Must(wire.TypeAck, wire.Ack{Type: wire.TypeAck, CID: cid, ID: res.ID}, frame.Essential))
+	})
+	if e != nil {
+		s.sendError(e, cid, room)
+		return
+	}
+	if ms.typing {
+		ms.typing = false
+		s.publishTyping(room, wire.TypingOff)
+	}
+}
+
+// publish is the one path a chat message takes to the stream, whatever
+// the transport: the token's room rule, the connection's and the user's
+// message budgets, the connection's pending bound, then the lane, whose
+// publisher bounds the edge's pending messages. f is valid (wire). done
+// gets the outcome exactly once, on a publisher goroutine, unless publish
+// refuses the message (then it returns why and done is never called).
+func (s *Session) publish(f wire.ClientFrame, done func(backend.PostResult, *wire.Error)) *wire.Error {
+	if !s.ident.Allows(f.Room) {
+		return wire.Errorf(wire.CodeForbidden, "the token does not allow this room")
+	}
+	if !s.allowMessage() {
+		return wire.Errorf(wire.CodeRateLimited, "too many messages; slow down")
+	}
+	if int(s.posting.Add(1)) > s.env.Config.MaxPendingPosts {
+		s.posting.Add(-1)
+		return wire.Errorf(wire.CodeRateLimited, "too many messages awaiting storage; slow down")
+	}
+	start := time.Now()
+	if s.lane == nil {
+		s.lane = s.env.Publisher.NewLane()
+	}
+	room := f.Room
+	err := s.lane.Post(room, s.ident.User, f.Body, f.CID, func(res backend.PostResult, err error) {
+		s.posting.Add(-1)
+		if err != nil {
+			s.env.Log.Warn("publish failed", "room", room, "err", err)
+			done(backend.PostResult{}, unavailable(err, "message not stored; resend it with the same cid"))
+			return
+		}
+		s.env.Obs.Published(time.Since(start))
+		done(res, nil)
+	})
+	if err != nil {
+		s.posting.Add(-1)
+		s.env.Log.Warn("publish refused", "room", room, "err", err)
+		return unavailable(err, "message not stored; resend it with the same cid")
+	}
+	return nil
+}
+
+// Post stores one chat message for a client that holds no connection (an
+// HTTP post), through the path of a message frame: the same validation
+// (wire.CheckClientFrame), the token's room rule, the user's message
+// budget (shared with the user's connections, whether or not one is open)
+// and the bounded publish. It waits for the outcome (bounded by the
+// publisher's timeout) or ctx. A refusal or a failed publish is a
+// *wire.Error, the error frame a WebSocket client would get.
+func (e *Env) Post(ctx context.Context, id auth.Identity, room, body, cid string) (backend.PostResult, error) {
+	f, perr := wire.CheckClientFrame(wire.ClientFrame{Type: wire.TypeMessage, Room: room, Body: body, CID: cid}, e.Config.Limits)
+	if perr != nil {
+		return backend.PostResult{}, perr
+	}
+	s := &Session{env: e, ident: id}
+	if e.Users != nil {
+		s.quota = postBudget{e.Users, id.User}
+	}
+	type outcome struct {
+		res backend.PostResult
+		err *wire.Error
+	}
+	out := make(chan outcome, 1)
+	if werr := s.publish(f, func(res backend.PostResult, werr *wire.Error) { out <- outcome{res, werr} }); werr != nil {
+		return backend.PostResult{}, werr
+	}
+	select {
+	case o := <-out:
+		if o.err != nil {
+			return backend.PostResult{}, o.err
+		}
+		return o.res, nil
+	case <-ctx.Done():
+		return backend.PostResult{}, fmt.Errorf("post to %s: %w", f.Room, ctx.Err())
+	}
+}
+
+// postBudget is the user's budget as a post draws on it: messages only,
+// without holding a connection.
+type postBudget struct {
+	l    *userlimit.Limits
+	user string
+}
+
+func (b postBudget) AllowMessage() bool { return b.l.AllowMessage(b.user) }
+func (postBudget) AllowJoin() bool      { return true }
+func (postBudget) AllowTyping() bool    { return true }
+
+func (s *Session) typing(f wire.ClientFrame) {
+	ms, ok := s.rooms.get(f.Room)
+	if !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room first"), "", f.Room)
+		return
+	}
+	on := f.State == wire.TypingOn
+	if !s.allowTyping() {
+		if on && ms.typing {
+			return // a renewal over the limit is simply dropped
+		}
+		s.sendError(wire.Errorf(wire.CodeRateLimited, "too many typing notifications; slow down"), "", f.Room)
+		return
+	}
+	ms.typing = on
+	s.publishTyping(f.Room, f.State)
+}
+
+func (s *Session) publishTyping(room, state string) {
+	if err := s.env.Typing.Typing(wire.TypingEvent{Room: room, User: s.ident.User, State: state, Conn: s.id}); err != nil {
+		s.env.Log.Warn("typing publish failed", "room", room, "err", err)
+	}
+}
+
+func (s *Session) history(ctx context.Context, f wire.ClientFrame) {
+	// Every read checks the rule join checks (guarantee 10).
+	if !s.ident.Allows(f.Room) {
+		s.sendError(wire.Errorf(wire.CodeForbidden, "the token does not allow this room"), "", f.Room)
+		return
+	}
+	if _, ok := s.rooms.get(f.Room); !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room before reading its history"), "", f.Room)
+		return
+	}
+	p, err := s.env.Pages.Recent(ctx, wire.RecentRequest{Room: f.Room, Before: f.Before, Limit: f.Limit})
+	if err != nil {
+		s.sendError(unavailable(err, "history is unavailable"), "", f.Room)
+		return
+	}
+	items := p.Items
+	if items == nil {
+		items = []wire.Message{}
+	}
+	s.send(frame.Must(wire.TypeHistory, wire.History{Type: wire.TypeHistory, Room: f.Room, Items: items, HasMore: p.HasMore, Recovered: true}, frame.Essential))
+}
+
+func (s *Session) leave(f wire.ClientFrame) {
+	ms, ok := s.rooms.get(f.Room)
+	if !ok {
+		s.sendError(wire.Errorf(wire.CodeNotJoined, "not in this room"), "", f.Room)
+		return
+	}
+	ms.m.Leave()
+	s.rooms.del(f.Room)
+	s.dropRoom(ms)
+}

@@ -1,0 +1,339 @@
+// Package session is the edge's one connection model: a client of
+// protocol v1, whatever its transport. A WebSocket connection, an SSE
+// stream and an HTTP post are all a Session over a Sink (send, queued
+// bytes, close); the session owns what a client holds and may do — the
+// user's connection quota and admission ticket, the token's rooms, the
+// per-connection and per-user limits, joins (hub membership and presence
+// registration), leaves and the cleanup when the connection ends — so each
+// transport only reads and writes its own bytes.
+//
+// A session's methods are called from one goroutine at a time (the
+// transport's reader); the outcomes of publishes and presence arrive on
+// other goroutines and only ever send frames.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+
+	"golang.org/x/time/rate"
+
+	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
+	"github.com/hubbub-chat/hubbub/shared/names"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// ErrTooManyConnections is returned by Open when the user already holds
+// the most connections allowed on this edge.
+var ErrTooManyConnections = errors.New("session: too many connections for this user")
+
+// Config is shared by every session of an edge.
+type Config struct {
+	// EdgeID names this edge in presence connection events.
+	EdgeID string
+	// Limits bounds message bodies and history pages.
+	Limits wire.Limits
+	// MaxRooms is how many rooms one connection may join (100).
+	MaxRooms int
+	// RosterLimit caps the users listed in the roster frame (100).
+	RosterLimit int
+	// MessageRate and MessageBurst limit messages per connection
+	// (default 10/s, burst 20).
+	MessageRate  rate.Limit
+	MessageBurst int
+	// JoinRate and JoinBurst limit joins per connection (default 10/s,
+	// burst 100: a reconnecting page re-joins all its rooms at once).
+	JoinRate  rate.Limit
+	JoinBurst int
+	// TypingRate and TypingBurst limit typing frames per connection
+	// (default 5/s, burst 10). A typing renewal over the limit is dropped
+	// silently; other typing frames over it get rate_limited.
+	TypingRate  rate.Limit
+	TypingBurst int
+	// MaxPendingPosts bounds one connection's messages awaiting their
+	// PubAck (32); more are refused with rate_limited.
+	MaxPendingPosts int
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defRate := func(v *rate.Limit, d rate.Limit) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxRooms, 100)
+	def(&c.RosterLimit, 100)
+	defRate(&c.MessageRate, 10)
+	def(&c.MessageBurst, 20)
+	defRate(&c.JoinRate, 10)
+	def(&c.JoinBurst, 100)
+	defRate(&c.TypingRate, 5)
+	def(&c.TypingBurst, 10)
+	def(&c.MaxPendingPosts, 32)
+	return c
+}
+
+// Env is what sessions share: configuration and collaborators. Every
+// field but Users and NewID is required.
+type Env struct {
+	Config    Config
+	Hub       Hub
+	Presence  Presence
+	Pages     Pages
+	Typing    Typist
+	Publisher Publisher
+	// Users holds the limits shared by all of a user's connections on
+	// this edge (nil: none).
+	Users *userlimit.Limits
+	// NewID returns a unique connection id (it names the connection in
+	// presence); nil: random ids.
+	NewID func() string
+	Log   *slog.Logger
+	Obs   Observer
+}
+
+// budget is a user's shared limits as a session draws on them.
+type budget interface {
+	AllowMessage() bool
+	AllowJoin() bool
+	AllowTyping() bool
+}
+
+// Session is one client of protocol v1 on one transport.
+type Session struct {
+	env   *Env
+	sink  Sink
+	ident auth.Identity
+	id    string
+	rooms roomSet
+
+	msgLimit    *rate.Limiter
+	joinLimit   *rate.Limiter
+	typingLimit *rate.Limiter
+	// quota is the user's shared limits (nil: none); held is the
+	// connection taken from them, released by End.
+	quota  budget
+	held   *userlimit.User
+	ticket *admit.Ticket
+	// posting counts messages awaiting their PubAck.
+	posting atomic.Int32
+	// lane orders the outcomes of this connection's posts (made on the
+	// first message, so idle connections hold none).
+	lane Lane
+	// frames counts the client frames handled: frame n's NATS requests
+	// carry request id "<conn id>.<n>".
+	frames uint64
+	opened bool // counted by Obs.ConnOpened
+	ended  bool
+}
+
+type membership struct {
+	room   string
+	m      Member
+	typing bool
+}
+
+// Open starts the session of a client authenticated as id on sink: it
+// takes one of the user's connections (ErrTooManyConnections when none is
+// left) and holds ticket, the transport's admission (may be nil), until
+// End. If Open fails, ticket is released.
+func (e *Env) Open(sink Sink, id auth.Identity, ticket *admit.Ticket) (*Session, error) {
+	s := &Session{env: e, sink: sink, ident: id, id: e.newID(), ticket: ticket}
+	if e.Users != nil {
+		u, err := e.Users.Acquire(id.User)
+		if err != nil {
+			if ticket != nil {
+				ticket.Release()
+			}
+			return nil, fmt.Errorf("%w: %w", ErrTooManyConnections, err)
+		}
+		s.held, s.quota = u, u
+	}
+	return s, nil
+}
+
+func (e *Env) newID() string {
+	if e.NewID != nil {
+		return e.NewID()
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ID is the connection's id.
+func (s *Session) ID() string { return s.id }
+
+// Start counts the connection as served and sends the welcome frame (the
+// first frame of a protocol v1 connection).
+func (s *Session) Start() {
+	s.markOpen()
+	s.send(frame.Must(wire.TypeWelcome, wire.Welcome{Type: wire.TypeWelcome, User: s.ident.User, Protocol: wire.ProtocolVersion}, frame.Essential))
+}
+
+func (s *Session) markOpen() {
+	if !s.opened {
+		s.opened = true
+		s.env.Obs.ConnOpened()
+	}
+}
+
+// Close starts closing the transport with code (e.g. 1012 on drain).
+func (s *Session) Close(code uint16, reason string) { s.sink.Close(code, reason) }
+
+// End releases everything the session holds, however its connection
+// ended: memberships (no more deliveries), typing (off), presence (the
+// leave is retried in the background until presence confirms it), the
+// user's connection and the admission ticket; a served connection is
+// counted closed with reason. Call it once the transport stopped reading;
+// later calls do nothing.
+func (s *Session) End(reason string) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	for _, ms := range s.rooms {
+		ms.m.Leave()
+	}
+	for _, ms := range s.rooms {
+		s.dropRoom(ms)
+	}
+	s.rooms = nil
+	if s.held != nil {
+		s.held.Release()
+	}
+	if s.ticket != nil {
+		s.ticket.Release()
+	}
+	if s.opened {
+		s.env.Obs.ConnClosed(reason)
+	}
+}
+
+// dropRoom ends what the connection holds in a room it no longer
+// receives: its typing and its presence.
+func (s *Session) dropRoom(ms *membership) {
+	if ms.typing {
+		ms.typing = false
+		s.publishTyping(ms.room, wire.TypingOff)
+	}
+	s.env.Presence.Unregister(s.connEvent(ms.room))
+}
+
+// Binary answers a binary frame: only JSON text frames are spoken.
+func (s *Session) Binary() {
+	s.env.Obs.FrameIn("binary")
+	s.sendError(wire.Errorf(wire.CodeBinaryFrame, "binary frames are not supported; send JSON text frames"), "", "")
+}
+
+// Handle answers one client text frame. ctx bounds the requests made on
+// the client's behalf.
+func (s *Session) Handle(ctx context.Context, payload []byte) {
+	s.frames++
+	ctx = backend.WithRequestID(ctx, s.id+"."+strconv.FormatUint(s.frames, 10))
+	f, perr := wire.ParseClientFrame(payload, s.env.Config.Limits)
+	if perr != nil {
+		typ := "invalid"
+		if perr.Code != wire.CodeBadJSON && perr.Code != wire.CodeUnknownType {
+			typ = f.Type
+		}
+		s.env.Obs.FrameIn(typ)
+		s.sendError(perr, f.CID, f.Room)
+		return
+	}
+	s.env.Obs.FrameIn(f.Type)
+	s.dispatch(ctx, f)
+}
+
+// dispatch hands a valid frame to the method of its type: adding a client
+// frame type is a case here, its method, and its rule in wire.
+func (s *Session) dispatch(ctx context.Context, f wire.ClientFrame) {
+	switch f.Type {
+	case wire.TypeJoin:
+		s.join(ctx, f)
+	case wire.TypeMessage:
+		s.message(f)
+	case wire.TypeTyping:
+		s.typing(f)
+	case wire.TypeHistory:
+		s.history(ctx, f)
+	case wire.TypeLeave:
+		s.leave(f)
+	}
+}
+
+// send writes f to the client, counting it.
+func (s *Session) send(f *frame.Frame) {
+	if s.sink.Send(f) {
+		s.env.Obs.FrameOut(f.Type)
+	}
+}
+
+// sendError sends e as an error frame, echoing cid and room when valid.
+func (s *Session) sendError(e *wire.Error, cid, room string) {
+	if !wire.ValidCID(cid) {
+		cid = ""
+	}
+	if !names.ValidRoom(room) {
+		room = ""
+	}
+	s.env.Obs.ErrorSent(e.Code)
+	s.send(frame.Must(wire.TypeError, e.Frame(cid, room), frame.Essential))
+}
+
+func (s *Session) connEvent(room string) wire.ConnEvent {
+	return wire.ConnEvent{Room: room, User: s.ident.User, Conn: s.id, Edge: s.env.Config.EdgeID}
+}
+
+// allowMessage, allowJoin and allowTyping take one token from the
+// connection's limiter and, if that passes, from the user's.
+func (s *Session) allowMessage() bool {
+	if s.msgLimit == nil {
+		s.msgLimit = rate.NewLimiter(s.env.Config.MessageRate, s.env.Config.MessageBurst)
+	}
+	return s.msgLimit.Allow() && (s.quota == nil || s.quota.AllowMessage())
+}
+
+func (s *Session) allowJoin() bool {
+	if s.joinLimit == nil {
+		s.joinLimit = rate.NewLimiter(s.env.Config.JoinRate, s.env.Config.JoinBurst)
+	}
+	return s.joinLimit.Allow() && (s.quota == nil || s.quota.AllowJoin())
+}
+
+func (s *Session) allowTyping() bool {
+	if s.typingLimit == nil {
+		s.typingLimit = rate.NewLimiter(s.env.Config.TypingRate, s.env.Config.TypingBurst)
+	}
+	return s.typingLimit.Allow() && (s.quota == nil || s.quota.AllowTyping())
+}
+
+// unavailable turns a backend failure into an error frame.
+func unavailable(err error, msg string) *wire.Error {
+	if errors.Is(err, backend.ErrBusy) {
+		return wire.Errorf(wire.CodeUnavailable, "the edge has too many messages awaiting storage; resend later with the same cid")
+	}
+	var se *backend.ServiceError
+	if errors.As(err, &se) && se.Code >= 400 && se.Code < 500 {
+		return wire.Errorf(wire.CodeInternal, "%s: %s", msg, se.Description)
+	}
+	// ErrUnavailable, deadlines, a closed hub or publisher, anything else:
+	// the client may retry.
+	return wire.Errorf(wire.CodeUnavailable, "%s", msg)
+}
