@@ -36,8 +36,8 @@ func exported(t *testing.T) map[string]bool {
 	for file, subsystem := range map[string]string{
 		"services/edge/internal/metrics/metrics.go":    "",
 		"services/history/internal/metrics/metrics.go": "history",
-		"services/presence/metrics.go":        "presence",
-		"shared/ops/buildinfo.go":             "",
+		"services/presence/metrics.go":                 "presence",
+		"shared/ops/buildinfo.go":                      "",
 	} {
 		b, err := os.ReadFile(filepath.Join(root, file))
 		if err != nil {

@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hubbub-chat/hubbub/services/history"
-	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/services/history/internal/store"
+	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"

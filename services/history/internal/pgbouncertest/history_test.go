@@ -16,8 +16,8 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/history"
 	"github.com/hubbub-chat/hubbub/services/history/internal/pgbouncertest"
-	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/services/history/internal/store"
+	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/shared/config"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/provision"

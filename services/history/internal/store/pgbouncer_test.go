@@ -14,9 +14,9 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/history/internal/metrics"
 	"github.com/hubbub-chat/hubbub/services/history/internal/pgbouncertest"
-	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/services/history/internal/store/storetest"
+	"github.com/hubbub-chat/hubbub/services/history/pgtest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
