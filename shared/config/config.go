@@ -49,55 +49,40 @@ func (f *Flags) String(p *string, name, env, def, usage string) {
 
 // Int defines an int flag defaulting to $env or def.
 func (f *Flags) Int(p *int, name, env string, def int, usage string) {
-	if v, ok := f.lookup(env); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
-		} else {
-			def = n
-		}
-	}
-	f.IntVar(p, name, def, usage+" ($"+env+")")
+	f.IntVar(p, name, envDefault(f, env, def, strconv.Atoi), usage+" ($"+env+")")
 }
 
 // Float defines a float64 flag defaulting to $env or def.
 func (f *Flags) Float(p *float64, name, env string, def float64, usage string) {
-	if v, ok := f.lookup(env); ok {
-		x, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
-		} else {
-			def = x
-		}
-	}
-	f.Float64Var(p, name, def, usage+" ($"+env+")")
+	f.Float64Var(p, name, envDefault(f, env, def, parseFloat), usage+" ($"+env+")")
 }
 
 // Duration defines a duration flag defaulting to $env or def.
 func (f *Flags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	if v, ok := f.lookup(env); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
-		} else {
-			def = d
-		}
-	}
-	f.DurationVar(p, name, def, usage+" ($"+env+")")
+	f.DurationVar(p, name, envDefault(f, env, def, time.ParseDuration), usage+" ($"+env+")")
 }
 
 // Bool defines a bool flag defaulting to $env or def.
 func (f *Flags) Bool(p *bool, name, env string, def bool, usage string) {
-	if v, ok := f.lookup(env); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
-		} else {
-			def = b
-		}
-	}
-	f.BoolVar(p, name, def, usage+" ($"+env+")")
+	f.BoolVar(p, name, envDefault(f, env, def, strconv.ParseBool), usage+" ($"+env+")")
 }
+
+// envDefault is def, or $env parsed by parse when it is set; a value
+// that does not parse is kept for Parse to report, and def is used.
+func envDefault[T any](f *Flags, env string, def T, parse func(string) (T, error)) T {
+	v, ok := f.lookup(env)
+	if !ok {
+		return def
+	}
+	x, err := parse(v)
+	if err != nil {
+		f.errs = append(f.errs, fmt.Errorf("$%s=%q: %w", env, v, err))
+		return def
+	}
+	return x
+}
+
+func parseFloat(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
 
 // Bytes defines a size flag defaulting to $env or def: a number of bytes
 // with an optional binary suffix K, M, G or T (also KiB … TiB; 1G =

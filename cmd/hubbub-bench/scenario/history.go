@@ -123,21 +123,27 @@ func (r *Runner) Ingest(ctx context.Context, t Target, in Ingest) (res Result) {
 	res = Result{Scenario: "ingest", Target: t.Name + "/" + in.Backend, Started: time.Now(), LoadAvg: loadavg(),
 		Params: map[string]any{"messages": in.Messages, "rooms": in.Rooms, "backend": in.Backend}}
 	defer func() { res.Wall = round(time.Since(res.Started).Seconds(), 1) }()
+	if err := r.ingest(ctx, t, in, &res); err != nil {
+		res.Failed = err.Error()
+	}
+	return res
+}
+
+// ingest publishes in.Messages with history paused (when the target can
+// pause it), then times history's catch-up.
+func (r *Runner) ingest(ctx context.Context, t Target, in Ingest, res *Result) error {
 	nc, js, err := connectNATS(t.NATSURL)
 	if err != nil {
-		res.Failed = err.Error()
-		return res
+		return err
 	}
 	defer nc.Close()
 	if _, err := caughtUp(ctx, js, time.Minute); err != nil {
-		res.Failed = err.Error()
-		return res
+		return err
 	}
 	hist := t.Servers["history"]
 	if hist != nil {
 		if err := hist.Pause(); err != nil {
-			res.Failed = err.Error()
-			return res
+			return err
 		}
 	}
 	resumed := false
@@ -152,26 +158,21 @@ func (r *Runner) Ingest(ctx context.Context, t Target, in Ingest) (res Result) {
 	start := time.Now()
 	pubTime, err := publish(ctx, js, r.nextTag("g"), in.Rooms, in.Messages)
 	if err != nil {
-		res.Failed = err.Error()
-		return res
+		return err
 	}
 	res.Params["history_paused"] = hist != nil
 	meter := startCPU(t, nil)
 	if hist != nil {
 		start = time.Now()
 		if err := resume(); err != nil {
-			res.Failed = err.Error()
-			return res
+			return err
 		}
 	}
 	done, err := caughtUp(ctx, js, 5*time.Minute)
-	if err != nil {
-		res.Failed = err.Error()
-	}
 	res.ServerCPU, _ = meter.stop(nil)
 	res.PublishSec = round(float64(in.Messages)/pubTime.Seconds(), 0)
 	res.IngestSec = round(float64(in.Messages)/done.Sub(start).Seconds(), 0)
-	return res
+	return err
 }
 
 // History runs the history-read scenario.
@@ -179,20 +180,26 @@ func (r *Runner) History(ctx context.Context, t Target, h History) (res Result) 
 	res = Result{Scenario: "history", Target: t.Name + "/" + h.Backend, Started: time.Now(), LoadAvg: loadavg(),
 		Params: map[string]any{"rooms": h.Rooms, "per_room": h.PerRoom, "limit": h.Limit, "concurrency": h.Concurrency, "backend": h.Backend, "duration_s": h.Duration.Seconds()}}
 	defer func() { res.Wall = round(time.Since(res.Started).Seconds(), 1) }()
+	if err := r.history(ctx, t, h, &res); err != nil {
+		res.Failed = err.Error()
+	}
+	return res
+}
+
+// history fills h.Rooms rooms, waits for history to store them, then
+// reads recent pages from the worker fleet for h.Duration.
+func (r *Runner) history(ctx context.Context, t Target, h History, res *Result) error {
 	nc, js, err := connectNATS(t.NATSURL)
 	if err != nil {
-		res.Failed = err.Error()
-		return res
+		return err
 	}
 	defer nc.Close()
 	tag := r.nextTag("h")
 	if _, err := publish(ctx, js, tag, h.Rooms, h.Rooms*h.PerRoom); err != nil {
-		res.Failed = err.Error()
-		return res
+		return err
 	}
 	if _, err := caughtUp(ctx, js, 2*time.Minute); err != nil {
-		res.Failed = err.Error()
-		return res
+		return err
 	}
 	rooms := make([]string, h.Rooms)
 	for i := range rooms {
@@ -200,8 +207,7 @@ func (r *Runner) History(ctx context.Context, t Target, h History) (res Result) 
 	}
 	pool, err := r.pool(ctx, 0)
 	if err != nil {
-		res.Failed = err.Error()
-		return res
+		return err
 	}
 	defer pool.Close()
 	st0, _ := pool.Each(worker.Command{Op: worker.OpStats})
@@ -217,9 +223,6 @@ func (r *Runner) History(ctx context.Context, t Target, h History) (res Result) 
 		}}
 	}
 	st, err := pool.All(cmds)
-	if err != nil {
-		res.Failed = err.Error()
-	}
 	res.ServerCPU, res.GenCPU = meter.stop(st)
 	m := merge(st)
 	if m.elapsed > 0 {
@@ -231,5 +234,5 @@ func (r *Runner) History(ctx context.Context, t Target, h History) (res Result) 
 	if len(res.Errors) == 0 {
 		res.Errors = nil
 	}
-	return res
+	return err
 }
