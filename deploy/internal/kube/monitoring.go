@@ -26,15 +26,21 @@ type Endpoint struct {
 	ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
 }
 
+// MonitorTarget is what a ServiceMonitor or PodMonitor selects: its
+// objects by label, in which namespaces, and the label naming the job.
+type MonitorTarget struct {
+	JobLabel          string               `json:"jobLabel,omitempty"`
+	Selector          metav1.LabelSelector `json:"selector"`
+	NamespaceSelector *NamespaceSelector   `json:"namespaceSelector,omitempty"`
+}
+
 // ServiceMonitor is monitoring.coreos.com/v1 ServiceMonitor.
 type ServiceMonitor struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		JobLabel          string               `json:"jobLabel,omitempty"`
-		Selector          metav1.LabelSelector `json:"selector"`
-		NamespaceSelector *NamespaceSelector   `json:"namespaceSelector,omitempty"`
-		Endpoints         []Endpoint           `json:"endpoints"`
+		MonitorTarget
+		Endpoints []Endpoint `json:"endpoints"`
 	} `json:"spec"`
 }
 
@@ -43,10 +49,8 @@ type PodMonitor struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		JobLabel            string               `json:"jobLabel,omitempty"`
-		Selector            metav1.LabelSelector `json:"selector"`
-		NamespaceSelector   *NamespaceSelector   `json:"namespaceSelector,omitempty"`
-		PodMetricsEndpoints []Endpoint           `json:"podMetricsEndpoints"`
+		MonitorTarget
+		PodMetricsEndpoints []Endpoint `json:"podMetricsEndpoints"`
 	} `json:"spec"`
 }
 
