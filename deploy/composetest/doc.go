@@ -10,8 +10,9 @@
 //
 // The test files carry the composetest build tag so that `make test` needs no
 // Docker (except override_test.go, which checks without Docker that the
-// test's override still fits docker-compose.yml). With the tag the test never skips: anything missing (root, dockerd,
-// the Debian mirror on a first run) fails it with what to do. Downloads and
+// test's override still fits docker-compose.yml). With the tag the test never
+// skips: anything missing (root, dockerd, the Debian mirror on a first run)
+// fails it with what to do. Downloads and
 // slow one-off builds (the compose plugin, the Debian root filesystems) are
 // cached in $HUBBUB_COMPOSE_CACHE (default ~/.cache/hubbub-composetest);
 // docs/deploy.md ("docker compose, tested") describes the run.
