@@ -89,12 +89,6 @@ func checkHandler(ok string, checks []Check) http.HandlerFunc {
 	}
 }
 
-// Register adds /healthz (always ok), /readyz and /metrics to mux: see
-// Endpoints for liveness checks. reg may be nil (no metrics).
-func Register(mux *http.ServeMux, reg prometheus.Gatherer, checks ...Check) {
-	Endpoints{Metrics: reg, Ready: checks}.Register(mux)
-}
-
 // Pprof is a handler of the runtime profiles under /debug/pprof/, for a
 // separate loopback listener (never the public one: profiles reveal
 // internals and cost CPU).
