@@ -1,0 +1,231 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// flushLocked is how many buffered live messages are handed over while
+// holding the room lock when a member goes live; a longer buffer is sent
+// paced, outside the lock, first.
+const flushLocked = 64
+
+// catchUp brings one joining member from its starting point to the room's
+// live position: history frames first (the newest page, or everything
+// after since, page by page), then the live messages buffered meanwhile.
+type catchUp struct {
+	h    *Hub
+	r    *room
+	m    *Member
+	last uint64 // end of the member's view: the last id sent to it
+	live bool   // message frames were sent: later catch-up items go as message frames too
+	sent int    // frames sent so far
+}
+
+func (c *catchUp) run(ctx context.Context, since *uint64) error {
+	more, err := c.first(ctx, since)
+	for {
+		if err != nil {
+			// Neither history nor the stream answered: the join fails
+			// and the member is removed.
+			return err
+		}
+		if more {
+			more, _, err = c.next(ctx)
+			continue
+		}
+		done, behind, ferr := c.flush(ctx)
+		switch {
+		case ferr != nil:
+			return ferr
+		case done:
+			return nil
+		case behind:
+			var progressed bool
+			more, progressed, err = c.next(ctx)
+			if err == nil && !progressed {
+				c.r.mu.Lock()
+				c.h.log.Warn("history cannot reach the room's live position; joining with a hole", "room", c.r.name, "have", c.last, "want", c.m.bufFrom)
+				c.last = max(c.last, c.m.bufFrom)
+				c.r.mu.Unlock()
+			}
+		}
+	}
+}
+
+// first sends the first history frame(s): the newest page, or the first
+// page after since. more reports that history has further pages.
+func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err error) {
+	if since == nil {
+		p, err := c.recent(ctx)
+		if err != nil {
+			return false, err
+		}
+		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, true)
+	}
+	c.r.mu.Lock()
+	newest := c.m.bufFrom // the room's newest id when the join began
+	c.r.mu.Unlock()
+	if *since > newest {
+		// A cursor beyond anything this room holds (another room's, or
+		// another deployment's): following it would drop every live
+		// message up to it. Reset the member's view to the newest page.
+		p, err := c.recent(ctx)
+		if err != nil {
+			return false, err
+		}
+		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, false)
+	}
+	c.last = *since
+	p, err := c.since(ctx, *since)
+	if err != nil {
+		return false, err
+	}
+	if !p.Recovered {
+		// since is older than what history keeps: the newest page
+		// instead, and the member resets its view.
+		c.last = 0
+		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, false)
+	}
+	items := roomlog.Unseen(p.Items, c.last, roomlog.MessageID)
+	return p.HasMore && len(items) > 0, c.sendHistory(ctx, items, p.HasMore, true, true)
+}
+
+// recent is the room's newest page: from history, or read from the
+// stream while history does not answer.
+func (c *catchUp) recent(ctx context.Context) (wire.Page, error) {
+	h, room := c.h, c.r.name
+	p, err := h.be.Recent(ctx, wire.RecentRequest{Room: room, Limit: h.cfg.JoinPage})
+	if err == nil {
+		return p, nil
+	}
+	h.log.Warn("history unavailable: join served from the stream", "room", room, "err", err)
+	p, serr := h.be.StreamRecent(ctx, h.dec, room, h.cfg.JoinPage)
+	if serr != nil {
+		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
+	}
+	return p, nil
+}
+
+// since is the page after id: from history, or read from the stream
+// while history does not answer.
+func (c *catchUp) since(ctx context.Context, id uint64) (wire.Page, error) {
+	h, room := c.h, c.r.name
+	p, err := h.be.Since(ctx, wire.SinceRequest{Room: room, After: id, Limit: h.cfg.PageSize})
+	if err == nil {
+		return p, nil
+	}
+	h.log.Warn("history unavailable: catch-up served from the stream", "room", room, "after", id, "err", err)
+	p, serr := h.be.StreamSince(ctx, h.dec, room, id, h.cfg.PageSize)
+	if serr != nil {
+		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
+	}
+	return p, nil
+}
+
+// next sends the next page after the member's view.
+func (c *catchUp) next(ctx context.Context) (more, progressed bool, err error) {
+	if err := c.pace(ctx); err != nil {
+		return false, false, err
+	}
+	p, err := c.since(ctx, c.last)
+	if err != nil {
+		return false, false, err
+	}
+	items := roomlog.Unseen(p.Items, c.last, roomlog.MessageID)
+	if !p.Recovered || len(items) == 0 {
+		return false, false, nil
+	}
+	if err := c.sendHistory(ctx, items, p.HasMore, true, true); err != nil {
+		return false, false, err
+	}
+	return p.HasMore, true, nil
+}
+
+// flush hands the buffered live messages to the member. With few of them
+// it makes the member live (done). With many, it sends them paced outside
+// the room lock and returns to be called again. behind means the member's
+// view ends before what the buffer covers: fetch from history first.
+func (c *catchUp) flush(ctx context.Context) (done, behind bool, err error) {
+	r, m := c.r, c.m
+	r.mu.Lock()
+	if m.left {
+		r.mu.Unlock()
+		return false, false, ErrClosed
+	}
+	pending, ok := roomlog.Handover(c.last, m.bufFrom, m.buf, frameID)
+	if !ok {
+		r.mu.Unlock()
+		return false, true, nil
+	}
+	if len(pending) <= flushLocked {
+		delete(r.joining, m)
+		for _, f := range pending {
+			m.sink.Send(f)
+		}
+		c.h.obs.Delivered(wire.TypeMessage, len(pending))
+		if n := len(pending); n > 0 {
+			c.last = pending[n-1].ID
+		}
+		m.last = c.last
+		m.buf = nil
+		m.joining = false
+		m.idx = len(r.active)
+		r.active = append(r.active, m)
+		r.mu.Unlock()
+		return true, false, nil
+	}
+	m.buf = nil
+	m.bufFrom = pending[len(pending)-1].ID
+	r.mu.Unlock()
+	c.live = true
+	for len(pending) > 0 {
+		n := min(len(pending), c.h.cfg.PageSize)
+		if err := c.pace(ctx); err != nil {
+			return false, false, err
+		}
+		for _, f := range pending[:n] {
+			if err := c.send(ctx, f); err != nil {
+				return false, false, err
+			}
+		}
+		c.h.obs.Delivered(wire.TypeMessage, n)
+		c.last = pending[n-1].ID
+		pending = pending[n:]
+	}
+	return false, false, nil
+}
+
+// sendHistory sends items (ascending, after the member's view): as history
+// frames of at most FrameBytes each while the catch-up is in its history
+// part, as message frames once live messages went out. hasMore is the
+// last frame's has_more, splitMore that of the frames before it.
+func (c *catchUp) sendHistory(ctx context.Context, items []wire.Message, hasMore, splitMore, recovered bool) error {
+	if c.live {
+		for _, it := range items {
+			if err := c.send(ctx, MessageFrame(it)); err != nil {
+				return err
+			}
+		}
+		c.h.obs.Delivered(wire.TypeMessage, len(items))
+	} else {
+		frames := c.h.historyFrames(c.r.name, items, hasMore, splitMore, recovered)
+		for _, f := range frames {
+			if err := c.send(ctx, f); err != nil {
+				return err
+			}
+		}
+		c.h.obs.Delivered(wire.TypeHistory, len(frames))
+	}
+	if n := len(items); n > 0 {
+		c.last = items[n-1].ID
+	}
+	return nil
+}
+
+// frameID is the id of a buffered message frame, for roomlog.Handover.
+func frameID(f *frame.Frame) uint64 { return f.ID }
