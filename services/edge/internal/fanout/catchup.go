@@ -45,16 +45,25 @@ func (c *catchUp) run(ctx context.Context, since *uint64) error {
 		case done:
 			return nil
 		case behind:
-			var progressed bool
-			more, progressed, err = c.next(ctx)
-			if err == nil && !progressed {
-				c.r.mu.Lock()
-				c.h.log.Warn("history cannot reach the room's live position; joining with a hole", "room", c.r.name, "have", c.last, "want", c.m.bufFrom)
-				c.last = max(c.last, c.m.bufFrom)
-				c.r.mu.Unlock()
-			}
+			more, err = c.reachBuffer(ctx)
 		}
 	}
+}
+
+// reachBuffer sends the next page when the member's view ends before what
+// the live buffer covers. When history has nothing newer to give, the
+// member goes live with a hole (the last resort): its view jumps to the
+// buffer's start, and its client sees the prev mismatch and re-joins with
+// since.
+func (c *catchUp) reachBuffer(ctx context.Context) (more bool, err error) {
+	more, progressed, err := c.next(ctx)
+	if err == nil && !progressed {
+		c.r.mu.Lock()
+		c.h.log.Warn("history cannot reach the room's live position; joining with a hole", "room", c.r.name, "have", c.last, "want", c.m.bufFrom)
+		c.last = max(c.last, c.m.bufFrom)
+		c.r.mu.Unlock()
+	}
+	return more, err
 }
 
 // first sends the first history frame(s): the newest page, or the first
@@ -163,41 +172,56 @@ func (c *catchUp) flush(ctx context.Context) (done, behind bool, err error) {
 		return false, true, nil
 	}
 	if len(pending) <= flushLocked {
-		delete(r.joining, m)
-		for _, f := range pending {
-			m.sink.Send(f)
-		}
-		c.h.obs.Delivered(wire.TypeMessage, len(pending))
-		if n := len(pending); n > 0 {
-			c.last = pending[n-1].ID
-		}
-		m.last = c.last
-		m.buf = nil
-		m.joining = false
-		m.idx = len(r.active)
-		r.active = append(r.active, m)
+		c.goLiveLocked(pending)
 		r.mu.Unlock()
 		return true, false, nil
 	}
 	m.buf = nil
 	m.bufFrom = pending[len(pending)-1].ID
 	r.mu.Unlock()
+	return false, false, c.sendBuffered(ctx, pending)
+}
+
+// goLiveLocked hands the last few buffered messages to the member and
+// makes it an active member of the room, under the room lock, so that no
+// live message falls between the two.
+func (c *catchUp) goLiveLocked(pending []*frame.Frame) {
+	r, m := c.r, c.m
+	delete(r.joining, m)
+	for _, f := range pending {
+		m.sink.Send(f)
+	}
+	c.h.obs.Delivered(wire.TypeMessage, len(pending))
+	if n := len(pending); n > 0 {
+		c.last = pending[n-1].ID
+	}
+	m.last = c.last
+	m.buf = nil
+	m.joining = false
+	m.idx = len(r.active)
+	r.active = append(r.active, m)
+}
+
+// sendBuffered sends a long run of buffered messages outside the room
+// lock, PageSize at a time, each run paced on the sink's backlog; from
+// then on the catch-up sends message frames only.
+func (c *catchUp) sendBuffered(ctx context.Context, pending []*frame.Frame) error {
 	c.live = true
 	for len(pending) > 0 {
 		n := min(len(pending), c.h.cfg.PageSize)
 		if err := c.pace(ctx); err != nil {
-			return false, false, err
+			return err
 		}
 		for _, f := range pending[:n] {
 			if err := c.send(ctx, f); err != nil {
-				return false, false, err
+				return err
 			}
 		}
 		c.h.obs.Delivered(wire.TypeMessage, n)
 		c.last = pending[n-1].ID
 		pending = pending[n:]
 	}
-	return false, false, nil
+	return nil
 }
 
 // sendHistory sends items (ascending, after the member's view): as history

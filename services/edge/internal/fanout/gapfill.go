@@ -6,37 +6,54 @@ import (
 )
 
 // fill delivers the messages between after and upto (exclusive) from
-// history (or the stream while history does not answer). On failure the live message is delivered anyway: clients see
-// the prev mismatch and re-join with since.
+// history (or the stream while history does not answer). On failure the
+// live message is delivered anyway: clients see the prev mismatch and
+// re-join with since.
 func (r *room) fill(after, upto uint64) {
 	h := r.hub
 	n := 0
 	for after < upto {
-		p, err := h.be.Since(h.ctx, wire.SinceRequest{Room: r.name, After: after, Limit: h.cfg.PageSize})
-		if err != nil {
-			// History does not answer: read the stream instead.
-			p, err = h.be.StreamSince(h.ctx, h.dec, r.name, after, h.cfg.PageSize)
-		}
+		p, err := r.fillPage(after)
 		if err != nil {
 			h.log.Warn("gap fill failed", "room", r.name, "after", after, "upto", upto, "err", err)
 			h.obs.Dropped("gap_fill_failed")
 			break
 		}
-		progressed := false
-		for _, it := range roomlog.Unseen(p.Items, after, roomlog.MessageID) {
-			if it.ID >= upto {
-				break
-			}
-			r.deliver(MessageFrame(it))
-			after = it.ID
-			progressed = true
-			n++
-		}
-		if !progressed || !p.HasMore {
+		last, k := r.deliverBefore(p.Items, after, upto)
+		n += k
+		if k == 0 || !p.HasMore {
 			break
 		}
+		after = last
 	}
 	if n > 0 {
 		h.obs.GapFilled(n)
 	}
+}
+
+// fillPage reads the page after after from history, or from the stream
+// while history does not answer.
+func (r *room) fillPage(after uint64) (wire.Page, error) {
+	h := r.hub
+	p, err := h.be.Since(h.ctx, wire.SinceRequest{Room: r.name, After: after, Limit: h.cfg.PageSize})
+	if err != nil {
+		// History does not answer: read the stream instead.
+		p, err = h.be.StreamSince(h.ctx, h.dec, r.name, after, h.cfg.PageSize)
+	}
+	return p, err
+}
+
+// deliverBefore delivers the items of a page above after and below upto,
+// in order, and returns the last id delivered and how many were.
+func (r *room) deliverBefore(items []wire.Message, after, upto uint64) (last uint64, n int) {
+	last = after
+	for _, it := range roomlog.Unseen(items, after, roomlog.MessageID) {
+		if it.ID >= upto {
+			break
+		}
+		r.deliver(MessageFrame(it))
+		last = it.ID
+		n++
+	}
+	return last, n
 }

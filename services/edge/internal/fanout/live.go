@@ -17,9 +17,8 @@ import (
 // live delivers one republished message, decoded by the room log's rule,
 // filling a gap before it if its prev is not the last id delivered.
 func (r *room) live(m *nats.Msg) {
-	seq, err1 := strconv.ParseUint(m.Header.Get(subjects.HeaderSequence), 10, 64)
-	prev, err2 := strconv.ParseUint(m.Header.Get(subjects.HeaderLastSequence), 10, 64)
-	if err1 != nil || err2 != nil || seq == 0 {
+	seq, prev, ok := liveHeaders(m)
+	if !ok {
 		r.hub.obs.Dropped("bad_live_headers")
 		return
 	}
@@ -35,20 +34,7 @@ func (r *room) live(m *nats.Msg) {
 	stored, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 	msg, err := r.hub.dec.DecodeIn(r.name, seq, m.Data, stored)
 	if err != nil {
-		// Not a message history keeps (guarantee 9: something other
-		// than an edge published it): do not deliver it either, and
-		// link the next message across it, as history does.
-		if errors.Is(err, roomlog.ErrInvalid) {
-			r.hub.obs.Dropped("invalid_live_message")
-		} else {
-			r.hub.obs.Dropped("bad_live_payload")
-		}
-		if prev == last {
-			if r.skipped == nil || len(r.skipped) >= maxSkipped {
-				r.skipped = make(map[uint64]uint64)
-			}
-			r.skipped[seq] = last
-		}
+		r.refuse(err, seq, prev, last)
 		return
 	}
 	if prev > last {
@@ -56,6 +42,33 @@ func (r *room) live(m *nats.Msg) {
 	}
 	msg.Prev = prev
 	r.deliver(MessageFrame(msg))
+}
+
+// liveHeaders reads the stream's id of a republished message and that of
+// the message before it in the room (JetStream RePublish's headers).
+func liveHeaders(m *nats.Msg) (seq, prev uint64, ok bool) {
+	seq, err1 := strconv.ParseUint(m.Header.Get(subjects.HeaderSequence), 10, 64)
+	prev, err2 := strconv.ParseUint(m.Header.Get(subjects.HeaderLastSequence), 10, 64)
+	return seq, prev, err1 == nil && err2 == nil && seq != 0
+}
+
+// refuse drops live message seq, which the room log's rule refused (err).
+// It is not a message history keeps (guarantee 9: something other than an
+// edge published it): it is not delivered either, and when it came right
+// after the last message delivered (prev == last) the next message is
+// linked across it, as history links it.
+func (r *room) refuse(err error, seq, prev, last uint64) {
+	if errors.Is(err, roomlog.ErrInvalid) {
+		r.hub.obs.Dropped("invalid_live_message")
+	} else {
+		r.hub.obs.Dropped("bad_live_payload")
+	}
+	if prev == last {
+		if r.skipped == nil || len(r.skipped) >= maxSkipped {
+			r.skipped = make(map[uint64]uint64)
+		}
+		r.skipped[seq] = last
+	}
 }
 
 // deliver hands a message frame to every member that has not seen it and
