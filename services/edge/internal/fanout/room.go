@@ -4,11 +4,13 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/hubbub-chat/hubbub/shared/loops"
 )
 
 // room is a hosted room. Events from its subscriptions queue in inbox and
 // are processed in order by a worker goroutine that exists only while the
-// inbox is non-empty.
+// inbox is non-empty (loops.OnDemand).
 type room struct {
 	hub   *Hub
 	name  string
@@ -23,7 +25,7 @@ type room struct {
 	active  []*Member
 	joining map[*Member]struct{}
 	inbox   []*nats.Msg
-	working bool
+	worker  loops.OnDemand // runs work while inbox is non-empty, once started
 	// skipped maps the ids of live messages not delivered (they break
 	// the message rule, so history does not keep them either) that came
 	// right after a delivered one to the id delivered before them, so the
@@ -56,19 +58,22 @@ func (r *room) push(m *nats.Msg) {
 	r.kickLocked()
 }
 
+// kickLocked starts the worker if events are queued and the room has
+// started; r.mu must be held.
 func (r *room) kickLocked() {
-	if r.started && !r.working && len(r.inbox) > 0 {
-		r.working = true
-		go r.work()
+	if r.started && len(r.inbox) > 0 {
+		r.worker.KickLocked(r.work)
 	}
 }
 
+// work handles the queued events in order, a batch at a time, until the
+// inbox is empty.
 func (r *room) work() {
 	var batch []*nats.Msg
 	for {
 		r.mu.Lock()
 		if len(r.inbox) == 0 {
-			r.working = false
+			r.worker.IdleLocked()
 			r.mu.Unlock()
 			return
 		}
