@@ -28,6 +28,27 @@ import (
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 )
 
+// The hub's parts, each in the file named after its role:
+//
+//   - subscriptions.go: hosting a room. The first Join of a room
+//     subscribes its three subjects and then learns its newest id
+//     (acquire, room.start); the last Leave unsubscribes (release).
+//     Rooms and LastID report on the hosted rooms.
+//   - catchup.go: a joining member's catch-up (catchUp): history pages,
+//     then the live messages buffered meanwhile, handed over with no gap
+//     and no duplicate; pace.go paces it on the sink's backlog
+//     (Backlogged) and gives up a sink that stopped reading (ErrStalled).
+//   - dispatch.go: Run routes each NATS message from the shared channel to
+//     its room, whose worker (room.go, one goroutine while events are
+//     queued) handles it by kind.
+//   - live.go: a live message is decoded by the room log's rule, a gap
+//     before it filled (gapfill.go), then delivered to the active members
+//     and buffered for the joining ones; typing and presence are
+//     broadcast.
+//   - frames.go encodes message and history frames; config.go holds
+//     Config and its defaults; observer.go the metrics hooks; deps.go what
+//     the hub needs behind it (Backend).
+
 // ErrClosed is returned by Join after Close.
 var ErrClosed = errors.New("fanout: hub closed")
 
@@ -81,27 +102,6 @@ func (h *Hub) Close() {
 	for _, r := range rooms {
 		r.unsubscribe()
 	}
-}
-
-// Rooms is the number of hosted rooms.
-func (h *Hub) Rooms() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.rooms)
-}
-
-// LastID is the id of the last message delivered in a hosted room (false
-// when the room is not hosted here).
-func (h *Hub) LastID(room string) (uint64, bool) {
-	h.mu.RLock()
-	r := h.rooms[room]
-	h.mu.RUnlock()
-	if r == nil {
-		return 0, false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastID, r.started
 }
 
 // JoinRequest describes a member joining a room.
@@ -178,12 +178,7 @@ func (m *Member) Leave() {
 	if m.joining {
 		delete(r.joining, m)
 	} else if m.idx >= 0 {
-		last := len(r.active) - 1
-		r.active[m.idx] = r.active[last]
-		r.active[m.idx].idx = m.idx
-		r.active[last] = nil
-		r.active = r.active[:last]
-		m.idx = -1
+		r.removeActiveLocked(m)
 	}
 	m.buf = nil
 	r.mu.Unlock()

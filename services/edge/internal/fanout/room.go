@@ -85,3 +85,14 @@ func (r *room) work() {
 		}
 	}
 }
+
+// removeActiveLocked takes active member m out of r.active; r.mu must be
+// held.
+func (r *room) removeActiveLocked(m *Member) {
+	last := len(r.active) - 1
+	r.active[m.idx] = r.active[last]
+	r.active[m.idx].idx = m.idx
+	r.active[last] = nil
+	r.active = r.active[:last]
+	m.idx = -1
+}

@@ -44,6 +44,27 @@ func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
 	return r, nil
 }
 
+// Rooms is the number of hosted rooms.
+func (h *Hub) Rooms() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.rooms)
+}
+
+// LastID is the id of the last message delivered in a hosted room (false
+// when the room is not hosted here).
+func (h *Hub) LastID(room string) (uint64, bool) {
+	h.mu.RLock()
+	r := h.rooms[room]
+	h.mu.RUnlock()
+	if r == nil {
+		return 0, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastID, r.started
+}
+
 // release drops one reference; the last one unsubscribes.
 func (h *Hub) release(r *room) {
 	h.mu.Lock()
