@@ -249,7 +249,7 @@ func storeOf(t *testing.T, cfg history.Config) store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, DataDir: cfg.DataDir})
+	st, err := store.Open(ctx, cfg.StoreConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,13 +301,18 @@ func storedExactly(t *testing.T, e *env, st store.Store) error {
 	return nil
 }
 
+// testIngest is the tests' ingest: small, quick batches.
+func testIngest() history.IngestConfig {
+	return history.IngestConfig{BatchSize: 50, BatchWait: 5 * time.Millisecond}
+}
+
 func sqliteConfig(t *testing.T) history.Config {
-	return history.Config{DataDir: t.TempDir(), BatchSize: 50, BatchWait: 5 * time.Millisecond, MarksInterval: 50 * time.Millisecond}
+	return history.Config{StoreConfig: history.StoreConfig{DataDir: t.TempDir()}, IngestConfig: testIngest(), MarksInterval: 50 * time.Millisecond}
 }
 
 func postgresConfig(t *testing.T) (history.Config, string) {
 	url, name := pgtest.Database(t)
-	return history.Config{DatabaseURL: url, BatchSize: 50, BatchWait: 5 * time.Millisecond, MarksInterval: 50 * time.Millisecond}, name
+	return history.Config{StoreConfig: history.StoreConfig{DatabaseURL: url}, IngestConfig: testIngest(), MarksInterval: 50 * time.Millisecond}, name
 }
 
 // backends runs f against SQLite and Postgres.

@@ -38,7 +38,7 @@ func TestRequestIDLogged(t *testing.T) {
 	e := newEnv(t)
 	var logs syncBuf
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := history.New(history.Config{DataDir: t.TempDir()}, history.Deps{NC: e.nc, Log: log})
+	svc, err := history.New(history.Config{StoreConfig: history.StoreConfig{DataDir: t.TempDir()}}, history.Deps{NC: e.nc, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/hubbub-chat/hubbub/services/history/internal/reply"
 	"github.com/hubbub-chat/hubbub/services/history/internal/request"
@@ -30,10 +31,40 @@ func (s *Service) serve() (*microsvc.Server, error) {
 		Observe:        s.observe,
 		Log:            s.log,
 	}, []microsvc.Endpoint{
-		{Name: "recent", Subject: subjects.HistoryRecent, Handle: s.recent},
-		{Name: "since", Subject: subjects.HistorySince, Handle: s.since},
+		{Name: "recent", Subject: subjects.HistoryRecent, Handle: pageHandler(request.Recent, s.recent)},
+		{Name: "since", Subject: subjects.HistorySince, Handle: pageHandler(request.Since, s.since)},
 		{Name: "lobby", Subject: subjects.HistoryLobby, Handle: s.lobby},
 	})
+}
+
+// startServing starts the endpoints and marks the service serving once
+// the server has their subscriptions: before that it must not call itself
+// ready. A failed flush only delays readiness.
+func (s *Service) startServing(ctx context.Context) (*microsvc.Server, error) {
+	srv, err := s.serve()
+	if err != nil {
+		return nil, err
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+	err = s.nc.FlushWithContext(fctx)
+	fcancel()
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("history: flush subscriptions", "err", err)
+	}
+	s.serving.Store(true)
+	return srv, nil
+}
+
+// stopServing stops the endpoints: running requests finish (each within
+// RequestTimeout) and queued ones are refused; past twice that bound
+// their contexts are cancelled.
+func (s *Service) stopServing(srv *microsvc.Server) {
+	s.serving.Store(false)
+	sctx, scancel := context.WithTimeout(context.Background(), 2*s.cfg.RequestTimeout)
+	defer scancel()
+	if err := srv.Stop(sctx); err != nil {
+		s.log.Warn("history: stop serving", "err", err)
+	}
 }
 
 // envelope answers a bad request 400 and a page the store and stream
@@ -83,24 +114,30 @@ type page wire.Page
 // AppendJSON implements microsvc.Appender.
 func (p page) AppendJSON(dst []byte) []byte { return reply.AppendPage(dst, wire.Page(p)) }
 
-func (s *Service) recent(ctx context.Context, req *microsvc.Request) (any, error) {
-	r, err := request.Recent(req.Data)
-	if err != nil {
-		return nil, err
+// pageHandler serves a page request: decode parses and checks the body
+// (a request.ErrBadRequest is answered 400), read reads the page.
+func pageHandler[R any](decode func([]byte) (R, error), read func(context.Context, R) (wire.Page, error)) microsvc.Handler {
+	return func(ctx context.Context, req *microsvc.Request) (any, error) {
+		r, err := decode(req.Data)
+		if err != nil {
+			return nil, err
+		}
+		p, err := read(ctx, r)
+		return page(p), err
 	}
-	p, err := s.reader.Recent(ctx, r.Room, r.Before, r.Limit)
-	return page(p), err
 }
 
-func (s *Service) since(ctx context.Context, req *microsvc.Request) (any, error) {
-	r, err := request.Since(req.Data)
-	if err != nil {
-		return nil, err
-	}
-	p, err := s.reader.Since(ctx, r.Room, r.After, r.Limit)
-	return page(p), err
+// recent reads a recent page.
+func (s *Service) recent(ctx context.Context, r wire.RecentRequest) (wire.Page, error) {
+	return s.reader.Recent(ctx, r.Room, r.Before, r.Limit)
 }
 
+// since reads a since page.
+func (s *Service) since(ctx context.Context, r wire.SinceRequest) (wire.Page, error) {
+	return s.reader.Since(ctx, r.Room, r.After, r.Limit)
+}
+
+// lobby answers a lobby request.
 func (s *Service) lobby(ctx context.Context, req *microsvc.Request) (any, error) {
 	r, err := request.Lobby(req.Data)
 	if err != nil {

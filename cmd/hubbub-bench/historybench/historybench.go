@@ -149,7 +149,10 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	cfg := history.Config{DataDir: filepath.Join(tmp, "sqlite"), BatchSize: o.batch, MaxAckPending: o.maxPending, Inserts: o.inserts}
+	cfg := history.Config{
+		StoreConfig:  history.StoreConfig{DataDir: filepath.Join(tmp, "sqlite")},
+		IngestConfig: history.IngestConfig{BatchSize: o.batch, MaxAckPending: o.maxPending, Inserts: o.inserts},
+	}
 	backend := "sqlite"
 	if o.dbURL != "" {
 		backend = "postgres"

@@ -193,7 +193,7 @@ func startServices(ctx context.Context, dir string) (url string, stop func(), er
 	if err != nil {
 		return "", nil, err
 	}
-	hist, err := history.New(history.Config{DataDir: filepath.Join(dir, "history")}, history.Deps{NC: hnc, Log: log})
+	hist, err := history.New(history.Config{StoreConfig: history.StoreConfig{DataDir: filepath.Join(dir, "history")}}, history.Deps{NC: hnc, Log: log})
 	if err != nil {
 		return "", nil, err
 	}

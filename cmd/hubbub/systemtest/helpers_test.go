@@ -78,7 +78,8 @@ func (e *env) startPresenceWith(cfg presence.Config) {
 // startHistory runs the real history service on SQLite in a temp dir.
 func (e *env) startHistory() *history.Service {
 	e.t.Helper()
-	svc, err := history.New(history.Config{DataDir: e.t.TempDir(), BatchWait: 5 * time.Millisecond, MarksInterval: 50 * time.Millisecond},
+	svc, err := history.New(history.Config{StoreConfig: history.StoreConfig{DataDir: e.t.TempDir()},
+		IngestConfig: history.IngestConfig{BatchWait: 5 * time.Millisecond}, MarksInterval: 50 * time.Millisecond},
 		history.Deps{NC: e.Connect(), Log: logging.Discard()})
 	if err != nil {
 		e.t.Fatalf("history: %v", err)

@@ -41,47 +41,74 @@ const insertTimeout = 15 * time.Second
 // ErrStalled is reported by Healthy while inserts keep failing.
 var ErrStalled = errors.New("ingest stalled")
 
+// Defaults of Config: each is used where the field is zero (or less).
+const (
+	// DefaultBatchSize is Config.BatchSize's default.
+	DefaultBatchSize = 500
+	// DefaultBatchWait is Config.BatchWait's default.
+	DefaultBatchWait = 20 * time.Millisecond
+	// DefaultAckWait is Config.AckWait's default.
+	DefaultAckWait = 30 * time.Second
+	// AckPendingBatches is how many batches Config.MaxAckPending allows by
+	// default: MaxAckPending is AckPendingBatches × BatchSize.
+	AckPendingBatches = 8
+	// DefaultMaxBackoff is Config.MaxBackoff's default.
+	DefaultMaxBackoff = 5 * time.Second
+	// DefaultInserts is Config.Inserts's default.
+	DefaultInserts = 2
+	// DefaultMaxBody is Config.MaxBody's default, the edges' default
+	// limit.
+	DefaultMaxBody = wire.DefaultMaxBody
+)
+
 // Config tunes ingest. Zero values take the defaults.
 type Config struct {
-	// BatchSize is the most messages inserted in one transaction (500).
+	// BatchSize is the most messages inserted in one transaction
+	// (DefaultBatchSize).
 	BatchSize int
-	// BatchWait is how long a partial batch waits for more messages (20ms).
+	// BatchWait is how long a partial batch waits for more messages
+	// (DefaultBatchWait).
 	BatchWait time.Duration
-	// AckWait is the consumer's redelivery timeout (30s).
+	// AckWait is the consumer's redelivery timeout (DefaultAckWait).
 	AckWait time.Duration
 	// MaxAckPending bounds unacknowledged messages across all replicas
-	// (default 8 × BatchSize).
+	// (AckPendingBatches × BatchSize).
 	MaxAckPending int
-	// MaxBackoff caps the retry delay after a failed insert (5s).
+	// MaxBackoff caps the retry delay after a failed insert
+	// (DefaultMaxBackoff).
 	MaxBackoff time.Duration
-	// Inserts is how many batches are inserted concurrently (2): while
-	// one batch commits, the next is inserted instead of waiting.
+	// Inserts is how many batches are inserted concurrently
+	// (DefaultInserts): while one batch commits, the next is inserted
+	// instead of waiting.
 	Inserts int
 	// MaxBody is the longest message body in characters (after trimming)
-	// stored; a longer one is parked (0: wire.DefaultMaxBody). Keep it at
-	// least the edges' limit.
+	// stored (DefaultMaxBody); a longer one, like any body wire.CheckBody
+	// refuses, is parked. Keep it at least the edges' limit.
 	MaxBody int
 }
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.BatchWait <= 0 {
-		c.BatchWait = 20 * time.Millisecond
+		c.BatchWait = DefaultBatchWait
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
 	}
 	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 8 * c.BatchSize
+		c.MaxAckPending = AckPendingBatches * c.BatchSize
 	}
 	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 5 * time.Second
+		c.MaxBackoff = DefaultMaxBackoff
 	}
 	if c.Inserts <= 0 {
-		c.Inserts = 2
+		c.Inserts = DefaultInserts
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = DefaultMaxBody
 	}
 	return c
 }

@@ -49,8 +49,8 @@ func TestHistoryBehindPgBouncer(t *testing.T) {
 	if err := f.Parse(nil); err != nil {
 		t.Fatalf("flags: %v", err)
 	}
-	if cfg.PGPooler != store.PoolerTransaction {
-		t.Fatalf("HUBBUB_PG_POOLER read as %q", cfg.PGPooler)
+	if cfg.Pooler != store.PoolerTransaction {
+		t.Fatalf("HUBBUB_PG_POOLER read as %q", cfg.Pooler)
 	}
 
 	srv := natstest.Start(t)

@@ -131,6 +131,9 @@ type Options struct {
 	// DatabaseURL selects Postgres when it starts with postgres:// or
 	// postgresql://.
 	DatabaseURL string
+	// PostgresOptions tune the Postgres store (Pooler); with no Postgres
+	// URL, Pooler must be empty or PoolerNone.
+	PostgresOptions
 	// DataDir holds the SQLite file history.db when DatabaseURL is empty.
 	DataDir string
 }
@@ -142,15 +145,17 @@ func IsPostgresURL(url string) bool {
 
 // Open opens (creating and migrating as needed) the store selected by o.
 func Open(ctx context.Context, o Options) (Store, error) {
+	pg := IsPostgresURL(o.DatabaseURL)
 	switch {
-	case IsPostgresURL(o.DatabaseURL):
-		return OpenPostgres(ctx, o.DatabaseURL)
+	case !pg && o.Pooler != "" && o.Pooler != PoolerNone:
+		return nil, fmt.Errorf("%w: a Postgres pooler (%q) without a postgres:// database URL", ErrInvalidArgument, o.Pooler)
+	case pg:
+		return OpenPostgresWith(ctx, o.DatabaseURL, o.PostgresOptions)
 	case o.DatabaseURL != "":
 		return nil, fmt.Errorf("%w: database url must start with postgres:// or postgresql://", ErrInvalidArgument)
+	case o.DataDir == "":
+		return nil, fmt.Errorf("%w: no database url and no data dir", ErrInvalidArgument)
 	default:
-		if o.DataDir == "" {
-			return nil, fmt.Errorf("%w: no database url and no data dir", ErrInvalidArgument)
-		}
 		return OpenSQLite(ctx, SQLitePath(o.DataDir))
 	}
 }
