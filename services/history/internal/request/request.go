@@ -58,37 +58,33 @@ func limit(n, def, maxN int) (int, error) {
 	}
 }
 
+// roomPage decodes a page request into v and normalises its room and
+// limit, which point into v.
+func roomPage(data []byte, v any, roomName *string, n *int) error {
+	if err := decode(data, v); err != nil {
+		return err
+	}
+	var err error
+	if *roomName, err = room(*roomName); err != nil {
+		return err
+	}
+	*n, err = limit(*n, DefaultLimit, MaxLimit)
+	return err
+}
+
 // Recent decodes a recent request: the room normalised, the limit
 // defaulted and clamped.
 func Recent(data []byte) (wire.RecentRequest, error) {
 	var r wire.RecentRequest
-	if err := decode(data, &r); err != nil {
-		return r, err
-	}
-	var err error
-	if r.Room, err = room(r.Room); err != nil {
-		return r, err
-	}
-	if r.Limit, err = limit(r.Limit, DefaultLimit, MaxLimit); err != nil {
-		return r, err
-	}
-	return r, nil
+	err := roomPage(data, &r, &r.Room, &r.Limit)
+	return r, err
 }
 
-// Since decodes a since request.
+// Since decodes a since request, as Recent.
 func Since(data []byte) (wire.SinceRequest, error) {
 	var r wire.SinceRequest
-	if err := decode(data, &r); err != nil {
-		return r, err
-	}
-	var err error
-	if r.Room, err = room(r.Room); err != nil {
-		return r, err
-	}
-	if r.Limit, err = limit(r.Limit, DefaultLimit, MaxLimit); err != nil {
-		return r, err
-	}
-	return r, nil
+	err := roomPage(data, &r, &r.Room, &r.Limit)
+	return r, err
 }
 
 // Lobby decodes a lobby request; an empty body asks for the default.
