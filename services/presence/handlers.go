@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/hubbub-chat/hubbub/shared/microsvc"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -34,6 +36,17 @@ func (s *Service) serve() (*microsvc.Server, error) {
 		{Name: "counts", Subject: subjects.PresenceCounts, Inline: true, Handle: s.handleCounts},
 		{Name: "typing", Subject: subjects.PresenceTyping, Inline: true, Handle: s.handleTyping},
 	})
+}
+
+// stopServing stops the endpoints and the typing subscription. Queued
+// join/leave requests are still answered, within OpTimeout.
+func (s *Service) stopServing(srv *microsvc.Server, typingSub *nats.Subscription) {
+	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.OpTimeout)
+	if err := srv.Stop(sctx); err != nil {
+		s.log.Warn("stop serving", "err", err)
+	}
+	scancel()
+	s.drainTyping(typingSub)
 }
 
 // joinQueue is how many join/leave requests per worker may wait.

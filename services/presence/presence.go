@@ -19,13 +19,10 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,11 +31,9 @@ import (
 	"github.com/hubbub-chat/hubbub/services/presence/internal/lease"
 	"github.com/hubbub-chat/hubbub/services/presence/internal/roster"
 	"github.com/hubbub-chat/hubbub/services/presence/internal/typing"
-	"github.com/hubbub-chat/hubbub/services/presence/internal/watch"
+	"github.com/hubbub-chat/hubbub/shared/loops"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
-	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
-	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // Version is the micro service version.
@@ -47,67 +42,6 @@ const Version = "1.0.0"
 // QueueGroup is the queue group shared by all replicas, for the micro
 // endpoints and the typing subscription.
 const QueueGroup = "presence"
-
-// Defaults.
-const (
-	DefaultGrace         = 5 * time.Second
-	DefaultTypingTTL     = provision.DefaultTypingTTL
-	DefaultLeaseTTL      = provision.DefaultLeaseTTL
-	DefaultSweepInterval = time.Second
-	DefaultWorkers       = 32
-	DefaultOpTimeout     = 5 * time.Second
-)
-
-// Config tunes the service. Zero values take the defaults above.
-type Config struct {
-	// Grace is how long a user whose last connection left stays online
-	// (a reload within it announces nothing).
-	Grace time.Duration
-	// TypingTTL is the typing bucket's TTL (how long "on" lasts without
-	// renewal). It must match what the bucket was provisioned with.
-	TypingTTL time.Duration
-	// LeaseTTL is the edges bucket's TTL. Connections of an edge that has
-	// held no lease for this long are removed by the periodic check.
-	LeaseTTL time.Duration
-	// SweepInterval is how often the sweeper looks for expired grace
-	// periods and unfinished announcements.
-	SweepInterval time.Duration
-	// Workers is how many join/leave requests are processed concurrently
-	// (requests for one room and user are always processed in order).
-	Workers int
-	// OpTimeout bounds the handling of one request.
-	OpTimeout time.Duration
-	// Replicas is used, with TypingTTL and LeaseTTL, to re-create the typing
-	// bucket if it vanishes: it is kept in memory, so a single NATS server
-	// loses it on restart.
-	Replicas int
-	// BucketMaxBytes sizes the re-created typing bucket
-	// (provision.Config.BucketMaxBytes; accounts with max_bytes_required
-	// need it).
-	BucketMaxBytes int64
-}
-
-func (c Config) withDefaults() Config {
-	if c.Grace <= 0 {
-		c.Grace = DefaultGrace
-	}
-	if c.TypingTTL <= 0 {
-		c.TypingTTL = DefaultTypingTTL
-	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = DefaultLeaseTTL
-	}
-	if c.SweepInterval <= 0 {
-		c.SweepInterval = DefaultSweepInterval
-	}
-	if c.Workers <= 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.OpTimeout <= 0 {
-		c.OpTimeout = DefaultOpTimeout
-	}
-	return c
-}
 
 // Deps are the service's collaborators.
 type Deps struct {
@@ -191,46 +125,15 @@ func (s *Service) Ready() error {
 	return nil
 }
 
-// bucket opens a KV bucket, waiting (with backoff) while NATS or the
-// bucket is unavailable, until ctx ends.
-func (s *Service) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	backoff := 100 * time.Millisecond
-	for {
-		kv, err := s.js.KeyValue(ctx, name)
-		if err == nil {
-			return kv, nil
-		}
-		s.log.Warn("kv bucket unavailable; retrying", "bucket", name, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("open bucket %s: %w", name, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-// typingBucket opens the typing bucket, re-creating it when it is missing.
-func (s *Service) typingBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := s.js.KeyValue(ctx, subjects.BucketTyping)
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return kv, err
-	}
-	for _, b := range provision.Buckets(provision.Config{Replicas: s.cfg.Replicas, TypingTTL: s.cfg.TypingTTL, LeaseTTL: s.cfg.LeaseTTL, BucketMaxBytes: s.cfg.BucketMaxBytes}) {
-		if b.Bucket == subjects.BucketTyping {
-			s.log.Warn("typing bucket missing; re-creating it")
-			kv, err = s.js.CreateOrUpdateKeyValue(ctx, b)
-			if err != nil {
-				return nil, fmt.Errorf("re-create bucket %s: %w", b.Bucket, err)
-			}
-			return kv, nil
-		}
-	}
-	return nil, err
-}
-
 // Run serves until ctx ends, then stops gracefully and returns nil. It
 // assumes provision.Ensure has created the stream and buckets.
+//
+// It opens the roster and edges buckets (buckets.go), follows the three
+// buckets into memory (views.go), starts the background jobs — edge
+// reaping (leases.go), grace sweeps and purges (sweep.go), typing expiry —
+// and then serves (typing.go, handlers.go). The loops form one
+// loops.Group: when ctx ends they stop, last started first, while the
+// endpoints stop.
 func (s *Service) Run(ctx context.Context) error {
 	if s.running.Load() {
 		return errors.New("presence: already running")
@@ -239,49 +142,25 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return ctxNil(ctx, err)
 	}
-	s.edges, err = s.bucket(ctx, subjects.BucketEdges)
-	if err != nil {
+	if s.edges, err = s.bucket(ctx, subjects.BucketEdges); err != nil {
 		return ctxNil(ctx, err)
 	}
 	s.store = roster.NewStore(rosterKV, s.view, s.announce, roster.StoreConfig{Grace: s.cfg.Grace}, s.log)
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	bgCtx, stopBg := context.WithCancel(ctx)
-	defer stopBg()
-
+	g := loops.New(ctx)
+	defer g.Stop() // stops the loops on the early returns
 	// Views first: requests are answered from them.
-	loaded := make(chan string, 3)
-	follow := func(name string, open watch.Bucket, v watch.View) {
-		once := sync.Once{}
-		wg.Go(func() {
-			_ = watch.Follow(bgCtx, open, v, watch.Options{
-				Loaded:     func() { once.Do(func() { loaded <- name }) },
-				Reconnects: func() uint64 { return s.nc.Stats().Reconnects },
-				Log:        s.log.With("bucket", name),
-			})
-		})
+	if !s.followBuckets(g, rosterKV) {
+		return g.Stop()
 	}
-	follow(subjects.BucketRoster, func(context.Context) (jetstream.KeyValue, error) { return rosterKV, nil }, s.view)
-	follow(subjects.BucketEdges, func(context.Context) (jetstream.KeyValue, error) { return s.edges, nil }, s.leases)
-	follow(subjects.BucketTyping, s.typingBucket, s.typing)
-	for range 3 {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-loaded:
-		}
-	}
+	g.Go("reap", s.reap)
+	g.Go("sweep", s.sweep)
+	g.Go("purge", s.purge)
+	g.Go("typing expiry", s.typing.RunExpiry)
 
-	// Background work: reaping edges, sweeping, typing expiry.
-	wg.Go(func() { s.reap(bgCtx) })
-	wg.Go(func() { s.sweep(bgCtx) })
-	wg.Go(func() { _ = s.typing.RunExpiry(bgCtx) })
-
-	// Request handling.
-	typingSub, err := s.nc.QueueSubscribe(subjects.TypingAll, QueueGroup, s.typing.Handle)
+	typingSub, err := s.subscribeTyping()
 	if err != nil {
-		return fmt.Errorf("presence: subscribe %s: %w", subjects.TypingAll, err)
+		return err
 	}
 	srv, err := s.serve()
 	if err != nil {
@@ -295,20 +174,11 @@ func (s *Service) Run(ctx context.Context) error {
 	s.running.Store(true)
 	s.log.Info("presence running", "id", srv.Info().ID, "grace", s.cfg.Grace, "typing_ttl", s.cfg.TypingTTL, "lease_ttl", s.cfg.LeaseTTL)
 
-	<-ctx.Done()
+	<-g.Context().Done()
 	s.running.Store(false)
 	s.log.Info("presence stopping")
-	// Queued join/leave requests are still answered, within a bound.
-	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.OpTimeout)
-	if err := srv.Stop(sctx); err != nil {
-		s.log.Warn("stop serving", "err", err)
-	}
-	scancel()
-	if err := typingSub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		s.log.Warn("drain typing subscription", "err", err)
-	}
-	stopBg()
-	return nil
+	s.stopServing(srv, typingSub)
+	return g.Stop()
 }
 
 // ctxNil turns an error caused by ctx ending into a clean nil.
@@ -317,145 +187,4 @@ func ctxNil(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-// announce publishes a transition: the system message (JetStream, with the
-// transition's Nats-Msg-Id so it is stored once whoever retries) and, by the
-// announcer whose message was stored (not a duplicate), the roster diff. A
-// leave also clears the user's typing state.
-func (s *Service) announce(ctx context.Context, t roster.Transition) error {
-	body := t.User + " joined"
-	if t.Event == wire.EventLeave {
-		body = t.User + " left"
-	}
-	post, err := json.Marshal(wire.Post{Room: t.Room, User: t.User, Body: body, Kind: wire.KindSystem, TS: time.Now().UnixMilli()})
-	if err != nil {
-		return fmt.Errorf("encode system message: %w", err)
-	}
-	ack, err := s.js.Publish(ctx, subjects.Room(t.Room), post, jetstream.WithMsgID(t.MsgID()))
-	if err != nil {
-		return fmt.Errorf("publish system message: %w", err)
-	}
-	if ack.Duplicate {
-		// Someone already announced this transition (a sweeper retrying a
-		// slow announcement, or a replica taking over a stuck one): the
-		// one whose message was stored publishes the diff, so clients see
-		// it once.
-		if t.Event == wire.EventLeave {
-			s.clearTyping(ctx, t)
-		}
-		return nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	s.view.WaitRev(wctx, t.Rev)
-	cancel()
-	ev, err := json.Marshal(wire.PresenceEvent{Room: t.Room, Event: t.Event, User: t.User, Online: s.view.Online(t.Room)})
-	if err != nil {
-		return fmt.Errorf("encode presence event: %w", err)
-	}
-	if err := s.nc.Publish(subjects.Presence(t.Room), ev); err != nil {
-		return fmt.Errorf("publish presence event: %w", err)
-	}
-	if t.Event == wire.EventJoin {
-		s.metrics.joins.Inc()
-		return nil
-	}
-	s.metrics.leaves.Inc()
-	s.clearTyping(ctx, t)
-	return nil
-}
-
-// clearTyping removes a leaving user's typing state.
-func (s *Service) clearTyping(ctx context.Context, t roster.Transition) {
-	if err := s.typing.Clear(ctx, t.Room, t.User); err != nil {
-		s.log.Warn("clear typing on leave", "room", t.Room, "err", err)
-	}
-}
-
-// reap removes the connections of edges whose lease went away.
-func (s *Service) reap(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case g := <-s.leases.Gone():
-			if g.Expired {
-				s.metrics.leaseExpiries.Inc()
-			} else {
-				s.metrics.edgesReleased.Inc()
-			}
-			n, err := s.store.RemoveEdge(ctx, g.Edge)
-			s.log.Info("edge lease gone", "edge", g.Edge, "expired", g.Expired, "entries", n, "err", err)
-		}
-	}
-}
-
-// sweep runs the roster sweeper and the orphan check until ctx ends.
-func (s *Service) sweep(ctx context.Context) {
-	tick := time.NewTicker(s.cfg.SweepInterval)
-	defer tick.Stop()
-	orphanEvery := max(s.cfg.LeaseTTL/3, s.cfg.SweepInterval)
-	lastOrphan := time.Time{}
-	lastPurge := time.Now()
-	missing := map[string]time.Time{} // edge → first seen without lease
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if _, err := s.store.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("roster sweep", "err", err)
-		}
-		if time.Since(lastOrphan) >= orphanEvery {
-			lastOrphan = time.Now()
-			s.reapOrphans(ctx, missing)
-		}
-		if time.Since(lastPurge) >= time.Hour {
-			lastPurge = time.Now()
-			if kv, err := s.js.KeyValue(ctx, subjects.BucketRoster); err == nil {
-				if err := kv.PurgeDeletes(ctx); err != nil {
-					s.log.Warn("purge roster delete markers", "err", err)
-				}
-			}
-		}
-	}
-}
-
-// reapOrphans removes connections of edges that have held no lease for a
-// whole lease TTL (edges that died while no presence replica watched).
-func (s *Service) reapOrphans(ctx context.Context, missing map[string]time.Time) {
-	seen := map[string]bool{}
-	for _, edge := range s.view.Edges() {
-		seen[edge] = true
-		if s.leases.Live(edge) {
-			delete(missing, edge)
-			continue
-		}
-		first, ok := missing[edge]
-		if !ok {
-			missing[edge] = time.Now()
-			continue
-		}
-		if time.Since(first) < s.cfg.LeaseTTL {
-			continue
-		}
-		// Confirm with the bucket itself before removing anyone.
-		if _, err := s.edges.Get(ctx, edge); !errors.Is(err, jetstream.ErrKeyNotFound) {
-			if err == nil {
-				delete(missing, edge)
-			}
-			continue
-		}
-		n, err := s.store.RemoveEdge(ctx, edge)
-		s.log.Info("removed connections of edge without lease", "edge", edge, "entries", n, "err", err)
-		if err == nil {
-			delete(missing, edge)
-		}
-	}
-	for edge := range missing {
-		if !seen[edge] {
-			delete(missing, edge)
-		}
-	}
 }
