@@ -167,6 +167,9 @@ func TestCatchUpMergesBufferedLive(t *testing.T) {
 		{name: "history holds the buffered messages", live: 3},
 		{name: "history lags the buffered messages", live: 3, lagCalls: -1},
 		{name: "no live message meanwhile", live: 0},
+		// More than the hub hands over under the room lock: the buffer
+		// is sent outside it, then the rest under it.
+		{name: "a long buffer", live: 100, lagCalls: -1},
 		{name: "buffer overflows", live: 6, joinBuffer: 2},
 		{name: "buffer overflows, history lagging then catching up", live: 6, joinBuffer: 2, lagCalls: 1},
 		// The documented last resort: history cannot reach the buffer's
