@@ -27,15 +27,19 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/api"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/lease"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/metrics"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/pages"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/registry"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/web"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/ws"
 	"github.com/hubbub-chat/hubbub/shared/ops"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -147,7 +151,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.DrainPeriod = DefaultDrainPeriod
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = backend.DefaultTimeout
+		c.RequestTimeout = nreq.DefaultTimeout
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = wire.DefaultMaxBody
@@ -185,13 +189,13 @@ type Service struct {
 	opsMux    http.Handler
 	gatherer  prometheus.Gatherer
 	metrics   *metrics.Metrics
-	be        *backend.Client
+	presence  *registry.Presence
 	hub       *fanout.Hub
 	transport *ws.Transport
 	authn     auth.Authenticator
 	origins   *auth.OriginChecker
 	env       *session.Env
-	publisher *backend.Publisher
+	publisher *publish.Publisher
 	lease     *lease.Lease
 	users     *userlimit.Limits
 	gate      *admit.Gate
@@ -233,14 +237,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge auth: %w", err)
 	}
-	be, err := backend.New(deps.NC, deps.JSDomain, cfg.RequestTimeout)
-	if err != nil {
-		return nil, err
-	}
-	if err := metrics.WatchPresence(reg, be.Unconfirmed); err != nil {
+	req := nreq.New(deps.NC, cfg.RequestTimeout)
+	log := deps.Log.With("edge", cfg.EdgeID)
+	pres := registry.New(req)
+	if err := metrics.WatchPresence(reg, pres.Unconfirmed); err != nil {
 		return nil, fmt.Errorf("edge metrics: %w", err)
 	}
-	pub, err := backend.NewPublisher(deps.NC, deps.JSDomain, cfg.RequestTimeout, cfg.MaxPendingPosts)
+	pub, err := publish.NewPublisher(deps.NC, deps.JSDomain, cfg.RequestTimeout, cfg.MaxPendingPosts)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +254,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("edge listen %s: %w", cfg.HTTPAddr, err)
 		}
 	}
-	log := deps.Log.With("edge", cfg.EdgeID)
 	transport := ws.NewTransport(ws.Config{
 		MaxMessage: cfg.MaxFrame, SoftQueue: cfg.SoftQueue, HardQueue: cfg.HardQueue,
 		PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout,
@@ -265,15 +267,19 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		// Pace catch-ups on the WebSocket soft bound.
 		fcfg.PaceBytes = transport.Config().SoftQueue
 	}
+	roomLog, err := pages.New(req, deps.JSDomain, roomlog.Decoder{MaxBody: fcfg.MaxBody}, log)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
-		cfg: cfg, nc: deps.NC, log: log, ln: ln, gatherer: gatherer, metrics: m, be: be,
-		hub:       fanout.New(fcfg, be, log, m),
+		cfg: cfg, nc: deps.NC, log: log, ln: ln, gatherer: gatherer, metrics: m, presence: pres,
+		hub:       fanout.New(fcfg, hubBackend{roomLog.Sources(), req}, log, m),
 		transport: transport,
 		users:     userlimit.New(cfg.UserLimits),
 		gate:      admit.New(cfg.Admit),
 		authn:     authn,
 		origins:   auth.NewOriginChecker(cfg.AllowedOrigins, cfg.PublicOrigins),
-		lease:     lease.New(be.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
+		lease:     lease.New(roomLog.JetStream(), cfg.EdgeID, ln.Addr().String(), cfg.LeaseTTL, log),
 		drainCh:   make(chan struct{}),
 		sessions:  make(map[*served]int),
 	}
@@ -286,7 +292,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			TypingRate: rate.Limit(cfg.TypingRate), TypingBurst: cfg.TypingBurst,
 			MaxPendingPosts: cfg.ConnPendingPosts,
 		}.WithDefaults(),
-		Hub: session.FanoutHub(s.hub), Presence: be, Pages: be, Typing: be,
+		Hub: session.FanoutHub(s.hub), Presence: pres, Pages: roomLog, Typing: publish.NewTypist(deps.NC),
 		Publisher: session.PublisherLanes(pub), Users: s.users, NewID: s.newConnID,
 		Log: log, Obs: m,
 	}
@@ -296,7 +302,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.lease.OnLost(s.rejoin)
 	api.New(api.Config{KeepAlive: cfg.PingInterval, SSEQueue: cfg.SSEQueue, WriteTimeout: cfg.WriteTimeout,
 		Gate: s.gate, Origins: s.origins},
-		api.Deps{Backend: be, Sessions: s.env, Auth: authn, Log: log, Obs: m, Done: s.drainCh}).Register(mux)
+		api.Deps{Pages: roomLog, Presence: pres, Sessions: s.env, Auth: authn, Log: log, Obs: m, Done: s.drainCh}).Register(mux)
 	live := []ops.Check{ops.NATSAlive(deps.NC)}
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
@@ -318,7 +324,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 
 // withRequestID gives every HTTP request an id (the client's X-Request-Id
 // when it is a sane token, else a new one), echoed in the response and
-// sent with the NATS requests made for it (backend.WithRequestID).
+// sent with the NATS requests made for it (nreq.WithRequestID).
 func withRequestID(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
@@ -326,7 +332,7 @@ func withRequestID(h http.Handler) http.Handler {
 			id = randomHex(8)
 		}
 		w.Header().Set("X-Request-Id", id)
-		h.ServeHTTP(w, r.WithContext(backend.WithRequestID(r.Context(), id)))
+		h.ServeHTTP(w, r.WithContext(nreq.WithRequestID(r.Context(), id)))
 	})
 }
 
@@ -367,7 +373,7 @@ func (s *Service) readyCheck(ctx context.Context) error {
 
 // PresenceUnconfirmed is the number of presence joins and leaves of this
 // edge's connections that presence has not confirmed yet.
-func (s *Service) PresenceUnconfirmed() int { return s.be.Unconfirmed() }
+func (s *Service) PresenceUnconfirmed() int { return s.presence.Unconfirmed() }
 
 // Connections is the number of open WebSocket sessions.
 func (s *Service) Connections() int {
@@ -435,7 +441,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("edge lease release failed", "err", err)
 	}
 	rcancel()
-	s.be.Close() // the lease release removed what presence had not confirmed
+	s.presence.Close() // the lease release removed what presence had not confirmed
 	s.log.Info("edge stopped")
 	return serveErr
 }
@@ -627,7 +633,7 @@ func closeRefused(conn *ws.Conn, code uint16, reason string) {
 // rejoin runs when the edge's lease was lost and re-created: presence has
 // dropped this edge's connections, so register them all again.
 func (s *Service) rejoin(ctx context.Context) {
-	n := s.be.Rejoin()
+	n := s.presence.Rejoin()
 	s.metrics.LeaseLost()
 	s.log.Info("re-registering connections after lease loss", "registrations", n)
 }
@@ -636,4 +642,11 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// hubBackend is what the fan-out hub reads and subscribes through: the
+// room log's sources and the NATS connection.
+type hubBackend struct {
+	pages.Sources
+	*nreq.Client
 }

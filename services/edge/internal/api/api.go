@@ -18,7 +18,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -30,11 +30,21 @@ type Observer interface {
 	ConnRefused(reason string)
 }
 
-// Backend answers the API's reads (backend.Client implements it).
-type Backend interface {
+// Pages answers the API's reads of the room log (pages.Log implements
+// it: history, else the stream).
+type Pages interface {
+	// Lobby is the most recently active rooms.
 	Lobby(ctx context.Context, req wire.LobbyRequest) (wire.LobbyReply, error)
-	Counts(ctx context.Context, req wire.CountsRequest) (wire.CountsReply, error)
+	// Recent is a page of a room's messages before req.Before.
 	Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error)
+}
+
+// Presence answers the API's reads of presence (registry.Presence
+// implements it).
+type Presence interface {
+	// Counts is the online count of each room asked for.
+	Counts(ctx context.Context, req wire.CountsRequest) (wire.CountsReply, error)
+	// Roster is one page of a room's online users.
 	Roster(ctx context.Context, req wire.RosterRequest) (wire.RosterReply, error)
 }
 
@@ -59,8 +69,10 @@ type Config struct {
 
 // Deps are the API's collaborators; all are required.
 type Deps struct {
-	// Backend answers the lobby, message pages and rosters.
-	Backend Backend
+	// Pages answers the lobby and message pages.
+	Pages Pages
+	// Presence answers online counts and rosters.
+	Presence Presence
 	// Sessions serves SSE streams and posts as clients of protocol v1:
 	// the same quotas, limits, room rules and publish path as a
 	// WebSocket (its Config.Limits bound bodies and pages here too).
@@ -76,7 +88,8 @@ type Deps struct {
 // API serves the HTTP endpoints.
 type API struct {
 	cfg      Config
-	be       Backend
+	pages    Pages
+	roster   Presence
 	sessions *session.Env
 	authn    auth.Authenticator
 	log      *slog.Logger
@@ -101,7 +114,7 @@ func New(cfg Config, deps Deps) *API {
 	if cfg.Origins == nil {
 		cfg.Origins = auth.NewOriginChecker(nil, nil)
 	}
-	return &API{cfg: cfg, be: deps.Backend, sessions: deps.Sessions, authn: deps.Auth, log: deps.Log, obs: deps.Obs, done: deps.Done}
+	return &API{cfg: cfg, pages: deps.Pages, roster: deps.Presence, sessions: deps.Sessions, authn: deps.Auth, log: deps.Log, obs: deps.Obs, done: deps.Done}
 }
 
 // Register adds the API routes to mux.
@@ -122,7 +135,7 @@ func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	lobby, err := a.be.Lobby(r.Context(), wire.LobbyRequest{Limit: limit})
+	lobby, err := a.pages.Lobby(r.Context(), wire.LobbyRequest{Limit: limit})
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -137,7 +150,7 @@ func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
 		for i, rs := range lobby.Rooms {
 			rooms[i] = rs.Room
 		}
-		counts, err := a.be.Counts(r.Context(), wire.CountsRequest{Rooms: rooms})
+		counts, err := a.roster.Counts(r.Context(), wire.CountsRequest{Rooms: rooms})
 		if err != nil {
 			a.log.Warn("lobby without online counts", "err", err)
 		} else {
@@ -167,7 +180,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, err := a.be.Recent(r.Context(), wire.RecentRequest{Room: room, Before: before, Limit: limit})
+	p, err := a.pages.Recent(r.Context(), wire.RecentRequest{Room: room, Before: before, Limit: limit})
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -188,7 +201,7 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rr, err := a.be.Roster(r.Context(), wire.RosterRequest{Room: room, After: r.URL.Query().Get("after"), Limit: limit})
+	rr, err := a.roster.Roster(r.Context(), wire.RosterRequest{Room: room, After: r.URL.Query().Get("after"), Limit: limit})
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -336,7 +349,7 @@ func (a *API) identity(w http.ResponseWriter, r *http.Request) (auth.Identity, b
 }
 
 func (a *API) fail(w http.ResponseWriter, err error) {
-	var se *backend.ServiceError
+	var se *nreq.ServiceError
 	switch {
 	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
 		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInternal, "%s", se.Description))

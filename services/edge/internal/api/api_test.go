@@ -16,8 +16,9 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/api"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session/sessiontest"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
@@ -40,7 +41,7 @@ func (fakeAuth) Authenticate(r *http.Request) (auth.Identity, error) {
 	return id, nil
 }
 
-// fakeBackend answers the API's reads from memory.
+// fakeBackend answers the API's reads (api.Pages and api.Presence) from memory.
 type fakeBackend struct {
 	mu     sync.Mutex
 	lobby  wire.LobbyReply
@@ -93,7 +94,7 @@ func newFixture(t *testing.T, setup func(*fixture)) *fixture {
 	if setup != nil {
 		setup(f)
 	}
-	a := api.New(f.cfg, api.Deps{Backend: f.be, Sessions: env, Auth: fakeAuth{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Obs: fk.Obs, Done: f.done})
+	a := api.New(f.cfg, api.Deps{Pages: f.be, Presence: f.be, Sessions: env, Auth: fakeAuth{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Obs: fk.Obs, Done: f.done})
 	mux := http.NewServeMux()
 	a.Register(mux)
 	f.srv = httptest.NewServer(mux)
@@ -141,7 +142,7 @@ func TestPost(t *testing.T) {
 		{"bad cid", "/api/rooms/general/messages", bob, `{"body":"x","cid":"a b"}`, nil, 400, wire.CodeInvalidCID, false},
 		{"too big", "/api/rooms/general/messages", bob, `{"body":"` + strings.Repeat("x", api.MaxPostBytes) + `"}`, nil, 413, wire.CodeInvalidBody, false},
 		{"forbidden", "/api/rooms/general/messages", map[string]string{"X-User": "bob", "X-Rooms": "other"}, `{"body":"x"}`, nil, 403, wire.CodeForbidden, false},
-		{"edge busy", "/api/rooms/general/messages", bob, `{"body":"x"}`, func(f *fixture) { f.Publisher.Refuse(backend.ErrBusy) }, 503, wire.CodeUnavailable, true},
+		{"edge busy", "/api/rooms/general/messages", bob, `{"body":"x"}`, func(f *fixture) { f.Publisher.Refuse(publish.ErrBusy) }, 503, wire.CodeUnavailable, true},
 		{"over the user budget", "/api/rooms/general/messages", bob, `{"body":"x"}`, func(f *fixture) {
 			f.env.Users = userlimit.New(userlimit.Config{MessageRate: 0.001, MessageBurst: 1})
 			f.env.Users.AllowMessage("bob")
@@ -193,7 +194,7 @@ func TestPostNotStored(t *testing.T) {
 	if cid := f.Publisher.Posts()[0].CID; !wire.ValidCID(cid) {
 		t.Fatalf("generated cid %q", cid)
 	}
-	f.Publisher.Fail(backend.ErrUnavailable)
+	f.Publisher.Fail(nreq.ErrUnavailable)
 	if r := <-out; r.status != 503 || !strings.Contains(r.body, wire.CodeUnavailable) {
 		t.Fatalf("post without a PubAck: %d %s", r.status, r.body)
 	}
@@ -239,7 +240,7 @@ func TestReads(t *testing.T) {
 		})
 	}
 	f.be.mu.Lock()
-	f.be.err = backend.ErrUnavailable
+	f.be.err = nreq.ErrUnavailable
 	f.be.mu.Unlock()
 	if resp, body := f.do(t, "GET", "/api/rooms/a/messages", map[string]string{"X-User": "u"}, ""); resp.StatusCode != 503 {
 		t.Fatalf("messages with history down: %d %s", resp.StatusCode, body)
@@ -356,7 +357,7 @@ func TestEventsRefused(t *testing.T) {
 		{"unauthenticated", nil, nil, 401, wire.CodeAuthRequired},
 		{"forbidden", map[string]string{"X-User": "u", "X-Rooms": "other"}, nil, 403, wire.CodeForbidden},
 		{"bad Last-Event-ID", map[string]string{"X-User": "u", "Last-Event-ID": "x"}, nil, 400, wire.CodeBadJSON},
-		{"history and stream down", map[string]string{"X-User": "u"}, func(f *fixture) { f.Hub.FailJoins(backend.ErrUnavailable) }, 503, wire.CodeUnavailable},
+		{"history and stream down", map[string]string{"X-User": "u"}, func(f *fixture) { f.Hub.FailJoins(nreq.ErrUnavailable) }, 503, wire.CodeUnavailable},
 		{"user at the connection cap", map[string]string{"X-User": "u"}, func(f *fixture) {
 			f.env.Users = userlimit.New(userlimit.Config{MaxConns: 1})
 			if _, err := f.env.Users.Acquire("u"); err != nil {

@@ -11,7 +11,7 @@ import (
 
 // Pages answers the hub's reads of a room's log: history's pages, and the
 // same pages read from the stream while history does not answer
-// (*backend.Client is one).
+// (pages.Sources is one: the two sources apart, the hub choosing).
 type Pages interface {
 	// LastID is the id of the newest message of room in the stream (0:
 	// none).
@@ -28,7 +28,8 @@ type Pages interface {
 }
 
 // Backend is what the hub needs behind it: the NATS connection its rooms
-// subscribe on, and the room log's pages (*backend.Client is one).
+// subscribe on, and the room log's pages (the edge passes pages.Sources
+// with its nreq.Client).
 type Backend interface {
 	Pages
 	// Conn is the connection the rooms' subscriptions are made on.

@@ -4,9 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -54,7 +54,7 @@ func (f fanoutHub) Join(ctx context.Context, req fanout.JoinRequest) (Member, er
 }
 
 // Presence keeps a connection's presence in the rooms it joined
-// (backend.Client implements it).
+// (registry.Presence implements it).
 type Presence interface {
 	// Register wants ev's connection in its room, in the background;
 	// joined, if not nil, runs once presence confirmed it.
@@ -65,17 +65,20 @@ type Presence interface {
 	Roster(ctx context.Context, req wire.RosterRequest) (wire.RosterReply, error)
 }
 
-// Pages reads history pages (backend.Client implements it).
+// Pages reads a room's log (pages.Log implements it: history, else the
+// stream).
 type Pages interface {
+	// Recent is a page of a room's messages before req.Before.
 	Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error)
 }
 
-// Typist publishes typing events (backend.Client implements it).
+// Typist publishes typing events (publish.Typist implements it).
 type Typist interface {
+	// Typing publishes ev, fire and forget.
 	Typing(ev wire.TypingEvent) error
 }
 
-// Publisher stores chat messages (backend.Publisher, through
+// Publisher stores chat messages (publish.Publisher, through
 // PublisherLanes).
 type Publisher interface {
 	// NewLane returns a lane for one client's posts.
@@ -83,16 +86,17 @@ type Publisher interface {
 }
 
 // Lane publishes one client's messages without waiting; outcomes arrive in
-// publish order (see backend.Lane.Post). Post fails at once with
-// backend.ErrBusy when the edge's pending bound is reached.
+// publish order (see publish.Lane.Post). Post fails at once with
+// publish.ErrBusy when the edge's pending bound is reached.
 type Lane interface {
-	Post(room, user, body, cid string, done backend.PostDone) error
+	// Post publishes a message; done gets its outcome.
+	Post(room, user, body, cid string, done publish.PostDone) error
 }
 
-// PublisherLanes adapts a backend.Publisher to Publisher.
-func PublisherLanes(p *backend.Publisher) Publisher { return publisherLanes{p} }
+// PublisherLanes adapts a publish.Publisher to Publisher.
+func PublisherLanes(p *publish.Publisher) Publisher { return publisherLanes{p} }
 
-type publisherLanes struct{ p *backend.Publisher }
+type publisherLanes struct{ p *publish.Publisher }
 
 func (p publisherLanes) NewLane() Lane { return p.p.NewLane() }
 

@@ -6,9 +6,10 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -64,7 +65,7 @@ func (s *Session) joinRoom(ctx context.Context, room string, since *uint64) *wir
 	}
 	m, err := s.env.Hub.Join(ctx, fanout.JoinRequest{Room: room, User: s.ident.User, Since: since, Sink: s.sink})
 	if err != nil {
-		s.env.Log.Warn("join failed", "room", room, "request_id", backend.RequestID(ctx), "err", err)
+		s.env.Log.Warn("join failed", "room", room, "request_id", nreq.RequestID(ctx), "err", err)
 		if rejoin {
 			// The connection is no longer in the room: leave presence too.
 			s.dropRoom(old)
@@ -102,7 +103,7 @@ func (s *Session) message(f wire.ClientFrame) {
 	room, cid := f.Room, f.CID
 	// The publish is asynchronous: reading goes on while JetStream stores
 	// the message; the ack (or the error) follows when the PubAck arrives.
-	e := s.publish(f, func(res backend.PostResult, e *wire.Error) {
+	e := s.publish(f, func(res publish.PostResult, e *wire.Error) {
 		if e != nil {
 			s.sendError(e, cid, room)
 			return
@@ -125,7 +126,7 @@ func (s *Session) message(f wire.ClientFrame) {
 // publisher bounds the edge's pending messages. f is valid (wire). done
 // gets the outcome exactly once, on a publisher goroutine, unless publish
 // refuses the message (then it returns why and done is never called).
-func (s *Session) publish(f wire.ClientFrame, done func(backend.PostResult, *wire.Error)) *wire.Error {
+func (s *Session) publish(f wire.ClientFrame, done func(publish.PostResult, *wire.Error)) *wire.Error {
 	if !s.ident.Allows(f.Room) {
 		return wire.Errorf(wire.CodeForbidden, "the token does not allow this room")
 	}
@@ -141,11 +142,11 @@ func (s *Session) publish(f wire.ClientFrame, done func(backend.PostResult, *wir
 		s.lane = s.env.Publisher.NewLane()
 	}
 	room := f.Room
-	err := s.lane.Post(room, s.ident.User, f.Body, f.CID, func(res backend.PostResult, err error) {
+	err := s.lane.Post(room, s.ident.User, f.Body, f.CID, func(res publish.PostResult, err error) {
 		s.posting.Add(-1)
 		if err != nil {
 			s.env.Log.Warn("publish failed", "room", room, "err", err)
-			done(backend.PostResult{}, unavailable(err, "message not stored; resend it with the same cid"))
+			done(publish.PostResult{}, unavailable(err, "message not stored; resend it with the same cid"))
 			return
 		}
 		s.env.Obs.Published(time.Since(start))
@@ -166,31 +167,31 @@ func (s *Session) publish(f wire.ClientFrame, done func(backend.PostResult, *wir
 // and the bounded publish. It waits for the outcome (bounded by the
 // publisher's timeout) or ctx. A refusal or a failed publish is a
 // *wire.Error, the error frame a WebSocket client would get.
-func (e *Env) Post(ctx context.Context, id auth.Identity, room, body, cid string) (backend.PostResult, error) {
+func (e *Env) Post(ctx context.Context, id auth.Identity, room, body, cid string) (publish.PostResult, error) {
 	f, perr := wire.CheckClientFrame(wire.ClientFrame{Type: wire.TypeMessage, Room: room, Body: body, CID: cid}, e.Config.Limits)
 	if perr != nil {
-		return backend.PostResult{}, perr
+		return publish.PostResult{}, perr
 	}
 	s := &Session{env: e, ident: id}
 	if e.Users != nil {
 		s.quota = postBudget{e.Users, id.User}
 	}
 	type outcome struct {
-		res backend.PostResult
+		res publish.PostResult
 		err *wire.Error
 	}
 	out := make(chan outcome, 1)
-	if werr := s.publish(f, func(res backend.PostResult, werr *wire.Error) { out <- outcome{res, werr} }); werr != nil {
-		return backend.PostResult{}, werr
+	if werr := s.publish(f, func(res publish.PostResult, werr *wire.Error) { out <- outcome{res, werr} }); werr != nil {
+		return publish.PostResult{}, werr
 	}
 	select {
 	case o := <-out:
 		if o.err != nil {
-			return backend.PostResult{}, o.err
+			return publish.PostResult{}, o.err
 		}
 		return o.res, nil
 	case <-ctx.Done():
-		return backend.PostResult{}, fmt.Errorf("post to %s: %w", f.Room, ctx.Err())
+		return publish.PostResult{}, fmt.Errorf("post to %s: %w", f.Room, ctx.Err())
 	}
 }
 

@@ -26,8 +26,9 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -246,7 +247,7 @@ func (s *Session) Binary() {
 // the client's behalf.
 func (s *Session) Handle(ctx context.Context, payload []byte) {
 	s.frames++
-	ctx = backend.WithRequestID(ctx, s.id+"."+strconv.FormatUint(s.frames, 10))
+	ctx = nreq.WithRequestID(ctx, s.id+"."+strconv.FormatUint(s.frames, 10))
 	f, perr := wire.ParseClientFrame(payload, s.env.Config.Limits)
 	if perr != nil {
 		typ := "invalid"
@@ -326,10 +327,10 @@ func (s *Session) allowTyping() bool {
 
 // unavailable turns a backend failure into an error frame.
 func unavailable(err error, msg string) *wire.Error {
-	if errors.Is(err, backend.ErrBusy) {
+	if errors.Is(err, publish.ErrBusy) {
 		return wire.Errorf(wire.CodeUnavailable, "the edge has too many messages awaiting storage; resend later with the same cid")
 	}
-	var se *backend.ServiceError
+	var se *nreq.ServiceError
 	if errors.As(err, &se) && se.Code >= 400 && se.Code < 500 {
 		return wire.Errorf(wire.CodeInternal, "%s: %s", msg, se.Description)
 	}

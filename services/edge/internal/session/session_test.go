@@ -10,7 +10,8 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session/sessiontest"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
@@ -175,7 +176,7 @@ func TestJoinLimits(t *testing.T) {
 	})
 	t.Run("hub down", func(t *testing.T) {
 		f := open(t, nil, nil)
-		f.Hub.FailJoins(backend.ErrUnavailable)
+		f.Hub.FailJoins(nreq.ErrUnavailable)
 		f.do(`{"type":"join","room":"a"}`)
 		if ef := f.lastError(t); ef.Code != wire.CodeUnavailable || f.Presence.In() != 0 {
 			t.Fatalf("join with the hub down: %+v, presence %v", ef, f.Presence.Events())
@@ -184,7 +185,7 @@ func TestJoinLimits(t *testing.T) {
 	t.Run("failed re-join leaves presence", func(t *testing.T) {
 		f := open(t, nil, nil)
 		f.do(`{"type":"join","room":"a"}`)
-		f.Hub.FailJoins(backend.ErrUnavailable)
+		f.Hub.FailJoins(nreq.ErrUnavailable)
 		f.do(`{"type":"join","room":"a"}`)
 		if f.Presence.In() != 0 || f.Hub.Live() != 0 {
 			t.Fatalf("after a failed re-join: presence %v, %d live members", f.Presence.Events(), f.Hub.Live())
@@ -207,7 +208,7 @@ func TestMessages(t *testing.T) {
 		t.Fatalf("posts %+v", posts)
 	}
 	f.Publisher.Complete(41)
-	f.Publisher.Fail(backend.ErrUnavailable)
+	f.Publisher.Fail(nreq.ErrUnavailable)
 	var ack wire.Ack
 	if err := json.Unmarshal(f.sink.Await(t, wire.TypeAck, 0).JSON, &ack); err != nil || ack.CID != "c1" || ack.ID != 41 {
 		t.Fatalf("ack %+v (%v)", ack, err)
@@ -224,7 +225,7 @@ func TestMessages(t *testing.T) {
 		t.Fatalf("%d posts after the outcomes, want 3", n)
 	}
 	// The edge's own bound.
-	f.Publisher.Refuse(backend.ErrBusy)
+	f.Publisher.Refuse(publish.ErrBusy)
 	f.do(`{"type":"message","room":"a","body":"five","cid":"c5"}`)
 	if ef := f.lastError(t); ef.Code != wire.CodeUnavailable || ef.CID != "c5" {
 		t.Fatalf("edge busy: %+v", ef)
@@ -273,7 +274,7 @@ func TestHistory(t *testing.T) {
 	if reqs := f.Pages.Requests(); len(reqs) != 1 || reqs[0].Before != 9 || reqs[0].Limit != wire.DefaultPage {
 		t.Fatalf("requests %+v", reqs)
 	}
-	f.Pages.Set(wire.Page{}, backend.ErrUnavailable)
+	f.Pages.Set(wire.Page{}, nreq.ErrUnavailable)
 	f.do(`{"type":"history","room":"a","before":3}`)
 	if ef := f.lastError(t); ef.Code != wire.CodeUnavailable {
 		t.Fatalf("history down: %+v", ef)
@@ -386,7 +387,7 @@ func TestJoinRoom(t *testing.T) {
 			fk := sessiontest.New()
 			env := fk.Env(session.Config{})
 			if tt.down {
-				fk.Hub.FailJoins(backend.ErrUnavailable)
+				fk.Hub.FailJoins(nreq.ErrUnavailable)
 			}
 			sink := &sessiontest.Sink{}
 			sess, err := env.Open(sink, auth.Identity{User: "sse", Rooms: tt.rooms}, nil)
@@ -435,8 +436,8 @@ func TestPost(t *testing.T) {
 		{"NUL in body", nil, "general", "a\x00b", nil, nil, wire.CodeInvalidBody},
 		{"bad room", nil, "Bad.Room", "x", nil, nil, wire.CodeInvalidRoom},
 		{"forbidden", []string{"other"}, "general", "x", nil, nil, wire.CodeForbidden},
-		{"edge busy", nil, "general", "x", backend.ErrBusy, nil, wire.CodeUnavailable},
-		{"no pub ack", nil, "general", "x", nil, backend.ErrUnavailable, wire.CodeUnavailable},
+		{"edge busy", nil, "general", "x", publish.ErrBusy, nil, wire.CodeUnavailable},
+		{"no pub ack", nil, "general", "x", nil, nreq.ErrUnavailable, wire.CodeUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -444,7 +445,7 @@ func TestPost(t *testing.T) {
 			env := fk.Env(session.Config{})
 			fk.Publisher.Refuse(tt.refuse)
 			done := make(chan error, 1)
-			var res backend.PostResult
+			var res publish.PostResult
 			go func() {
 				var err error
 				res, err = env.Post(context.Background(), auth.Identity{User: "bob", Rooms: tt.rooms}, tt.room, tt.body, "p1")

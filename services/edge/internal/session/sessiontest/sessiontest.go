@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hubbub-chat/hubbub/services/edge/internal/backend"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -368,7 +368,7 @@ func (t *Typist) Events() []wire.TypingEvent {
 
 // Publisher is a fake publisher. Posts wait until Complete or Fail
 // reports their outcome (in post order), unless AutoAck is set; Refuse
-// makes Post fail at once (e.g. with backend.ErrBusy, the edge's bound).
+// makes Post fail at once (e.g. with publish.ErrBusy, the edge's bound).
 type Publisher struct {
 	mu      sync.Mutex
 	auto    bool
@@ -381,7 +381,7 @@ type Publisher struct {
 // Post is one recorded post.
 type Post struct {
 	Room, User, Body, CID string
-	done                  backend.PostDone
+	done                  publish.PostDone
 }
 
 // AutoAck makes every later post succeed at once (ids 1, 2, …).
@@ -403,7 +403,7 @@ func (p *Publisher) NewLane() session.Lane { return lane{p} }
 
 type lane struct{ p *Publisher }
 
-func (l lane) Post(room, user, body, cid string, done backend.PostDone) error {
+func (l lane) Post(room, user, body, cid string, done publish.PostDone) error {
 	p := l.p
 	p.mu.Lock()
 	if p.refuse != nil {
@@ -421,7 +421,7 @@ func (l lane) Post(room, user, body, cid string, done backend.PostDone) error {
 	p.seq++
 	id := p.seq
 	p.mu.Unlock()
-	go done(backend.PostResult{ID: id}, nil)
+	go done(publish.PostResult{ID: id}, nil)
 	return nil
 }
 
@@ -441,7 +441,7 @@ func (p *Publisher) Waiting() int {
 
 // Complete acks the oldest waiting post with id; false if none waits.
 func (p *Publisher) Complete(id uint64) bool {
-	return p.finish(backend.PostResult{ID: id}, nil)
+	return p.finish(publish.PostResult{ID: id}, nil)
 }
 
 // Fail fails the oldest waiting post with err; false if none waits.
@@ -449,10 +449,10 @@ func (p *Publisher) Fail(err error) bool {
 	if err == nil {
 		err = errors.New("sessiontest: failed")
 	}
-	return p.finish(backend.PostResult{}, err)
+	return p.finish(publish.PostResult{}, err)
 }
 
-func (p *Publisher) finish(res backend.PostResult, err error) bool {
+func (p *Publisher) finish(res publish.PostResult, err error) bool {
 	p.mu.Lock()
 	if len(p.waiting) == 0 {
 		p.mu.Unlock()

@@ -1,4 +1,4 @@
-package backend
+package publish
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 )
@@ -70,7 +71,7 @@ func TestLostPubAckDelaysOnlyItsLane(t *testing.T) {
 	record := func(name string) PostDone {
 		return func(res PostResult, err error) {
 			switch {
-			case errors.Is(err, ErrUnavailable):
+			case errors.Is(err, nreq.ErrUnavailable):
 				events <- name + ":unavailable"
 			case err != nil:
 				events <- name + ":" + err.Error()
@@ -132,8 +133,8 @@ func TestCloseWaitsForLostAck(t *testing.T) {
 	p := newPublisher(lossyJS{JetStream: js, lose: func(*nats.Msg) bool { return true }}, time.Second, 100)
 	reported := make(chan struct{})
 	if err := p.NewLane().Post("general", "carol", "hello", "c1", func(_ PostResult, err error) {
-		if !errors.Is(err, ErrUnavailable) {
-			t.Errorf("outcome %v, want ErrUnavailable", err)
+		if !errors.Is(err, nreq.ErrUnavailable) {
+			t.Errorf("outcome %v, want nreq.ErrUnavailable", err)
 		}
 		close(reported)
 	}); err != nil {

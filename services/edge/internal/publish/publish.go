@@ -1,4 +1,7 @@
-package backend
+// Package publish is how the edge stores what clients send: user messages
+// go to the CHAT stream (Publisher, one Lane per connection, bounded by the
+// edge's pending PubAcks), typing events to core NATS (Typist).
+package publish
 
 import (
 	"encoding/json"
@@ -10,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
+	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/natsconn"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -25,6 +30,21 @@ var ErrPublisherClosed = errors.New("publisher closed")
 // DefaultMaxPending bounds the publishes awaiting a PubAck on one edge.
 const DefaultMaxPending = 4096
 
+// PostResult is the outcome of Lane.Post.
+type PostResult struct {
+	// ID is the message id (stream sequence); for a duplicate, the
+	// original message's id.
+	ID uint64
+	// Duplicate is true when the cid was already stored.
+	Duplicate bool
+}
+
+// MsgID is the de-duplication id of a user message: scoped per room and
+// user so one user's cid never suppresses another's message.
+func MsgID(room, user, cid string) string {
+	return room + "/" + names.UserToken(user) + "/" + cid
+}
+
 // PostDone receives the outcome of an asynchronous post. It runs on a
 // publisher goroutine and must not block.
 type PostDone func(PostResult, error)
@@ -32,7 +52,7 @@ type PostDone func(PostResult, error)
 // Publisher stores user messages without waiting: Lane.Post hands the
 // message to JetStream (an asynchronous publish) and returns; the outcome
 // reaches the caller's PostDone once the PubAck arrives, or with
-// ErrUnavailable when none arrived within the timeout.
+// nreq.ErrUnavailable when none arrived within the timeout.
 //
 // Outcomes are reported in publish order per Lane (one per connection),
 // so the acks of one connection keep the order of its messages, while a
@@ -59,12 +79,12 @@ type pendingPost struct {
 }
 
 // NewPublisher returns a publisher on nc, to the JetStream of domain
-// (natsconn.NewJetStream). timeout (DefaultTimeout when ≤ 0)
+// (natsconn.NewJetStream). timeout (nreq.DefaultTimeout when ≤ 0)
 // bounds the wait for each PubAck; maxPending (DefaultMaxPending when ≤ 0)
 // bounds the publishes awaiting one.
 func NewPublisher(nc *nats.Conn, domain string, timeout time.Duration, maxPending int) (*Publisher, error) {
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = nreq.DefaultTimeout
 	}
 	if maxPending <= 0 {
 		maxPending = DefaultMaxPending
@@ -105,7 +125,7 @@ func (p *Publisher) NewLane() *Lane { return &Lane{p: p} }
 // the outcome later, after the outcomes of the lane's earlier posts,
 // unless Post returns an error: ErrBusy when the edge has too many
 // publishes pending, ErrPublisherClosed, or a publish failure (wrapping
-// ErrUnavailable when NATS cannot take it).
+// nreq.ErrUnavailable when NATS cannot take it).
 func (l *Lane) Post(room, user, body, cid string, done PostDone) error {
 	data, err := json.Marshal(wire.Post{Room: room, User: user, Body: body, Kind: wire.KindMessage, TS: time.Now().UnixMilli(), CID: cid})
 	if err != nil {
@@ -131,7 +151,7 @@ func (l *Lane) Post(room, user, body, cid string, done PostDone) error {
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			return ErrBusy
 		}
-		return classify(subjects.Room(room), err)
+		return nreq.Classify(subjects.Room(room), err)
 	}
 	p.pending++
 	l.queue = append(l.queue, pendingPost{fut: fut, done: done})
@@ -207,10 +227,10 @@ func (p *Publisher) Close() {
 }
 
 // classifyAsync maps asynchronous publish failures: no PubAck in time, or
-// the connection dropped while waiting, is ErrUnavailable.
+// the connection dropped while waiting, is nreq.ErrUnavailable.
 func classifyAsync(subject string, err error) error {
 	if errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("%s: %w: %w", subject, ErrUnavailable, err)
+		return fmt.Errorf("%s: %w: %w", subject, nreq.ErrUnavailable, err)
 	}
-	return classify(subject, err)
+	return nreq.Classify(subject, err)
 }

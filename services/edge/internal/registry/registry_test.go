@@ -1,8 +1,9 @@
-package backend
+package registry
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -95,7 +97,7 @@ func (p *fakePresence) seen(subject string) int {
 	return p.calls[subject]
 }
 
-func newRegistryClient(t *testing.T, timeout time.Duration) (*Client, *nats.Conn) {
+func newRegistryClient(t *testing.T, timeout time.Duration) (*Presence, *nats.Conn) {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc, err := nats.Connect(srv.URL())
@@ -103,10 +105,7 @@ func newRegistryClient(t *testing.T, timeout time.Duration) (*Client, *nats.Conn
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	c, err := New(nc, "", timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := New(nreq.New(nc, timeout))
 	t.Cleanup(c.Close)
 	return c, nc
 }
@@ -153,9 +152,9 @@ func TestUnregisterRetriesUntilPresenceConfirms(t *testing.T) {
 				t.Fatalf("presence saw %d leaves, want 4 (3 failed, 1 confirmed)", n)
 			}
 			eventually(t, "entry forgotten", func() bool {
-				c.presence.mu.Lock()
-				defer c.presence.mu.Unlock()
-				return len(c.presence.entries) == 0 && len(c.presence.unconfirmed) == 0
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return len(c.entries) == 0 && len(c.unconfirmed) == 0
 			})
 		})
 	}
@@ -234,5 +233,33 @@ func TestCloseStopsRetries(t *testing.T) {
 	time.Sleep(3 * RegisterBackoff)
 	if m := p.seen(subjects.PresenceLeave); m != n {
 		t.Fatalf("%d leaves sent after Close", m-n)
+	}
+}
+
+// Rosters and counts are plain requests to presence; with presence down
+// they are unavailable.
+func TestRosterAndCounts(t *testing.T) {
+	c, nc := newRegistryClient(t, 500*time.Millisecond)
+	ctx := context.Background()
+	if _, err := c.Roster(ctx, wire.RosterRequest{Room: "r"}); !errors.Is(err, nreq.ErrUnavailable) {
+		t.Fatalf("roster with presence down: %v", err)
+	}
+	for subj, reply := range map[string]string{
+		subjects.PresenceRoster: `{"room":"r","users":["ann"]}`,
+		subjects.PresenceCounts: `{"counts":{"r":1}}`,
+	} {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) { _ = m.Respond([]byte(reply)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	rr, err := c.Roster(ctx, wire.RosterRequest{Room: "r"})
+	if err != nil || len(rr.Users) != 1 || rr.Users[0] != "ann" {
+		t.Fatalf("roster %+v, %v", rr, err)
+	}
+	cr, err := c.Counts(ctx, wire.CountsRequest{Rooms: []string{"r"}})
+	if err != nil || cr.Counts["r"] != 1 {
+		t.Fatalf("counts %+v, %v", cr, err)
 	}
 }

@@ -1,10 +1,17 @@
-package backend
+// Package registry is the edge's side of presence: it keeps every
+// connection's wanted presence in each room it joined (Register,
+// Unregister; Rejoin after a lost lease) and brings the presence service
+// to it in the background, with generations so a late answer never undoes
+// a newer wish and backoff while presence is down. It also asks presence
+// for rosters and online counts.
+package registry
 
 import (
 	"context"
 	"sync"
 	"time"
 
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/loops"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
@@ -21,7 +28,7 @@ import (
 // Background retries: the first attempt at once, then after
 // RegisterBackoff doubling up to RegisterMaxBackoff. A join is given up
 // after RegisterAttempts (it is tried again once presence answers another
-// request of this client, or by Rejoin); a leave is never given up.
+// request of this edge, or by Rejoin); a leave is never given up.
 const (
 	RegisterAttempts   = 8
 	RegisterBackoff    = 250 * time.Millisecond
@@ -47,8 +54,11 @@ type registration struct {
 	joined    func(context.Context) // runs once after the first confirmed join
 }
 
-// registry is the Client's wanted presence state. mu guards every field.
-type registry struct {
+// Presence is the wanted presence state of an edge's connections and the
+// reconciler that brings presence to it. mu guards every field below it.
+type Presence struct {
+	req *nreq.Client
+
 	mu          sync.Mutex
 	entries     map[regKey]*registration
 	gen         uint64
@@ -60,14 +70,28 @@ type registry struct {
 	reconciler loops.OnDemand
 }
 
-func (r *registry) init() {
-	r.entries = make(map[regKey]*registration)
-	r.unconfirmed = make(map[regKey]struct{})
-	r.givenUp = make(map[regKey]struct{})
+// New returns a Presence making its requests through req.
+func New(req *nreq.Client) *Presence {
+	return &Presence{
+		req:         req,
+		entries:     make(map[regKey]*registration),
+		unconfirmed: make(map[regKey]struct{}),
+		givenUp:     make(map[regKey]struct{}),
+	}
+}
+
+// Roster asks presence for one page of a room's online users.
+func (r *Presence) Roster(ctx context.Context, req wire.RosterRequest) (wire.RosterReply, error) {
+	return nreq.Request[wire.RosterReply](ctx, r.req, subjects.PresenceRoster, req)
+}
+
+// Counts asks presence for online counts.
+func (r *Presence) Counts(ctx context.Context, req wire.CountsRequest) (wire.CountsReply, error) {
+	return nreq.Request[wire.CountsReply](ctx, r.req, subjects.PresenceCounts, req)
 }
 
 // scheduleLocked makes the reconciler (re)try e, the entry of key, now.
-func (r *registry) scheduleLocked(key regKey, e *registration) {
+func (r *Presence) scheduleLocked(key regKey, e *registration) {
 	e.confirmed, e.attempts, e.due = false, 0, time.Now()
 	r.unconfirmed[key] = struct{}{}
 	delete(r.givenUp, key)
@@ -78,8 +102,7 @@ func (r *registry) scheduleLocked(key regKey, e *registration) {
 // RegisterAttempts). joined, if not nil, runs once after presence
 // confirmed the join (on a reconciler goroutine; it may make requests
 // bounded by its ctx).
-func (c *Client) Register(ev wire.ConnEvent, joined func(context.Context)) {
-	r := &c.presence
+func (r *Presence) Register(ev wire.ConnEvent, joined func(context.Context)) {
 	key := regKey{ev.Conn, ev.Room}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -87,15 +110,14 @@ func (c *Client) Register(ev wire.ConnEvent, joined func(context.Context)) {
 	e := &registration{ev: ev, gen: r.gen, joined: joined}
 	r.entries[key] = e
 	r.scheduleLocked(key, e)
-	c.kickLocked()
+	r.kickLocked()
 }
 
 // Unregister wants a connection out of a room it was registered in: the
 // leave is sent in the background and retried until presence confirms it
-// (or the Client is closed; the edge's lease release then removes the
+// (or the Presence is closed; the edge's lease release then removes the
 // rest).
-func (c *Client) Unregister(ev wire.ConnEvent) {
-	r := &c.presence
+func (r *Presence) Unregister(ev wire.ConnEvent) {
 	key := regKey{ev.Conn, ev.Room}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -106,15 +128,14 @@ func (c *Client) Unregister(ev wire.ConnEvent) {
 	r.gen++
 	*e = registration{ev: e.ev, leaving: true, gen: r.gen}
 	r.scheduleLocked(key, e)
-	c.kickLocked()
+	r.kickLocked()
 }
 
 // Rejoin registers every wanted connection with presence again, e.g.
 // after the edge's lease was lost and presence removed its connections.
 // It returns how many registrations it scheduled; they are sent in the
 // background like Register's.
-func (c *Client) Rejoin() int {
-	r := &c.presence
+func (r *Presence) Rejoin() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
@@ -125,15 +146,14 @@ func (c *Client) Rejoin() int {
 		}
 	}
 	if n > 0 {
-		c.kickLocked()
+		r.kickLocked()
 	}
 	return n
 }
 
 // Unconfirmed is the number of joins and leaves presence has not
 // confirmed yet (including joins given up on for now).
-func (c *Client) Unconfirmed() int {
-	r := &c.presence
+func (r *Presence) Unconfirmed() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.unconfirmed) + len(r.givenUp)
@@ -142,8 +162,7 @@ func (c *Client) Unconfirmed() int {
 // Close stops the reconciler and waits for its requests in flight; what
 // is still unconfirmed is dropped (presence removes a departed edge's
 // connections when its lease is released or expires).
-func (c *Client) Close() {
-	r := &c.presence
+func (r *Presence) Close() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
@@ -153,19 +172,17 @@ func (c *Client) Close() {
 
 // kickLocked starts the reconciler, or wakes it if it waits. r.mu must be
 // held.
-func (c *Client) kickLocked() {
-	r := &c.presence
+func (r *Presence) kickLocked() {
 	if r.closed {
 		return
 	}
-	r.reconciler.KickLocked(c.reconcile)
+	r.reconciler.KickLocked(r.reconcile)
 }
 
 // reconcile runs while entries wait for a (re)try: each pass attempts
 // every due one, reconcileWorkers at a time, so at most one request per
 // key is in flight from here.
-func (c *Client) reconcile() {
-	r := &c.presence
+func (r *Presence) reconcile() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -188,7 +205,7 @@ func (c *Client) reconcile() {
 			go func() {
 				defer wg.Done()
 				for key := range work {
-					c.attempt(context.Background(), key, due[key])
+					r.attempt(context.Background(), key, due[key])
 				}
 			}()
 		}
@@ -202,8 +219,8 @@ func (c *Client) reconcile() {
 
 // collect returns copies of the entries due at now and the time the next
 // one is due; ok is false (and the reconciler marked stopped) when there
-// is nothing left to do or the Client is closed.
-func (r *registry) collect(now time.Time) (due map[regKey]registration, next time.Time, ok bool) {
+// is nothing left to do or the Presence is closed.
+func (r *Presence) collect(now time.Time) (due map[regKey]registration, next time.Time, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -234,15 +251,13 @@ func (r *registry) collect(now time.Time) (due map[regKey]registration, next tim
 
 // attempt sends e (a copy of the entry of key) to presence once and
 // records the outcome.
-func (c *Client) attempt(ctx context.Context, key regKey, e registration) {
+func (r *Presence) attempt(ctx context.Context, key regKey, e registration) {
 	subject := subjects.PresenceJoin
 	if e.leaving {
 		subject = subjects.PresenceLeave
 	}
-	var reply wire.ConnReply
-	err := c.request(ctx, subject, e.ev, &reply)
+	_, err := nreq.Request[wire.ConnReply](ctx, r.req, subject, e.ev)
 
-	r := &c.presence
 	r.mu.Lock()
 	var joined func(context.Context)
 	cur := r.entries[key]
@@ -256,7 +271,7 @@ func (c *Client) attempt(ctx context.Context, key regKey, e registration) {
 			cur.confirmed = true
 			joined, cur.joined = cur.joined, nil
 		}
-		c.reviveLocked()
+		r.reviveLocked()
 	case cur != nil && cur.gen == e.gen:
 		cur.attempts++
 		cur.due = time.Now().Add(backoff.Policy{Initial: RegisterBackoff, Max: RegisterMaxBackoff}.Delay(cur.attempts))
@@ -273,8 +288,7 @@ func (c *Client) attempt(ctx context.Context, key regKey, e registration) {
 
 // reviveLocked schedules the joins given up on again: presence answered,
 // so it is back. r.mu must be held.
-func (c *Client) reviveLocked() {
-	r := &c.presence
+func (r *Presence) reviveLocked() {
 	if len(r.givenUp) == 0 {
 		return
 	}
@@ -284,5 +298,5 @@ func (c *Client) reviveLocked() {
 		}
 		delete(r.givenUp, k)
 	}
-	c.kickLocked()
+	r.kickLocked()
 }

@@ -1,9 +1,10 @@
-package backend
+package pages
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
@@ -127,7 +129,7 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	c, err := New(nc, "", 10*time.Second)
+	c, err := New(nreq.New(nc, 10*time.Second), "", roomlog.Decoder{MaxBody: 100}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
-package backend
+package pages
 
 import (
 	"context"
 
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -29,21 +30,21 @@ const StreamRecentWindow = 20
 // is chained from after (its first item's prev is after) and recovered,
 // unless the stream no longer holds the messages right after after: then
 // it is the newest page with Recovered false.
-func (c *Client) StreamSince(ctx context.Context, dec roomlog.Decoder, room string, after uint64, limit int) (wire.Page, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (l *Log) StreamSince(ctx context.Context, dec roomlog.Decoder, room string, after uint64, limit int) (wire.Page, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.req.Timeout())
 	defer cancel()
-	st, err := c.js.Stream(ctx, subjects.Stream)
+	st, err := l.js.Stream(ctx, subjects.Stream)
 	if err != nil {
-		return wire.Page{}, classify(subjects.Stream, err)
+		return wire.Page{}, nreq.Classify(subjects.Stream, err)
 	}
 	if first := st.CachedInfo().State.FirstSeq; after+1 < first && after > 0 {
 		// The stream no longer has what follows after: like history,
 		// answer the newest page, not recovered.
-		p, err := c.StreamRecent(ctx, dec, room, limit)
+		p, err := l.StreamRecent(ctx, dec, room, limit)
 		p.Recovered = false
 		return p, err
 	}
-	items, more, err := c.streamRead(ctx, dec, room, after+1, limit)
+	items, more, err := l.streamRead(ctx, dec, room, after+1, limit)
 	if err != nil {
 		return wire.Page{}, err
 	}
@@ -56,10 +57,10 @@ func (c *Client) StreamSince(ctx context.Context, dec roomlog.Decoder, room stri
 // newest message, so in a busy stream the page may hold fewer; HasMore
 // then says earlier messages may exist. The first item's prev is 0
 // (unknown).
-func (c *Client) StreamRecent(ctx context.Context, dec roomlog.Decoder, room string, limit int) (wire.Page, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (l *Log) StreamRecent(ctx context.Context, dec roomlog.Decoder, room string, limit int) (wire.Page, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.req.Timeout())
 	defer cancel()
-	last, err := c.LastID(ctx, room)
+	last, err := l.LastID(ctx, room)
 	if err != nil {
 		return wire.Page{}, err
 	}
@@ -71,7 +72,7 @@ func (c *Client) StreamRecent(ctx context.Context, dec roomlog.Decoder, room str
 	if last > window {
 		start = last - window + 1
 	}
-	items, _, err := c.streamRead(ctx, dec, room, start, int(window))
+	items, _, err := l.streamRead(ctx, dec, room, start, int(window))
 	if err != nil {
 		return wire.Page{}, err
 	}
@@ -85,10 +86,10 @@ func (c *Client) StreamRecent(ctx context.Context, dec roomlog.Decoder, room str
 // streamRead reads up to limit messages of room from sequence start on
 // with direct gets (roomlog.Reader.ScanRoom); more is true when the room
 // has more after them. What dec refuses is skipped, as history skips it.
-func (c *Client) streamRead(ctx context.Context, dec roomlog.Decoder, room string, start uint64, limit int) ([]wire.Message, bool, error) {
+func (l *Log) streamRead(ctx context.Context, dec roomlog.Decoder, room string, start uint64, limit int) ([]wire.Message, bool, error) {
 	items := []wire.Message{}
 	more := false
-	err := roomlog.NewReader(c.nc, c.js, subjects.Stream).ScanRoom(ctx, dec, room, start, 0, func(m wire.Message) bool {
+	err := roomlog.NewReader(l.req.Conn(), l.js, subjects.Stream).ScanRoom(ctx, dec, room, start, 0, func(m wire.Message) bool {
 		if len(items) >= limit {
 			more = true
 			return false
@@ -97,7 +98,7 @@ func (c *Client) streamRead(ctx context.Context, dec roomlog.Decoder, room strin
 		return true
 	})
 	if err != nil {
-		return nil, false, classify(subjects.Room(room), err)
+		return nil, false, nreq.Classify(subjects.Room(room), err)
 	}
 	return items, more, nil
 }

@@ -1,0 +1,150 @@
+// Package pages reads a room's log for the edge: history's pages, and the
+// same pages read from the CHAT stream while history does not answer. Log
+// decides "history, else the stream" for every reader of pages (the
+// session's history frame, the HTTP API); Sources hands the two sources
+// out apart for the fan-out hub, which still chooses between them itself.
+package pages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
+	"github.com/hubbub-chat/hubbub/shared/natsconn"
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
+)
+
+// Log reads a room's log: from history, else from the stream.
+type Log struct {
+	req *nreq.Client
+	js  jetstream.JetStream
+	dec roomlog.Decoder
+	log *slog.Logger
+}
+
+// New returns a Log making its requests through req and reading the
+// stream from the JetStream of domain (natsconn.NewJetStream); dec is
+// history's rule for stored messages (its MaxBody the edges' body limit).
+func New(req *nreq.Client, domain string, dec roomlog.Decoder, log *slog.Logger) (*Log, error) {
+	js, err := natsconn.NewJetStream(req.Conn(), domain)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Log{req: req, js: js, dec: dec, log: log}, nil
+}
+
+// JetStream returns the JetStream handle the log reads.
+func (l *Log) JetStream() jetstream.JetStream { return l.js }
+
+// Recent is the page of req.Room's messages before req.Before: history's,
+// or, while history does not answer and req asks for the newest page
+// (Before 0), the stream's.
+func (l *Log) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error) {
+	p, err := l.HistoryRecent(ctx, req)
+	if !l.fallBack(ctx, err) || req.Before != 0 {
+		return p, err
+	}
+	l.log.Warn("history unavailable: page served from the stream", "room", req.Room, "err", err)
+	p, serr := l.StreamRecent(ctx, l.dec, req.Room, req.Limit)
+	if serr != nil {
+		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
+	}
+	return p, nil
+}
+
+// Since is the page of req.Room's messages after req.After: history's,
+// or the stream's while history does not answer.
+func (l *Log) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
+	p, err := l.HistorySince(ctx, req)
+	if !l.fallBack(ctx, err) {
+		return p, err
+	}
+	l.log.Warn("history unavailable: page served from the stream", "room", req.Room, "after", req.After, "err", err)
+	p, serr := l.StreamSince(ctx, l.dec, req.Room, req.After, req.Limit)
+	if serr != nil {
+		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
+	}
+	return p, nil
+}
+
+// fallBack reports whether a history read that failed with err is read
+// from the stream instead: not when it succeeded, when the caller is gone,
+// or when history refused the request itself.
+func (l *Log) fallBack(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() == nil && !nreq.Refusal(err) && !errors.Is(err, context.Canceled)
+}
+
+// HistoryRecent asks history alone for a page of messages before
+// req.Before.
+func (l *Log) HistoryRecent(ctx context.Context, req wire.RecentRequest) (wire.Page, error) {
+	return nreq.Request[wire.Page](ctx, l.req, subjects.HistoryRecent, req)
+}
+
+// HistorySince asks history alone for messages after req.After.
+func (l *Log) HistorySince(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
+	return nreq.Request[wire.Page](ctx, l.req, subjects.HistorySince, req)
+}
+
+// Lobby asks history for the most recently active rooms (the stream has
+// no such index: there is no fallback).
+func (l *Log) Lobby(ctx context.Context, req wire.LobbyRequest) (wire.LobbyReply, error) {
+	return nreq.Request[wire.LobbyReply](ctx, l.req, subjects.HistoryLobby, req)
+}
+
+// LastID returns the id of the newest message of room in the stream (0
+// when it has none).
+func (l *Log) LastID(ctx context.Context, room string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.req.Timeout())
+	defer cancel()
+	s, err := l.js.Stream(ctx, subjects.Stream)
+	if err != nil {
+		return 0, nreq.Classify(subjects.Stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subjects.Room(room))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, nreq.Classify(subjects.Room(room), err)
+	}
+	return m.Sequence, nil
+}
+
+// Sources is the log's two sources apart, for a reader that chooses
+// between them itself (the fan-out hub: fanout.Pages): Recent and Since
+// ask history alone, StreamRecent and StreamSince read the stream.
+type Sources struct{ l *Log }
+
+// Sources returns the log's sources apart.
+func (l *Log) Sources() Sources { return Sources{l} }
+
+// LastID is Log.LastID.
+func (s Sources) LastID(ctx context.Context, room string) (uint64, error) {
+	return s.l.LastID(ctx, room)
+}
+
+// Recent is Log.HistoryRecent.
+func (s Sources) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error) {
+	return s.l.HistoryRecent(ctx, req)
+}
+
+// Since is Log.HistorySince.
+func (s Sources) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
+	return s.l.HistorySince(ctx, req)
+}
+
+// StreamRecent is Log.StreamRecent.
+func (s Sources) StreamRecent(ctx context.Context, dec roomlog.Decoder, room string, limit int) (wire.Page, error) {
+	return s.l.StreamRecent(ctx, dec, room, limit)
+}
+
+// StreamSince is Log.StreamSince.
+func (s Sources) StreamSince(ctx context.Context, dec roomlog.Decoder, room string, after uint64, limit int) (wire.Page, error) {
+	return s.l.StreamSince(ctx, dec, room, after, limit)
+}
