@@ -22,12 +22,9 @@ const (
 
 // parseConnEvent decodes and checks a join/leave request.
 func parseConnEvent(data []byte) (wire.ConnEvent, *wire.Error) {
-	var ev wire.ConnEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return ev, wire.Errorf(wire.CodeBadJSON, "conn event: %v", err)
-	}
-	if !names.ValidRoom(ev.Room) {
-		return ev, wire.Errorf(wire.CodeInvalidRoom, "room %q is not a valid room name", ev.Room)
+	ev, werr := decodeInRoom(data, "conn event", func(ev *wire.ConnEvent) string { return ev.Room })
+	if werr != nil {
+		return ev, werr
 	}
 	if _, err := names.User(ev.User); err != nil {
 		return ev, wire.Errorf(wire.CodeBadJSON, "user: %v", err)
@@ -75,12 +72,9 @@ func validEdge(s string) bool {
 
 // parseRosterRequest decodes a roster request and normalises its limit.
 func parseRosterRequest(data []byte) (wire.RosterRequest, *wire.Error) {
-	var req wire.RosterRequest
-	if err := json.Unmarshal(data, &req); err != nil {
-		return req, wire.Errorf(wire.CodeBadJSON, "roster request: %v", err)
-	}
-	if !names.ValidRoom(req.Room) {
-		return req, wire.Errorf(wire.CodeInvalidRoom, "room %q is not a valid room name", req.Room)
+	req, werr := decodeInRoom(data, "roster request", func(r *wire.RosterRequest) string { return r.Room })
+	if werr != nil {
+		return req, werr
 	}
 	switch {
 	case req.Limit < 0:
@@ -106,8 +100,8 @@ func parseCountsRequest(data []byte) (wire.CountsRequest, *wire.Error) {
 		return req, wire.Errorf(wire.CodeInvalidLimit, "at most %d rooms per request", MaxCountsRooms)
 	}
 	for _, r := range req.Rooms {
-		if !names.ValidRoom(r) {
-			return req, wire.Errorf(wire.CodeInvalidRoom, "room %q is not a valid room name", r)
+		if werr := checkRoom(r); werr != nil {
+			return req, werr
 		}
 	}
 	return req, nil
@@ -115,12 +109,23 @@ func parseCountsRequest(data []byte) (wire.CountsRequest, *wire.Error) {
 
 // parseTypingRequest decodes a typing state request.
 func parseTypingRequest(data []byte) (wire.TypingStateRequest, *wire.Error) {
-	var req wire.TypingStateRequest
+	return decodeInRoom(data, "typing request", func(r *wire.TypingStateRequest) string { return r.Room })
+}
+
+// decodeInRoom decodes a request (what names it in the error) whose room,
+// read by room, must be a valid room name.
+func decodeInRoom[T any](data []byte, what string, room func(*T) string) (T, *wire.Error) {
+	var req T
 	if err := json.Unmarshal(data, &req); err != nil {
-		return req, wire.Errorf(wire.CodeBadJSON, "typing request: %v", err)
+		return req, wire.Errorf(wire.CodeBadJSON, "%s: %v", what, err)
 	}
-	if !names.ValidRoom(req.Room) {
-		return req, wire.Errorf(wire.CodeInvalidRoom, "room %q is not a valid room name", req.Room)
+	return req, checkRoom(room(&req))
+}
+
+// checkRoom refuses a room name that is not valid.
+func checkRoom(room string) *wire.Error {
+	if !names.ValidRoom(room) {
+		return wire.Errorf(wire.CodeInvalidRoom, "room %q is not a valid room name", room)
 	}
-	return req, nil
+	return nil
 }
