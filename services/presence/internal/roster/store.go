@@ -144,20 +144,11 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 		if err != nil {
 			return 0, err
 		}
+		first := cur.entry.User == "" // absent (or corrupt): first connection
+		e, verb := Entry{}, "update"
 		switch {
-		case cur.entry.User == "": // absent (or corrupt): first connection
-			e := Entry{User: user, Conns: map[string]string{conn: edge}, Epoch: nuid.Next(), Since: nowMS()}
-			rev, err := s.put(ctx, key, e, cur.rev)
-			if isConflict(err) {
-				fresh = true
-				attempts++
-				continue
-			}
-			if err != nil {
-				return 0, fmt.Errorf("create %s: %w", key, err)
-			}
-			s.announceJoin(ctx, Transition{Event: wire.EventJoin, Key: key, Room: room, User: user, Epoch: e.Epoch, Rev: rev})
-			return rev, nil
+		case first:
+			e, verb = Entry{User: user, Conns: map[string]string{conn: edge}, Epoch: nuid.Next(), Since: nowMS()}, "create"
 		case cur.entry.Leaving != 0:
 			// The previous session is ending. Let the replica that decided
 			// the leave finish it (waiting, bounded by ctx); take over if it
@@ -177,10 +168,11 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 				continue
 			}
 			return cur.rev, nil // already registered: a retried request
+		default:
+			e = cur.entry.clone()
+			e.Conns[conn] = edge
+			e.EmptySince = 0
 		}
-		e := cur.entry.clone()
-		e.Conns[conn] = edge
-		e.EmptySince = 0
 		rev, err := s.put(ctx, key, e, cur.rev)
 		if isConflict(err) {
 			fresh = true
@@ -188,7 +180,10 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("update %s: %w", key, err)
+			return 0, fmt.Errorf("%s %s: %w", verb, key, err)
+		}
+		if first {
+			s.announceJoin(ctx, Transition{Event: wire.EventJoin, Key: key, Room: room, User: user, Epoch: e.Epoch, Rev: rev})
 		}
 		return rev, nil
 	}
