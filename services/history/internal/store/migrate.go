@@ -58,3 +58,19 @@ func migrations(dialect string) ([]migration, error) {
 	}
 	return out, nil
 }
+
+// upgrade applies the migrations of ms after version cur (the database's)
+// in order through apply, which runs one's SQL and records it in
+// schema_migrations, and refuses a database newer than ms with
+// ErrSchemaTooNew. Errors are named after dialect.
+func upgrade(dialect string, ms []migration, cur int, apply func(migration) error) error {
+	if cur > len(ms) {
+		return fmt.Errorf("%w: database at version %d, build knows %d", ErrSchemaTooNew, cur, len(ms))
+	}
+	for _, m := range ms[cur:] {
+		if err := apply(m); err != nil {
+			return fmt.Errorf("%s migration %s: %w", dialect, m.name, err)
+		}
+	}
+	return nil
+}

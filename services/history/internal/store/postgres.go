@@ -27,6 +27,8 @@ import (
 // a transaction pooler (PoolerTransaction) nothing is prepared and no
 // session state is relied on; see OpenPostgresWith.
 type Postgres struct {
+	pages // Recent, Since, Prev over the queries below
+
 	w *pgxpool.Pool
 	r *pgxpool.Pool
 
@@ -135,6 +137,7 @@ func OpenPostgresWith(ctx context.Context, url string, o PostgresOptions) (*Post
 		return nil, fmt.Errorf("postgres connect: %w", err)
 	}
 	p := &Postgres{w: w}
+	p.pages = pages{p}
 	if err := p.migrate(ctx); err != nil {
 		w.Close()
 		return nil, poolerHint(pooled, err)
@@ -299,19 +302,13 @@ func (p *Postgres) migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
 			return fmt.Errorf("postgres schema version: %w", err)
 		}
-		if cur > len(ms) {
-			return fmt.Errorf("%w: database at version %d, build knows %d", ErrSchemaTooNew, cur, len(ms))
-		}
-		for _, m := range ms[cur:] {
+		return upgrade("postgres", ms, cur, func(m migration) error {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("postgres migration %s: %w", m.name, err)
+				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`,
-				m.version, m.name); err != nil {
-				return fmt.Errorf("postgres migration %s: %w", m.name, err)
-			}
-		}
-		return nil
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			return err
+		})
 	})
 }
 
@@ -589,21 +586,6 @@ func (p *Postgres) trimmed(ctx context.Context, room string) (uint64, error) {
 	return uint64(t), nil
 }
 
-// Recent implements Store.
-func (p *Postgres) Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error) {
-	return recent(ctx, p, room, before, limit)
-}
-
-// Since implements Store.
-func (p *Postgres) Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
-	return since(ctx, p, room, after, limit)
-}
-
-// Prev implements Store.
-func (p *Postgres) Prev(ctx context.Context, room string, below uint64) (uint64, error) {
-	return prev(ctx, p, room, below)
-}
-
 // Lobby implements Store.
 func (p *Postgres) Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error) {
 	limit = clampLimit(limit, lobbyDefault, lobbyMax)
@@ -622,50 +604,43 @@ func (p *Postgres) Trim(ctx context.Context, cutoff time.Time, batch int) (int, 
 	}
 	var n int
 	err := pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+messageCols+` FROM messages ORDER BY id LIMIT $1`, batch)
-		if err != nil {
-			return fmt.Errorf("postgres trim: %w", err)
-		}
-		ms, err := scanPG(rows)
-		if err != nil {
-			return err
-		}
-		k := trimPrefix(ms, cutoff)
-		if k == 0 {
-			return nil
-		}
-		// The rows actually deleted (RETURNING) drive the watermarks and the
-		// lobby counts, so they stay exact even if a concurrent ingest
-		// committed an older id after the read above.
-		del, err := tx.Query(ctx, `DELETE FROM messages WHERE id <= $1 RETURNING room, id`, int64(ms[k-1].ID))
-		if err != nil {
-			return fmt.Errorf("postgres trim delete: %w", err)
-		}
-		defer del.Close()
-		tally, deleted, err := tallyDeleted(del, "postgres trim delete")
-		if err != nil {
-			return err
-		}
-		n = deleted
-		roomsSorted := make([]string, 0, len(tally))
-		for r := range tally {
-			roomsSorted = append(roomsSorted, r)
-		}
-		slices.Sort(roomsSorted) // a fixed lock order
-		for _, r := range roomsSorted {
-			rt := tally[r]
-			if _, err := tx.Exec(ctx, `UPDATE rooms SET trimmed_through = GREATEST(trimmed_through, $1),
-				message_count = GREATEST(message_count - $2, 0) WHERE room = $3`,
-				int64(rt.through), rt.count, r); err != nil {
-				return fmt.Errorf("postgres trim watermark: %w", err)
-			}
-		}
-		return nil
+		var err error
+		n, err = trimBatch(ctx, pgTrim{tx}, cutoff, batch)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// pgTrim is Postgres's trimTx.
+type pgTrim struct{ tx pgx.Tx }
+
+func (t pgTrim) head(ctx context.Context, batch int) ([]wire.Message, error) {
+	rows, err := t.tx.Query(ctx, `SELECT `+messageCols+` FROM messages ORDER BY id LIMIT $1`, batch)
+	if err != nil {
+		return nil, fmt.Errorf("postgres trim: %w", err)
+	}
+	return scanPG(rows)
+}
+
+func (t pgTrim) deleteThrough(ctx context.Context, id uint64) (map[string]roomTrim, int, error) {
+	del, err := t.tx.Query(ctx, `DELETE FROM messages WHERE id <= $1 RETURNING room, id`, int64(id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres trim delete: %w", err)
+	}
+	defer del.Close()
+	return tallyDeleted(del, "postgres trim delete")
+}
+
+func (t pgTrim) raise(ctx context.Context, room string, rt roomTrim) error {
+	if _, err := t.tx.Exec(ctx, `UPDATE rooms SET trimmed_through = GREATEST(trimmed_through, $1),
+		message_count = GREATEST(message_count - $2, 0) WHERE room = $3`,
+		int64(rt.through), rt.count, room); err != nil {
+		return fmt.Errorf("postgres trim watermark: %w", err)
+	}
+	return nil
 }
 
 // String describes the store for logs.

@@ -23,6 +23,8 @@ var ErrSchemaTooNew = errors.New("database schema is newer than this build")
 // connection (SQLite admits one writer at a time anyway) and a small pool of
 // read-only connections that read concurrently with the writer.
 type SQLite struct {
+	pages // Recent, Since, Prev over the queries below
+
 	w *sql.DB // one connection: every write goes through it
 	r *sql.DB // read-only pool
 
@@ -69,6 +71,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &SQLite{w: w}
+	s.pages = pages{s}
 	if err := s.migrate(ctx); err != nil {
 		_ = w.Close()
 		return nil, err
@@ -111,17 +114,15 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
 		return fmt.Errorf("sqlite schema version: %w", err)
 	}
-	if cur > len(ms) {
-		return fmt.Errorf("%w: database at version %d, build knows %d", ErrSchemaTooNew, cur, len(ms))
-	}
-	for _, m := range ms[cur:] {
+	if err := upgrade("sqlite", ms, cur, func(m migration) error {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("sqlite migration %s: %w", m.name, err)
+			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.version, m.name, time.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("sqlite migration %s: %w", m.name, err)
-		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.version, m.name, time.Now().UnixMilli())
+		return err
+	}); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite migrate commit: %w", err)
@@ -412,21 +413,6 @@ func (s *SQLite) trimmed(ctx context.Context, room string) (uint64, error) {
 	return uint64(t), nil
 }
 
-// Recent implements Store.
-func (s *SQLite) Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error) {
-	return recent(ctx, s, room, before, limit)
-}
-
-// Since implements Store.
-func (s *SQLite) Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
-	return since(ctx, s, room, after, limit)
-}
-
-// Prev implements Store.
-func (s *SQLite) Prev(ctx context.Context, room string, below uint64) (uint64, error) {
-	return prev(ctx, s, room, below)
-}
-
 // Lobby implements Store.
 func (s *SQLite) Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error) {
 	limit = clampLimit(limit, lobbyDefault, lobbyMax)
@@ -448,42 +434,49 @@ func (s *SQLite) Trim(ctx context.Context, cutoff time.Time, batch int) (int, er
 		return 0, fmt.Errorf("sqlite trim: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	rows, err := tx.QueryContext(ctx, `SELECT `+messageCols+` FROM messages ORDER BY id LIMIT ?`, batch)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite trim: %w", err)
-	}
-	ms, err := scanSQLite(rows)
-	if err != nil {
+	n, err := trimBatch(ctx, sqliteTrim{tx}, cutoff, batch)
+	if err != nil || n == 0 {
 		return 0, err
-	}
-	n := trimPrefix(ms, cutoff)
-	if n == 0 {
-		return 0, nil
-	}
-	// The rows actually deleted (RETURNING) drive the watermarks and the
-	// lobby counts, so they stay exact whatever else the batch held.
-	del, err := tx.QueryContext(ctx, `DELETE FROM messages WHERE id <= ? RETURNING room, id`, int64(ms[n-1].ID))
-	if err != nil {
-		return 0, fmt.Errorf("sqlite trim delete: %w", err)
-	}
-	tally, deleted, err := tallyDeleted(del, "sqlite trim delete")
-	if cerr := del.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("sqlite trim delete: %w", cerr)
-	}
-	if err != nil {
-		return 0, err
-	}
-	for room, rt := range tally {
-		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET trimmed_through = MAX(trimmed_through, ?),
-			message_count = MAX(message_count - ?, 0) WHERE room = ?`,
-			int64(rt.through), rt.count, room); err != nil {
-			return 0, fmt.Errorf("sqlite trim watermark: %w", err)
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite trim commit: %w", err)
 	}
-	return deleted, nil
+	return n, nil
+}
+
+// sqliteTrim is SQLite's trimTx.
+type sqliteTrim struct{ tx *sql.Tx }
+
+func (t sqliteTrim) head(ctx context.Context, batch int) ([]wire.Message, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+messageCols+` FROM messages ORDER BY id LIMIT ?`, batch)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite trim: %w", err)
+	}
+	return scanSQLite(rows)
+}
+
+func (t sqliteTrim) deleteThrough(ctx context.Context, id uint64) (map[string]roomTrim, int, error) {
+	del, err := t.tx.QueryContext(ctx, `DELETE FROM messages WHERE id <= ? RETURNING room, id`, int64(id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite trim delete: %w", err)
+	}
+	tally, n, err := tallyDeleted(del, "sqlite trim delete")
+	if cerr := del.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("sqlite trim delete: %w", cerr)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return tally, n, nil
+}
+
+func (t sqliteTrim) raise(ctx context.Context, room string, rt roomTrim) error {
+	if _, err := t.tx.ExecContext(ctx, `UPDATE rooms SET trimmed_through = MAX(trimmed_through, ?),
+		message_count = MAX(message_count - ?, 0) WHERE room = ?`,
+		int64(rt.through), rt.count, room); err != nil {
+		return fmt.Errorf("sqlite trim watermark: %w", err)
+	}
+	return nil
 }
 
 // String describes the store for logs.

@@ -161,8 +161,8 @@ func Open(ctx context.Context, o Options) (Store, error) {
 }
 
 // pageQueries are the primitive reads of a room's rows and watermark that
-// each database implements; the page logic built from them (recent, since,
-// prev) is shared.
+// each database implements; the page logic built from them (pages) is
+// shared.
 type pageQueries interface {
 	// newest returns up to n messages of room with id < before (0: no
 	// bound), newest first, Prev unset.
@@ -186,11 +186,16 @@ func checkArgs(room string, limit int) error {
 	return nil
 }
 
-// recent implements Store.Recent. Rows are read before the watermark:
+// pages implements Store's page reads (Recent, Since, Prev) once, over a
+// database's pageQueries; each store embeds it, set to itself.
+type pages struct{ q pageQueries }
+
+// Recent implements Store.Recent. Rows are read before the watermark:
 // retention only ever raises the watermark and deletes a prefix of ids, so
 // a watermark read later that is below the oldest row proves no row older
 // than it was stored when the rows were read.
-func recent(ctx context.Context, q pageQueries, room string, before uint64, limit int) (wire.Page, error) {
+func (ps pages) Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error) {
+	q := ps.q
 	if err := checkArgs(room, limit); err != nil {
 		return wire.Page{}, err
 	}
@@ -233,8 +238,9 @@ func recent(ctx context.Context, q pageQueries, room string, before uint64, limi
 	return page, nil
 }
 
-// since implements Store.Since; see recent for the read order argument.
-func since(ctx context.Context, q pageQueries, room string, after uint64, limit int) (wire.Page, error) {
+// Since implements Store.Since; see Recent for the read order argument.
+func (ps pages) Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error) {
+	q := ps.q
 	if err := checkArgs(room, limit); err != nil {
 		return wire.Page{}, err
 	}
@@ -247,7 +253,7 @@ func since(ctx context.Context, q pageQueries, room string, after uint64, limit 
 		return wire.Page{}, err
 	}
 	if after < t {
-		page, err := recent(ctx, q, room, 0, limit)
+		page, err := ps.Recent(ctx, room, 0, limit)
 		page.Recovered = false
 		return page, err
 	}
@@ -260,8 +266,9 @@ func since(ctx context.Context, q pageQueries, room string, after uint64, limit 
 	return page, nil
 }
 
-// prev implements Store.Prev.
-func prev(ctx context.Context, q pageQueries, room string, id uint64) (uint64, error) {
+// Prev implements Store.Prev.
+func (ps pages) Prev(ctx context.Context, room string, id uint64) (uint64, error) {
+	q := ps.q
 	if room == "" {
 		return 0, fmt.Errorf("%w: empty room", ErrInvalidArgument)
 	}
@@ -444,34 +451,6 @@ const (
 	lobbyMax     = 1000
 )
 
-// trimPrefix returns how many of rows (oldest first) are older than cutoff
-// before the first that is not.
-func trimPrefix(rows []wire.Message, cutoff time.Time) int {
-	ms := cutoff.UnixMilli()
-	for i, r := range rows {
-		if r.TS >= ms {
-			return i
-		}
-	}
-	return len(rows)
-}
-
-// roomTrim is what one retention batch deleted from a room: the newest
-// id (the room's new watermark) and how many rows (subtracted from the
-// room's message count).
-type roomTrim struct {
-	through uint64
-	count   int64
-}
-
-// tallyTrim adds one deleted row to the per-room tally.
-func tallyTrim(t map[string]roomTrim, room string, id uint64) {
-	rt := t[room]
-	rt.through = max(rt.through, id)
-	rt.count++
-	t[room] = rt
-}
-
 // resultRows is what both drivers' result sets offer (pgx.Rows,
 // *sql.Rows): the store's row readers are written once against it. The
 // caller closes the rows.
@@ -531,24 +510,4 @@ func scanSummary(rs resultRows, s *wire.RoomSummary) error {
 	}
 	*s = summary(room, uint64(lastID), ts, count, user, body, kind, cid, uint64(prevID))
 	return nil
-}
-
-// tallyDeleted reads the (room, id) rows a trim deleted into per-room
-// tallies and returns them with the number of rows.
-func tallyDeleted(rs resultRows, what string) (map[string]roomTrim, int, error) {
-	tally := map[string]roomTrim{}
-	n := 0
-	for rs.Next() {
-		var room string
-		var id int64
-		if err := rs.Scan(&room, &id); err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", what, err)
-		}
-		tallyTrim(tally, room, uint64(id))
-		n++
-	}
-	if err := rs.Err(); err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", what, err)
-	}
-	return tally, n, nil
 }
