@@ -425,66 +425,13 @@ func testRetention(t *testing.T, s store.Store) {
 	a, b := per["a"], per["b"]
 	// Trim every message with id <= 20 (ts < base+21s), 3 rows at a time.
 	cutoff := time.UnixMilli(base + 21*1000)
-	total := 0
-	for i := 0; ; i++ {
-		n, err := s.Trim(ctx, cutoff, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 3 {
-			t.Fatalf("trim deleted %d rows, batch is 3", n)
-		}
-		total += n
-		if n < 3 {
-			break
-		}
-		if i > 100 {
-			t.Fatal("trim does not converge")
-		}
-	}
-	if total != 20 {
+	if total := trimAll(t, s, cutoff, 3); total != 20 {
 		t.Fatalf("trimmed %d rows, want 20", total)
 	}
 	keptA, ta := split(a, 20)
 	keptB, tb := split(b, 20)
-	for _, c := range []struct {
-		room    string
-		kept    []uint64
-		trimmed uint64
-	}{{"a", keptA, ta}, {"b", keptB, tb}} {
-		p, err := s.Recent(ctx, c.room, 0, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkChain(t, "recent after trim "+c.room, p.Items, c.kept, c.trimmed)
-		if p.HasMore {
-			t.Errorf("room %s: has_more after trim", c.room)
-		}
-		// since older than the watermark: newest page, recovered false.
-		p, err = s.Since(ctx, c.room, c.trimmed-1, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Recovered {
-			t.Errorf("room %s since %d: recovered true, want false", c.room, c.trimmed-1)
-		}
-		checkChain(t, "since before watermark "+c.room, p.Items, c.kept[len(c.kept)-3:], c.kept[len(c.kept)-4])
-		if !p.HasMore {
-			t.Errorf("room %s: newest page after reset should have more", c.room)
-		}
-		// since exactly at the watermark: everything kept, recovered.
-		p, err = s.Since(ctx, c.room, c.trimmed, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !p.Recovered {
-			t.Errorf("room %s since watermark: recovered false", c.room)
-		}
-		checkChain(t, "since watermark "+c.room, p.Items, c.kept, c.trimmed)
-		if got, err := s.Prev(ctx, c.room, c.kept[0]); err != nil || got != c.trimmed {
-			t.Errorf("Prev(%s, %d) = %d, %v; want %d", c.room, c.kept[0], got, err, c.trimmed)
-		}
-	}
+	checkTrimmedRoom(t, s, "a", keptA, ta)
+	checkTrimmedRoom(t, s, "b", keptB, tb)
 	// A late redelivery of a trimmed message must not come back.
 	if n := mustInsert(t, s, []wire.Message{msg(ta, "a"), msg(1, per0(all))}); n != 0 {
 		t.Fatalf("re-inserted %d trimmed messages", n)
@@ -506,6 +453,68 @@ func testRetention(t *testing.T, s store.Store) {
 		if r.Messages != int64(want) {
 			t.Errorf("lobby count of %s after trim %d, want %d held", r.Room, r.Messages, want)
 		}
+	}
+}
+
+// trimAll trims at cutoff, batch rows at a time, until a batch comes back
+// short, and returns how many rows it deleted.
+func trimAll(t *testing.T, s store.Store, cutoff time.Time, batch int) int {
+	t.Helper()
+	total := 0
+	for i := 0; ; i++ {
+		n, err := s.Trim(ctxT(t), cutoff, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > batch {
+			t.Fatalf("trim deleted %d rows, batch is %d", n, batch)
+		}
+		total += n
+		if n < batch {
+			return total
+		}
+		if i > 100 {
+			t.Fatal("trim does not converge")
+		}
+	}
+}
+
+// checkTrimmedRoom checks the pages of a room retention trimmed through
+// trimmed, keeping kept.
+func checkTrimmedRoom(t *testing.T, s store.Store, room string, kept []uint64, trimmed uint64) {
+	t.Helper()
+	ctx := ctxT(t)
+	p, err := s.Recent(ctx, room, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkChain(t, "recent after trim "+room, p.Items, kept, trimmed)
+	if p.HasMore {
+		t.Errorf("room %s: has_more after trim", room)
+	}
+	// since older than the watermark: newest page, recovered false.
+	p, err = s.Since(ctx, room, trimmed-1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Recovered {
+		t.Errorf("room %s since %d: recovered true, want false", room, trimmed-1)
+	}
+	checkChain(t, "since before watermark "+room, p.Items, kept[len(kept)-3:], kept[len(kept)-4])
+	if !p.HasMore {
+		t.Errorf("room %s: newest page after reset should have more", room)
+	}
+	// since exactly at the watermark: everything kept, recovered.
+	p, err = s.Since(ctx, room, trimmed, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Recovered {
+		t.Errorf("room %s since watermark: recovered false", room)
+	}
+	checkChain(t, "since watermark "+room, p.Items, kept, trimmed)
+	if got, err := s.Prev(ctx, room, kept[0]); err != nil || got != trimmed {
+		t.Errorf("Prev(%s, %d) = %d, %v; want %d", room, kept[0], got, err, trimmed)
 	}
 }
 
@@ -692,6 +701,29 @@ func testDeadLetters(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkParked(t, got, raw, at)
+	if page, err := s.DeadLetters(ctx, 4, 1); err != nil || len(page) != 1 || page[0].Seq != 9 {
+		t.Fatalf("page after 4: %+v %v", page, err)
+	}
+	// Parking never touches messages.
+	if p, err := s.Recent(ctx, "r", 0, 10); err != nil || len(p.Items) != 0 {
+		t.Fatalf("messages after parking: %+v %v", p, err)
+	}
+	checkDeadLetterArgs(t, s)
+	n, err := s.TrimDeadLetters(ctx, at.Add(time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("trim dead letters: %d %v, want 2", n, err)
+	}
+	if got, err := s.DeadLetters(ctx, 0, 10); err != nil || len(got) != 1 || got[0].Seq != 4 {
+		t.Fatalf("after trim: %+v %v", got, err)
+	}
+}
+
+// checkParked checks the dead letters testDeadLetters parked, as read
+// back: sequence order, the first copy of a sequence kept, text made
+// storable (U+FFFD), payloads byte for byte.
+func checkParked(t *testing.T, got []store.DeadLetter, raw []byte, at time.Time) {
+	t.Helper()
 	if len(got) != 3 || got[0].Seq != 4 || got[1].Seq != 9 || got[2].Seq != 1<<53+1 {
 		t.Fatalf("dead letters %+v, want seqs 4, 9, 2^53+1", got)
 	}
@@ -706,13 +738,13 @@ func testDeadLetters(t *testing.T, s store.Store) {
 	if string(got[2].Payload) != "\x00" {
 		t.Fatalf("dead letter 2^53+1 payload %q", got[2].Payload)
 	}
-	if page, err := s.DeadLetters(ctx, 4, 1); err != nil || len(page) != 1 || page[0].Seq != 9 {
-		t.Fatalf("page after 4: %+v %v", page, err)
-	}
-	// Parking never touches messages.
-	if p, err := s.Recent(ctx, "r", 0, 10); err != nil || len(p.Items) != 0 {
-		t.Fatalf("messages after parking: %+v %v", p, err)
-	}
+}
+
+// checkDeadLetterArgs checks that Park and DeadLetters refuse what they
+// cannot do with ErrInvalidArgument.
+func checkDeadLetterArgs(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := ctxT(t)
 	for _, c := range []struct {
 		name string
 		call func() error
@@ -723,12 +755,5 @@ func testDeadLetters(t *testing.T, s store.Store) {
 		if err := c.call(); !errors.Is(err, store.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", c.name, err)
 		}
-	}
-	n, err := s.TrimDeadLetters(ctx, at.Add(time.Minute))
-	if err != nil || n != 2 {
-		t.Fatalf("trim dead letters: %d %v, want 2", n, err)
-	}
-	if got, err := s.DeadLetters(ctx, 0, 10); err != nil || len(got) != 1 || got[0].Seq != 4 {
-		t.Fatalf("after trim: %+v %v", got, err)
 	}
 }
