@@ -55,3 +55,11 @@ func (s *Service) typingBucket(ctx context.Context) (jetstream.KeyValue, error) 
 	}
 	return nil, err
 }
+
+// ctxNil turns an error caused by ctx ending into a clean nil.
+func ctxNil(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

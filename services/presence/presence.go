@@ -180,11 +180,3 @@ func (s *Service) Run(ctx context.Context) error {
 	s.stopServing(srv, typingSub)
 	return g.Stop()
 }
-
-// ctxNil turns an error caused by ctx ending into a clean nil.
-func ctxNil(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
