@@ -3,14 +3,16 @@ package presence
 import (
 	"time"
 
+	"github.com/hubbub-chat/hubbub/services/presence/internal/roster"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 )
 
 // Defaults of Config, also the flags' defaults (flags.go) and those
 // docs/operations.md lists.
 const (
-	// DefaultGrace is Config.Grace's default (-grace, HUBBUB_PRESENCE_GRACE).
-	DefaultGrace = 5 * time.Second
+	// DefaultGrace is Config.Grace's default (-grace, HUBBUB_PRESENCE_GRACE):
+	// the roster store's.
+	DefaultGrace = roster.DefaultGrace
 	// DefaultTypingTTL is Config.TypingTTL's default: the provisioned
 	// typing bucket's.
 	DefaultTypingTTL = provision.DefaultTypingTTL

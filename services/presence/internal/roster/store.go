@@ -48,7 +48,15 @@ func (t Transition) MsgID() string {
 // transition (same MsgID), as a crashed or slow announcement is retried.
 type Announcer func(ctx context.Context, t Transition) error
 
-// StoreConfig tunes a Store.
+// Defaults of StoreConfig.
+const (
+	// DefaultGrace is StoreConfig.Grace's default (and presence's).
+	DefaultGrace = 5 * time.Second
+	// DefaultRetry is StoreConfig.Retry's default.
+	DefaultRetry = 3 * time.Second
+)
+
+// StoreConfig tunes a Store. Zero values take the defaults above.
 type StoreConfig struct {
 	// Grace is how long an entry whose last connection left stays online
 	// before the leave is announced.
@@ -73,10 +81,10 @@ type Store struct {
 // or against the bucket).
 func NewStore(kv jetstream.KeyValue, view *View, announce Announcer, cfg StoreConfig, log *slog.Logger) *Store {
 	if cfg.Grace <= 0 {
-		cfg.Grace = 5 * time.Second
+		cfg.Grace = DefaultGrace
 	}
 	if cfg.Retry <= 0 {
-		cfg.Retry = 3 * time.Second
+		cfg.Retry = DefaultRetry
 	}
 	return &Store{kv: kv, view: view, announce: announce, cfg: cfg, log: log}
 }
