@@ -74,7 +74,7 @@ func run(args []string) error {
 	cfg.History.DataDir = cfg.DataDir
 	// One process, one body limit: history must store whatever the edge
 	// accepts (a longer body would be parked).
-	cfg.History.MaxBody = max(cfg.History.MaxBody, cfg.Edge.MaxBody)
+	cfg.History.MaxBody = max(cfg.History.MaxBody, cfg.Edge.Session.MaxBody)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

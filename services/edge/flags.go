@@ -5,11 +5,12 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/time/rate"
-
 	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/ws"
 	"github.com/hubbub-chat/hubbub/shared/config"
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // RegisterFlags defines the edge's settings on f (HUBBUB_HTTP_ADDR,
@@ -18,7 +19,7 @@ import (
 // splitting lists). LeaseTTL comes from config.Common.
 func (c *Config) RegisterFlags(f *config.Flags) func() error {
 	var origins, public, proxies, keysFile, readMode string
-	var userMsgRate, userJoinRate, userTypingRate float64
+	ul, sc := &c.UserLimits, &c.Session
 	f.String(&c.HTTPAddr, "http-addr", "HUBBUB_HTTP_ADDR", DefaultHTTPAddr, "listen address (WebSocket, API, UI, ops endpoints)")
 	f.String(&c.MetricsAddr, "metrics-addr", "HUBBUB_METRICS_ADDR", "", "internal address serving /metrics (then not on -http-addr), /healthz and /readyz, e.g. :9090")
 	f.String(&c.EdgeID, "edge-id", "HUBBUB_EDGE_ID", "", "edge id (lease key); default hostname-<random>")
@@ -34,34 +35,31 @@ func (c *Config) RegisterFlags(f *config.Flags) func() error {
 	f.Int(&c.Admit.MaxConnsPerIP, "max-conns-per-ip", "HUBBUB_MAX_CONNS_PER_IP", admit.DefaultMaxConnsPerIP, "connections from one client address (IPv6: per /64); more are closed with 1013 (SSE: 503)")
 	f.String(&proxies, "trusted-proxies", "HUBBUB_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client")
 	f.Duration(&c.DrainPeriod, "drain-period", "HUBBUB_DRAIN_PERIOD", DefaultDrainPeriod, "period over which connections are closed with 1012 on shutdown")
-	f.Int(&c.MaxBody, "max-body", "HUBBUB_MAX_BODY", 2000, "longest message body in characters")
-	f.Int(&c.MaxFrame, "max-frame", "HUBBUB_MAX_FRAME", 16<<10, "largest client frame in bytes")
-	f.Int(&c.MaxRooms, "max-rooms", "HUBBUB_MAX_ROOMS", 100, "rooms per connection")
-	f.Duration(&c.PingInterval, "ping-interval", "HUBBUB_PING_INTERVAL", DefaultPingInterval, "WebSocket ping interval")
+	f.Int(&sc.MaxBody, "max-body", "HUBBUB_MAX_BODY", wire.DefaultMaxBody, "longest message body in characters")
+	f.Int(&c.WS.MaxMessage, "max-frame", "HUBBUB_MAX_FRAME", ws.DefaultMaxMessage, "largest client frame in bytes")
+	f.Int(&sc.MaxRooms, "max-rooms", "HUBBUB_MAX_ROOMS", session.DefaultMaxRooms, "rooms per connection")
+	f.Duration(&c.WS.PingInterval, "ping-interval", "HUBBUB_PING_INTERVAL", ws.DefaultPingInterval, "WebSocket ping interval")
 	f.String(&readMode, "ws-read", "HUBBUB_WS_READ", "auto", "how WebSockets are read: auto (epoll poller on Linux, no goroutine per idle connection), poll or goroutine")
-	f.Int(&c.ReadWorkers, "ws-read-workers", "HUBBUB_WS_READ_WORKERS", 1024, "poll workers reading and handling client frames at once")
-	f.Float(&c.MessageRate, "message-rate", "HUBBUB_MESSAGE_RATE", 10, "messages per second per connection")
-	f.Int(&c.MessageBurst, "message-burst", "HUBBUB_MESSAGE_BURST", 20, "message burst per connection")
-	f.Float(&c.JoinRate, "join-rate", "HUBBUB_JOIN_RATE", 10, "joins per second per connection")
-	f.Int(&c.JoinBurst, "join-burst", "HUBBUB_JOIN_BURST", 100, "join burst per connection")
-	f.Float(&c.TypingRate, "typing-rate", "HUBBUB_TYPING_RATE", 5, "typing frames per second per connection")
-	f.Int(&c.TypingBurst, "typing-burst", "HUBBUB_TYPING_BURST", 10, "typing burst per connection")
-	f.Int(&c.UserLimits.MaxConns, "user-max-conns", "HUBBUB_USER_MAX_CONNS", 20, "connections (WebSocket and SSE) per user on this edge; more are closed with 1008")
-	f.Float(&userMsgRate, "user-message-rate", "HUBBUB_USER_MESSAGE_RATE", 20, "messages per second per user, over all of the user's connections")
-	f.Int(&c.UserLimits.MessageBurst, "user-message-burst", "HUBBUB_USER_MESSAGE_BURST", 40, "message burst per user")
-	f.Float(&userJoinRate, "user-join-rate", "HUBBUB_USER_JOIN_RATE", 20, "joins per second per user")
-	f.Int(&c.UserLimits.JoinBurst, "user-join-burst", "HUBBUB_USER_JOIN_BURST", 200, "join burst per user")
-	f.Float(&userTypingRate, "user-typing-rate", "HUBBUB_USER_TYPING_RATE", 10, "typing frames per second per user")
-	f.Int(&c.UserLimits.TypingBurst, "user-typing-burst", "HUBBUB_USER_TYPING_BURST", 20, "typing burst per user")
+	f.Int(&c.WS.Workers, "ws-read-workers", "HUBBUB_WS_READ_WORKERS", ws.DefaultWorkers, "poll workers reading and handling client frames at once")
+	f.Float((*float64)(&sc.MessageRate), "message-rate", "HUBBUB_MESSAGE_RATE", session.DefaultMessageRate, "messages per second per connection")
+	f.Int(&sc.MessageBurst, "message-burst", "HUBBUB_MESSAGE_BURST", session.DefaultMessageBurst, "message burst per connection")
+	f.Float((*float64)(&sc.JoinRate), "join-rate", "HUBBUB_JOIN_RATE", session.DefaultJoinRate, "joins per second per connection")
+	f.Int(&sc.JoinBurst, "join-burst", "HUBBUB_JOIN_BURST", session.DefaultJoinBurst, "join burst per connection")
+	f.Float((*float64)(&sc.TypingRate), "typing-rate", "HUBBUB_TYPING_RATE", session.DefaultTypingRate, "typing frames per second per connection")
+	f.Int(&sc.TypingBurst, "typing-burst", "HUBBUB_TYPING_BURST", session.DefaultTypingBurst, "typing burst per connection")
+	f.Int(&ul.MaxConns, "user-max-conns", "HUBBUB_USER_MAX_CONNS", userlimit.DefaultMaxConns, "connections (WebSocket and SSE) per user on this edge; more are closed with 1008")
+	f.Float((*float64)(&ul.MessageRate), "user-message-rate", "HUBBUB_USER_MESSAGE_RATE", userlimit.DefaultMessageRate, "messages per second per user, over all of the user's connections")
+	f.Int(&ul.MessageBurst, "user-message-burst", "HUBBUB_USER_MESSAGE_BURST", userlimit.DefaultMessageBurst, "message burst per user")
+	f.Float((*float64)(&ul.JoinRate), "user-join-rate", "HUBBUB_USER_JOIN_RATE", userlimit.DefaultJoinRate, "joins per second per user")
+	f.Int(&ul.JoinBurst, "user-join-burst", "HUBBUB_USER_JOIN_BURST", userlimit.DefaultJoinBurst, "join burst per user")
+	f.Float((*float64)(&ul.TypingRate), "user-typing-rate", "HUBBUB_USER_TYPING_RATE", userlimit.DefaultTypingRate, "typing frames per second per user")
+	f.Int(&ul.TypingBurst, "user-typing-burst", "HUBBUB_USER_TYPING_BURST", userlimit.DefaultTypingBurst, "typing burst per user")
 	return func() error {
 		mode, err := ws.ParseReadMode(readMode)
 		if err != nil {
 			return err
 		}
-		c.ReadMode = mode
-		c.UserLimits.MessageRate = rate.Limit(userMsgRate)
-		c.UserLimits.JoinRate = rate.Limit(userJoinRate)
-		c.UserLimits.TypingRate = rate.Limit(userTypingRate)
+		c.WS.ReadMode = mode
 		if origins != "" {
 			c.AllowedOrigins = strings.Split(origins, ",")
 		}

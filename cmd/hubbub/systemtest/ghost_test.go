@@ -62,9 +62,9 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 	rooms := []string{"busy-a", "busy-b", "busy-c", "busy-d"}
 	e := newSystem(t)
 	te := e.startEdge(func(c *edge.Config) {
-		c.PingInterval = ping
-		c.WriteTimeout = time.Minute // only the resets end the ghosts
-		c.HardQueue = 64 << 20
+		c.WS.PingInterval = ping
+		c.WS.WriteTimeout = time.Minute // only the resets end the ghosts
+		c.WS.HardQueue = 64 << 20
 		c.UserLimits.MaxConns = ghosts + 10
 	})
 	live := dial(t, te.wsURL("live"))

@@ -19,7 +19,7 @@ func TestDeadPeerDropped(t *testing.T) {
 	e := newEnv(t)
 	// Long enough that the live client answers in time on a loaded -race run.
 	const interval = 500 * time.Millisecond
-	te := e.startEdge(func(c *edge.Config) { c.PingInterval = interval })
+	te := e.startEdge(func(c *edge.Config) { c.WS.PingInterval = interval })
 	live := dial(t, te.wsURL("alive")) // the client answers pings
 	dead, _ := rawDial(t, te.wsURL("dead"))
 	if err := wsutil.WriteClientText(dead, []byte(`{"type":"join","room":"general"}`)); err != nil {
@@ -41,9 +41,9 @@ func TestPerConnectionLimits(t *testing.T) {
 	e := newEnv(t)
 	e.startPresence()
 	te := e.startEdge(func(c *edge.Config) {
-		c.MaxRooms = 2
-		c.MessageRate = 1
-		c.MessageBurst = 3
+		c.Session.MaxRooms = 2
+		c.Session.MessageRate = 1
+		c.Session.MessageBurst = 3
 	})
 	c := dial(t, te.wsURL("alice"))
 	c.joinLive("a")

@@ -42,9 +42,9 @@ func rawDial(t *testing.T, url string) (net.Conn, io.Reader) {
 func TestSlowConsumerClosed1013(t *testing.T) {
 	e := newEnv(t)
 	te := e.startEdge(func(c *edge.Config) {
-		c.SoftQueue = 64 << 10
-		c.HardQueue = 256 << 10
-		c.WriteTimeout = 20 * time.Second
+		c.WS.SoftQueue = 64 << 10
+		c.WS.HardQueue = 256 << 10
+		c.WS.WriteTimeout = 20 * time.Second
 	})
 	bob := dial(t, te.wsURL("bob"))
 	bob.joinLive("general")

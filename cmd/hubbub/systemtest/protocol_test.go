@@ -68,7 +68,7 @@ func TestBadInputGetsErrorFrames(t *testing.T) {
 // Framing violations close the connection with the matching code.
 func TestFramingLimitsClose(t *testing.T) {
 	e := newEnv(t)
-	te := e.startEdge(func(c *edge.Config) { c.MaxFrame = 1024 })
+	te := e.startEdge(func(c *edge.Config) { c.WS.MaxMessage = 1024 })
 	tests := []struct {
 		name string
 		data []byte

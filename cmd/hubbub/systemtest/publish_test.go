@@ -20,8 +20,8 @@ import (
 func TestPublishDuringNATSOutage(t *testing.T) {
 	e := newEnv(t)
 	te := e.startEdge(func(c *edge.Config) {
-		c.MessageRate = 100
-		c.MessageBurst = 100
+		c.Session.MessageRate = 100
+		c.Session.MessageBurst = 100
 	})
 	c := dial(t, te.wsURL("alice"))
 	e.startPresence()
@@ -141,7 +141,7 @@ func TestPublishPendingBounds(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			te := e.startEdge(func(c *edge.Config) {
-				c.ConnPendingPosts = tt.conn
+				c.Session.MaxPendingPosts = tt.conn
 				c.MaxPendingPosts = tt.perEdge
 			})
 			c := dial(t, te.wsURL("alice"))

@@ -69,8 +69,8 @@ func TestResumeLongCatchUp(t *testing.T) {
 	e := newEnv(t)
 	e.startHistory()
 	te := e.startEdge(func(c *edge.Config) {
-		c.SoftQueue = 32 << 10
-		c.HardQueue = 128 << 10 // far below the 3,000 messages' size
+		c.WS.SoftQueue = 32 << 10
+		c.WS.HardQueue = 128 << 10 // far below the 3,000 messages' size
 	})
 	c := dial(t, te.wsURL("carol"))
 	c.join("general", nil)
@@ -270,10 +270,10 @@ func clientFrame(ev sseEvent) client.Frame {
 func TestSSESlowReaderCutOff(t *testing.T) {
 	e := newEnv(t)
 	te := e.startEdge(func(c *edge.Config) {
-		c.SSEQueue = 256 << 10
+		c.API.SSEQueue = 256 << 10
 		// Generous for the healthy reader on a loaded machine; the slow one
 		// is cut off by its queue bound or this timeout either way.
-		c.WriteTimeout = 3 * time.Second
+		c.API.WriteTimeout = 3 * time.Second
 	})
 	good, _ := openSSE(t, te, "general", "good", 0)
 	var goodMu sync.Mutex

@@ -76,7 +76,7 @@ func TestPerUserLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSystem(t)
 			te := e.startEdge(func(c *edge.Config) {
-				c.UserLimits = edge.UserLimits{MaxConns: 10, MessageRate: 100, MessageBurst: 100, JoinRate: 100, JoinBurst: 100, TypingRate: 100, TypingBurst: 100}
+				c.UserLimits = edge.UserLimits{MaxConns: 10, Rates: edge.Rates{MessageRate: 100, MessageBurst: 100, JoinRate: 100, JoinBurst: 100, TypingRate: 100, TypingBurst: 100}}
 				tc.limit(c)
 			})
 			a := dial(t, te.wsURL("amy"))
@@ -111,7 +111,7 @@ func TestPerUserLimits(t *testing.T) {
 // The per-connection join limit applies before the user's.
 func TestPerConnectionJoinLimit(t *testing.T) {
 	e := newSystem(t)
-	te := e.startEdge(func(c *edge.Config) { c.JoinRate, c.JoinBurst = 0.001, 2 })
+	te := e.startEdge(func(c *edge.Config) { c.Session.JoinRate, c.Session.JoinBurst = 0.001, 2 })
 	c := dial(t, te.wsURL("amy"))
 	c.joinLive("a")
 	c.joinLive("b")

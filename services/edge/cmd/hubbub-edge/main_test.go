@@ -24,7 +24,7 @@ func TestFlagsAndEnv(t *testing.T) {
 	if err := finish(); err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.AllowedOrigins) != 2 || cfg.UserLimits.MessageRate != 2.5 || cfg.MaxRooms != 7 || cfg.HTTPAddr != edge.DefaultHTTPAddr {
+	if len(cfg.AllowedOrigins) != 2 || cfg.UserLimits.MessageRate != 2.5 || cfg.Session.MaxRooms != 7 || cfg.HTTPAddr != edge.DefaultHTTPAddr {
 		t.Fatalf("config %+v", cfg)
 	}
 	env["HUBBUB_WS_READ"] = "telepathy"

@@ -48,27 +48,53 @@ type Presence interface {
 	Roster(ctx context.Context, req wire.RosterRequest) (wire.RosterReply, error)
 }
 
-// Config configures the API.
+// Config configures the API. Zero values take the defaults below.
 type Config struct {
-	// KeepAlive is the SSE comment interval (30 s).
+	// KeepAlive is the SSE comment interval.
 	KeepAlive time.Duration
-	// SSEQueue bounds the bytes queued to one SSE client (1 MiB); a client
+	// SSEQueue bounds the bytes queued to one SSE client; a client
 	// further behind is disconnected and resumes with Last-Event-ID.
 	SSEQueue int
-	// LobbyLimit is the default number of lobby rooms (50).
+	// LobbyLimit is the default number of lobby rooms.
 	LobbyLimit int
-	// WriteTimeout bounds one write to an SSE client (10 s); a client that
-	// does not take its events in time is disconnected.
+	// WriteTimeout bounds one write to an SSE client; a client that does
+	// not take its events in time is disconnected.
 	WriteTimeout time.Duration
+}
+
+// Defaults for Config.
+const (
+	DefaultKeepAlive    = 30 * time.Second
+	DefaultSSEQueue     = 1 << 20
+	DefaultLobbyLimit   = 50
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.SSEQueue <= 0 {
+		c.SSEQueue = DefaultSSEQueue
+	}
+	if c.LobbyLimit <= 0 {
+		c.LobbyLimit = DefaultLobbyLimit
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	return c
+}
+
+// Deps are the API's collaborators; all but Gate and Origins are
+// required.
+type Deps struct {
 	// Gate caps SSE streams with the edge's WebSockets (nil: no cap).
 	Gate *admit.Gate
 	// Origins decides the Origin of cookie-authenticated posts (nil:
 	// same host only).
 	Origins *auth.OriginChecker
-}
-
-// Deps are the API's collaborators; all are required.
-type Deps struct {
 	// Pages answers the lobby and message pages.
 	Pages Pages
 	// Presence answers online counts and rosters.
@@ -79,8 +105,10 @@ type Deps struct {
 	Sessions *session.Env
 	// Auth authenticates every request.
 	Auth auth.Authenticator
-	Log  *slog.Logger
-	Obs  Observer
+	// Log receives the API's warnings.
+	Log *slog.Logger
+	// Obs counts refused streams.
+	Obs Observer
 	// Done is closed when the edge drains: SSE streams end.
 	Done <-chan struct{}
 }
@@ -92,6 +120,8 @@ type API struct {
 	roster   Presence
 	sessions *session.Env
 	authn    auth.Authenticator
+	gate     *admit.Gate
+	origins  *auth.OriginChecker
 	log      *slog.Logger
 	obs      Observer
 	done     <-chan struct{}
@@ -99,22 +129,14 @@ type API struct {
 
 // New returns the API.
 func New(cfg Config, deps Deps) *API {
-	if cfg.KeepAlive <= 0 {
-		cfg.KeepAlive = 30 * time.Second
+	origins := deps.Origins
+	if origins == nil {
+		origins = auth.NewOriginChecker(nil, nil)
 	}
-	if cfg.SSEQueue <= 0 {
-		cfg.SSEQueue = 1 << 20
+	return &API{
+		cfg: cfg.WithDefaults(), pages: deps.Pages, roster: deps.Presence, sessions: deps.Sessions,
+		authn: deps.Auth, gate: deps.Gate, origins: origins, log: deps.Log, obs: deps.Obs, done: deps.Done,
 	}
-	if cfg.LobbyLimit <= 0 {
-		cfg.LobbyLimit = 50
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
-	}
-	if cfg.Origins == nil {
-		cfg.Origins = auth.NewOriginChecker(nil, nil)
-	}
-	return &API{cfg: cfg, pages: deps.Pages, roster: deps.Presence, sessions: deps.Sessions, authn: deps.Auth, log: deps.Log, obs: deps.Obs, done: deps.Done}
 }
 
 // Register adds the API routes to mux.
@@ -318,7 +340,7 @@ func (a *API) readableRoom(w http.ResponseWriter, r *http.Request) (string, auth
 // JSON, which a cross-site form or a "simple" fetch cannot send without a
 // CORS preflight. It answers 403/415 itself.
 func (a *API) sameSite(w http.ResponseWriter, r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && !a.cfg.Origins.AllowedOrigin(o, r.Host) {
+	if o := r.Header.Get("Origin"); o != "" && !a.origins.AllowedOrigin(o, r.Host) {
 		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "origin not allowed for a cookie-authenticated request"))
 		return false
 	}

@@ -90,11 +90,11 @@ func newFixture(t *testing.T, setup func(*fixture)) *fixture {
 	env := fk.Env(session.Config{})
 	env.Users = userlimit.New(userlimit.Config{})
 	f := &fixture{Fakes: fk, env: env, be: &fakeBackend{}, gate: admit.New(admit.Config{MaxConns: 100}), done: make(chan struct{})}
-	f.cfg = api.Config{KeepAlive: time.Hour, WriteTimeout: 5 * time.Second, Gate: f.gate}
+	f.cfg = api.Config{KeepAlive: time.Hour, WriteTimeout: 5 * time.Second}
 	if setup != nil {
 		setup(f)
 	}
-	a := api.New(f.cfg, api.Deps{Pages: f.be, Presence: f.be, Sessions: env, Auth: fakeAuth{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Obs: fk.Obs, Done: f.done})
+	a := api.New(f.cfg, api.Deps{Gate: f.gate, Pages: f.be, Presence: f.be, Sessions: env, Auth: fakeAuth{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Obs: fk.Obs, Done: f.done})
 	mux := http.NewServeMux()
 	a.Register(mux)
 	f.srv = httptest.NewServer(mux)
@@ -144,7 +144,7 @@ func TestPost(t *testing.T) {
 		{"forbidden", "/api/rooms/general/messages", map[string]string{"X-User": "bob", "X-Rooms": "other"}, `{"body":"x"}`, nil, 403, wire.CodeForbidden, false},
 		{"edge busy", "/api/rooms/general/messages", bob, `{"body":"x"}`, func(f *fixture) { f.Publisher.Refuse(publish.ErrBusy) }, 503, wire.CodeUnavailable, true},
 		{"over the user budget", "/api/rooms/general/messages", bob, `{"body":"x"}`, func(f *fixture) {
-			f.env.Users = userlimit.New(userlimit.Config{MessageRate: 0.001, MessageBurst: 1})
+			f.env.Users = userlimit.New(userlimit.Config{Rates: userlimit.Rates{MessageRate: 0.001, MessageBurst: 1}})
 			f.env.Users.AllowMessage("bob")
 		}, 429, wire.CodeRateLimited, true},
 	}

@@ -70,10 +70,10 @@ func lastEventID(w http.ResponseWriter, r *http.Request) (*uint64, bool) {
 // admit takes the stream's place under the edge's connection caps (nil
 // without a gate). It answers 503 itself.
 func (a *API) admit(w http.ResponseWriter, r *http.Request) (*admit.Ticket, bool) {
-	if a.cfg.Gate == nil {
+	if a.gate == nil {
 		return nil, true
 	}
-	ticket, err := a.cfg.Gate.Acquire(r)
+	ticket, err := a.gate.Acquire(r)
 	if err != nil {
 		reason := "edge_full"
 		if errors.Is(err, admit.ErrAddressFull) {

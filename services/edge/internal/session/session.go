@@ -38,33 +38,40 @@ import (
 // the most connections allowed on this edge.
 var ErrTooManyConnections = errors.New("session: too many connections for this user")
 
-// Config is shared by every session of an edge.
+// Config is shared by every session of an edge. Zero values take the
+// defaults below.
 type Config struct {
 	// EdgeID names this edge in presence connection events.
 	EdgeID string
-	// Limits bounds message bodies and history pages.
-	Limits wire.Limits
-	// MaxRooms is how many rooms one connection may join (100).
+	// Limits bounds message bodies (MaxBody, wire.DefaultMaxBody) and
+	// history pages (MaxPage).
+	wire.Limits
+	// MaxRooms is how many rooms one connection may join.
 	MaxRooms int
-	// RosterLimit caps the users listed in the roster frame (100).
+	// RosterLimit caps the users listed in the roster frame.
 	RosterLimit int
-	// MessageRate and MessageBurst limit messages per connection
-	// (default 10/s, burst 20).
-	MessageRate  rate.Limit
-	MessageBurst int
-	// JoinRate and JoinBurst limit joins per connection (default 10/s,
-	// burst 100: a reconnecting page re-joins all its rooms at once).
-	JoinRate  rate.Limit
-	JoinBurst int
-	// TypingRate and TypingBurst limit typing frames per connection
-	// (default 5/s, burst 10). A typing renewal over the limit is dropped
-	// silently; other typing frames over it get rate_limited.
-	TypingRate  rate.Limit
-	TypingBurst int
+	// Rates limit one connection's messages, joins (a reconnecting page
+	// re-joins all its rooms at once: hence the burst) and typing frames.
+	// A typing renewal over the limit is dropped silently; other typing
+	// frames over it get rate_limited.
+	userlimit.Rates
 	// MaxPendingPosts bounds one connection's messages awaiting their
-	// PubAck (32); more are refused with rate_limited.
+	// PubAck; more are refused with rate_limited.
 	MaxPendingPosts int
 }
+
+// Defaults for Config.
+const (
+	DefaultMaxRooms        = 100
+	DefaultRosterLimit     = 100
+	DefaultMessageRate     = 10
+	DefaultMessageBurst    = 20
+	DefaultJoinRate        = 10
+	DefaultJoinBurst       = 100
+	DefaultTypingRate      = 5
+	DefaultTypingBurst     = 10
+	DefaultMaxPendingPosts = 32
+)
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
@@ -73,20 +80,15 @@ func (c Config) WithDefaults() Config {
 			*v = d
 		}
 	}
-	defRate := func(v *rate.Limit, d rate.Limit) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&c.MaxRooms, 100)
-	def(&c.RosterLimit, 100)
-	defRate(&c.MessageRate, 10)
-	def(&c.MessageBurst, 20)
-	defRate(&c.JoinRate, 10)
-	def(&c.JoinBurst, 100)
-	defRate(&c.TypingRate, 5)
-	def(&c.TypingBurst, 10)
-	def(&c.MaxPendingPosts, 32)
+	def(&c.MaxBody, wire.DefaultMaxBody)
+	def(&c.MaxRooms, DefaultMaxRooms)
+	def(&c.RosterLimit, DefaultRosterLimit)
+	def(&c.MaxPendingPosts, DefaultMaxPendingPosts)
+	c.Rates = c.Rates.Or(userlimit.Rates{
+		MessageRate: DefaultMessageRate, MessageBurst: DefaultMessageBurst,
+		JoinRate: DefaultJoinRate, JoinBurst: DefaultJoinBurst,
+		TypingRate: DefaultTypingRate, TypingBurst: DefaultTypingBurst,
+	})
 	return c
 }
 

@@ -478,7 +478,7 @@ func TestPost(t *testing.T) {
 func TestPostUserBudget(t *testing.T) {
 	fk := sessiontest.New()
 	env := fk.Env(session.Config{})
-	env.Users = userlimit.New(userlimit.Config{MessageRate: 0.001, MessageBurst: 2})
+	env.Users = userlimit.New(userlimit.Config{Rates: userlimit.Rates{MessageRate: 0.001, MessageBurst: 2}})
 	fk.Publisher.AutoAck()
 	id := auth.Identity{User: "bob"}
 	var codes []string

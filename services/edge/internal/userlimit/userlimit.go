@@ -21,46 +21,74 @@ import (
 // Config.MaxConns connections on this edge.
 var ErrTooManyConns = errors.New("too many connections for this user")
 
-// Config sets the limits. Zero values take the defaults noted.
-type Config struct {
-	// MaxConns is how many connections (WebSocket and SSE) one user may
-	// hold on this edge (20).
-	MaxConns int
-	// MessageRate and MessageBurst limit the messages of one user (20/s, 40).
+// Rates are token-bucket limits of the three kinds of frames a client
+// spends a budget on: messages, joins and typing frames. A connection's
+// own limits (session.Config) and a user's shared ones (Config) have this
+// shape; each owner has its own defaults (Or).
+type Rates struct {
+	// MessageRate and MessageBurst limit messages.
 	MessageRate  rate.Limit
 	MessageBurst int
-	// JoinRate and JoinBurst limit the joins of one user (20/s, 200: enough
-	// for a few tabs re-joining their rooms after a reconnect).
+	// JoinRate and JoinBurst limit joins.
 	JoinRate  rate.Limit
 	JoinBurst int
-	// TypingRate and TypingBurst limit the typing frames of one user (10/s, 20).
+	// TypingRate and TypingBurst limit typing frames.
 	TypingRate  rate.Limit
 	TypingBurst int
 }
 
+// Or fills r's zero (or negative) fields from def.
+func (r Rates) Or(def Rates) Rates {
+	orRate(&r.MessageRate, def.MessageRate)
+	orInt(&r.MessageBurst, def.MessageBurst)
+	orRate(&r.JoinRate, def.JoinRate)
+	orInt(&r.JoinBurst, def.JoinBurst)
+	orRate(&r.TypingRate, def.TypingRate)
+	orInt(&r.TypingBurst, def.TypingBurst)
+	return r
+}
+
+func orInt(v *int, d int) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+func orRate(v *rate.Limit, d rate.Limit) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// Config sets the limits. Zero values take the defaults below.
+type Config struct {
+	// MaxConns is how many connections (WebSocket and SSE) one user may
+	// hold on this edge.
+	MaxConns int
+	// Rates are shared by all of the user's connections; the joins allow
+	// for a few tabs re-joining their rooms after a reconnect.
+	Rates
+}
+
+// Defaults for Config.
+const (
+	DefaultMaxConns     = 20
+	DefaultMessageRate  = 20
+	DefaultMessageBurst = 40
+	DefaultJoinRate     = 20
+	DefaultJoinBurst    = 200
+	DefaultTypingRate   = 10
+	DefaultTypingBurst  = 20
+)
+
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
-	if c.MaxConns <= 0 {
-		c.MaxConns = 20
-	}
-	if c.MessageRate <= 0 {
-		c.MessageRate = 20
-	}
-	if c.MessageBurst <= 0 {
-		c.MessageBurst = 40
-	}
-	if c.JoinRate <= 0 {
-		c.JoinRate = 20
-	}
-	if c.JoinBurst <= 0 {
-		c.JoinBurst = 200
-	}
-	if c.TypingRate <= 0 {
-		c.TypingRate = 10
-	}
-	if c.TypingBurst <= 0 {
-		c.TypingBurst = 20
-	}
+	orInt(&c.MaxConns, DefaultMaxConns)
+	c.Rates = c.Rates.Or(Rates{
+		MessageRate: DefaultMessageRate, MessageBurst: DefaultMessageBurst,
+		JoinRate: DefaultJoinRate, JoinBurst: DefaultJoinBurst,
+		TypingRate: DefaultTypingRate, TypingBurst: DefaultTypingBurst,
+	})
 	return c
 }
 

@@ -17,7 +17,7 @@ func TestLimits(t *testing.T) {
 		{"typing", (*User).AllowTyping, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := New(Config{MaxConns: 2, MessageRate: 0.001, MessageBurst: 3, JoinRate: 0.001, JoinBurst: 3, TypingRate: 0.001, TypingBurst: 3})
+			l := New(Config{MaxConns: 2, Rates: Rates{MessageRate: 0.001, MessageBurst: 3, JoinRate: 0.001, JoinBurst: 3, TypingRate: 0.001, TypingBurst: 3}})
 			a, err := l.Acquire("amy")
 			if err != nil {
 				t.Fatal(err)
@@ -72,7 +72,7 @@ func TestMaxConns(t *testing.T) {
 // Posts of a user without any connection (HTTP only) draw on the user's
 // budget too, and closing the last connection does not refill it.
 func TestMessagesWithoutConnection(t *testing.T) {
-	l := New(Config{MessageRate: 0.001, MessageBurst: 3})
+	l := New(Config{Rates: Rates{MessageRate: 0.001, MessageBurst: 3}})
 	for i := range 3 {
 		if !l.AllowMessage("amy") {
 			t.Fatalf("post %d refused", i)
@@ -100,7 +100,7 @@ func TestMessagesWithoutConnection(t *testing.T) {
 
 // Entries of users without connections go once their budgets are full.
 func TestIdleEntriesSwept(t *testing.T) {
-	l := New(Config{MessageRate: 1000, MessageBurst: 1})
+	l := New(Config{Rates: Rates{MessageRate: 1000, MessageBurst: 1}})
 	for i := range 50 {
 		l.AllowMessage(string(rune('a'+i%26)) + "x")
 	}
@@ -111,5 +111,17 @@ func TestIdleEntriesSwept(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 		l.AllowMessage("probe") // sweeping is lazy, on use
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := Config{Rates: Rates{JoinBurst: 7}}.WithDefaults()
+	want := Config{MaxConns: DefaultMaxConns, Rates: Rates{
+		MessageRate: DefaultMessageRate, MessageBurst: DefaultMessageBurst,
+		JoinRate: DefaultJoinRate, JoinBurst: 7,
+		TypingRate: DefaultTypingRate, TypingBurst: DefaultTypingBurst,
+	}}
+	if c != want {
+		t.Fatalf("defaults %+v, want %+v", c, want)
 	}
 }

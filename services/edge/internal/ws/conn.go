@@ -30,7 +30,7 @@ var ErrClosed = errors.New("websocket: connection closed")
 
 // Config bounds one connection.
 type Config struct {
-	// MaxMessage is the largest client message in bytes (default 16 KiB);
+	// MaxMessage is the largest client message in bytes (16 KiB);
 	// bigger ones close the connection with 1009.
 	MaxMessage int
 	// SoftQueue is the outbound queue size in bytes above which sheddable
@@ -89,15 +89,19 @@ func ParseReadMode(s string) (ReadMode, error) {
 	return "", fmt.Errorf("websocket read mode %q: want auto, poll or goroutine", s)
 }
 
-// Defaults for Config.
+// Defaults for Config. DefaultPingInterval is the edge's ping interval
+// (a zero Config.PingInterval disables pings here).
 const (
-	DefaultMaxMessage   = 16 << 10
-	DefaultSoftQueue    = 64 << 10
-	DefaultHardQueue    = 1 << 20
-	DefaultWriteTimeout = 10 * time.Second
-	DefaultCloseTimeout = 3 * time.Second
-	DefaultReadTimeout  = 5 * time.Second
-	DefaultWriters      = 64
+	DefaultMaxMessage       = 16 << 10
+	DefaultSoftQueue        = 64 << 10
+	DefaultHardQueue        = 1 << 20
+	DefaultPingInterval     = 30 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultCloseTimeout     = 3 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultReadTimeout      = 5 * time.Second
+	DefaultWorkers          = netpoll.DefaultWorkers
+	DefaultWriters          = 64
 )
 
 func (c Config) withDefaults() Config {
@@ -117,13 +121,13 @@ func (c Config) withDefaults() Config {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 5 * time.Second
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = DefaultReadTimeout
 	}
 	if c.Workers <= 0 {
-		c.Workers = netpoll.DefaultWorkers
+		c.Workers = DefaultWorkers
 	}
 	if c.Writers <= 0 {
 		c.Writers = DefaultWriters
