@@ -47,37 +47,37 @@ func (l *Log) JetStream() jetstream.JetStream { return l.js }
 // (Before 0), the stream's.
 func (l *Log) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error) {
 	p, err := l.HistoryRecent(ctx, req)
-	if !l.fallBack(ctx, err) || req.Before != 0 {
+	if req.Before != 0 {
 		return p, err
 	}
-	l.log.Warn("history unavailable: page served from the stream", "room", req.Room, "err", err)
-	p, serr := l.StreamRecent(ctx, l.dec, req.Room, req.Limit)
-	if serr != nil {
-		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
-	}
-	return p, nil
+	return l.orStream(ctx, p, err, func() (wire.Page, error) {
+		return l.StreamRecent(ctx, l.dec, req.Room, req.Limit)
+	}, "room", req.Room)
 }
 
 // Since is the page of req.Room's messages after req.After: history's,
 // or the stream's while history does not answer.
 func (l *Log) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
 	p, err := l.HistorySince(ctx, req)
-	if !l.fallBack(ctx, err) {
+	return l.orStream(ctx, p, err, func() (wire.Page, error) {
+		return l.StreamSince(ctx, l.dec, req.Room, req.After, req.Limit)
+	}, "room", req.Room, "after", req.After)
+}
+
+// orStream is the one decision: history's page p (err its failure), or
+// the page stream reads. A read is not retried on the stream when it
+// succeeded, when the caller is gone, or when history refused the request
+// itself. attrs name the read in the warning.
+func (l *Log) orStream(ctx context.Context, p wire.Page, err error, stream func() (wire.Page, error), attrs ...any) (wire.Page, error) {
+	if err == nil || ctx.Err() != nil || nreq.Refusal(err) || errors.Is(err, context.Canceled) {
 		return p, err
 	}
-	l.log.Warn("history unavailable: page served from the stream", "room", req.Room, "after", req.After, "err", err)
-	p, serr := l.StreamSince(ctx, l.dec, req.Room, req.After, req.Limit)
+	l.log.Warn("history unavailable: page served from the stream", append(attrs, "err", err)...)
+	p, serr := stream()
 	if serr != nil {
 		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
 	}
 	return p, nil
-}
-
-// fallBack reports whether a history read that failed with err is read
-// from the stream instead: not when it succeeded, when the caller is gone,
-// or when history refused the request itself.
-func (l *Log) fallBack(ctx context.Context, err error) bool {
-	return err != nil && ctx.Err() == nil && !nreq.Refusal(err) && !errors.Is(err, context.Canceled)
 }
 
 // HistoryRecent asks history alone for a page of messages before

@@ -307,24 +307,27 @@ func (s *Session) connEvent(room string) wire.ConnEvent {
 // allowMessage, allowJoin and allowTyping take one token from the
 // connection's limiter and, if that passes, from the user's.
 func (s *Session) allowMessage() bool {
-	if s.msgLimit == nil {
-		s.msgLimit = rate.NewLimiter(s.env.Config.MessageRate, s.env.Config.MessageBurst)
-	}
-	return s.msgLimit.Allow() && (s.quota == nil || s.quota.AllowMessage())
+	c := &s.env.Config
+	return s.allow(&s.msgLimit, c.MessageRate, c.MessageBurst, budget.AllowMessage)
 }
 
 func (s *Session) allowJoin() bool {
-	if s.joinLimit == nil {
-		s.joinLimit = rate.NewLimiter(s.env.Config.JoinRate, s.env.Config.JoinBurst)
-	}
-	return s.joinLimit.Allow() && (s.quota == nil || s.quota.AllowJoin())
+	c := &s.env.Config
+	return s.allow(&s.joinLimit, c.JoinRate, c.JoinBurst, budget.AllowJoin)
 }
 
 func (s *Session) allowTyping() bool {
-	if s.typingLimit == nil {
-		s.typingLimit = rate.NewLimiter(s.env.Config.TypingRate, s.env.Config.TypingBurst)
+	c := &s.env.Config
+	return s.allow(&s.typingLimit, c.TypingRate, c.TypingBurst, budget.AllowTyping)
+}
+
+// allow takes a token from *l (made at rate r and burst on first use) and
+// then from the user's budget (take), if the session has one.
+func (s *Session) allow(l **rate.Limiter, r rate.Limit, burst int, take func(budget) bool) bool {
+	if *l == nil {
+		*l = rate.NewLimiter(r, burst)
 	}
-	return s.typingLimit.Allow() && (s.quota == nil || s.quota.AllowTyping())
+	return (*l).Allow() && (s.quota == nil || take(s.quota))
 }
 
 // unavailable turns a backend failure into an error frame.
