@@ -43,9 +43,12 @@ func (s *Service) listen() error {
 	return nil
 }
 
-// closeListeners closes what listen bound, when New fails after it.
+// closeListeners closes what listen bound, when New fails after it (a
+// Config.Listener stays the caller's).
 func (s *Service) closeListeners() {
-	_ = s.ln.Close()
+	if s.cfg.Listener == nil {
+		_ = s.ln.Close()
+	}
 	if s.metricsLn != nil {
 		_ = s.metricsLn.Close()
 	}
