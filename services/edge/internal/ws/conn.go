@@ -279,17 +279,32 @@ func (c *Conn) Read() (Message, error) {
 			c.touch()
 		}
 		c.mu.Unlock()
-		switch m.Op {
-		case gws.OpPing:
-			c.pong(m.Payload)
-		case gws.OpPong:
-		case gws.OpClose:
-			c.peerClose(m.Payload)
-			return Message{}, ErrClosed
-		default:
+		data, err := c.control(m)
+		if err != nil {
+			return Message{}, err
+		}
+		if data {
 			return m, nil
 		}
 	}
+}
+
+// control answers a control frame, as both read paths (Read and the
+// served readRound) do: a ping is ponged, a pong ignored, a close
+// completes the handshake (ErrClosed). data is true for a data message,
+// which is the caller's.
+func (c *Conn) control(m Message) (data bool, err error) {
+	switch m.Op {
+	case gws.OpPing:
+		c.pong(m.Payload)
+	case gws.OpPong:
+	case gws.OpClose:
+		c.peerClose(m.Payload)
+		return false, ErrClosed
+	default:
+		return true, nil
+	}
+	return false, nil
 }
 
 // Send queues f. It returns false if f was shed or the connection is

@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	gws "github.com/gobwas/ws"
-
 	"github.com/hubbub-chat/hubbub/services/edge/internal/ws/netpoll"
 )
 
@@ -188,14 +186,11 @@ func (c *Conn) readRound() error {
 		c.mu.Lock()
 		c.heard = true
 		c.mu.Unlock()
-		switch m.Op {
-		case gws.OpPing:
-			c.pong(m.Payload)
-		case gws.OpPong:
-		case gws.OpClose:
-			c.peerClose(m.Payload)
-			return ErrClosed
-		default:
+		data, err := c.control(m)
+		if err != nil {
+			return err
+		}
+		if data {
 			c.h.Message(m)
 		}
 	}
