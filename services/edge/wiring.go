@@ -91,11 +91,13 @@ func (s *Service) wire(deps Deps, reg prometheus.Registerer) error {
 	s.transport = ws.NewTransport(cfg.WS, s.metrics)
 	cfg = cfg.withTransport(s.transport.Config())
 	s.cfg = cfg
+	// Pages read from the stream are decoded under the limit the hub's live
+	// path applies (cfg.Fanout.MaxBody), so a room looks the same either way.
 	roomLog, err := pages.New(req, deps.JSDomain, roomlog.Decoder{MaxBody: cfg.Fanout.MaxBody}, log)
 	if err != nil {
 		return err
 	}
-	s.hub = fanout.New(cfg.Fanout, hubBackend{roomLog.Sources(), req}, log, s.metrics)
+	s.hub = fanout.New(cfg.Fanout, hubBackend{roomLog, req}, log, s.metrics)
 	s.authn = authn
 	s.origins = auth.NewOriginChecker(cfg.AllowedOrigins, cfg.PublicOrigins)
 	s.gate = admit.New(cfg.Admit)
@@ -113,8 +115,8 @@ func (s *Service) wire(deps Deps, reg prometheus.Registerer) error {
 }
 
 // hubBackend is what the fan-out hub reads and subscribes through: the
-// room log's sources and the NATS connection.
+// room log and the NATS connection.
 type hubBackend struct {
-	pages.Sources
+	*pages.Log
 	*nreq.Client
 }

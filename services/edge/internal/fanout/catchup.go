@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
@@ -104,36 +103,15 @@ func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err erro
 	return p.HasMore && len(items) > 0, c.sendHistory(ctx, items, p.HasMore, true, true)
 }
 
-// recent is the room's newest page: from history, or read from the
-// stream while history does not answer.
+// recent is the room's newest page (the room log decides where from:
+// pages.Log.Recent).
 func (c *catchUp) recent(ctx context.Context) (wire.Page, error) {
-	h, room := c.h, c.r.name
-	p, err := h.be.Recent(ctx, wire.RecentRequest{Room: room, Limit: h.cfg.JoinPage})
-	if err == nil {
-		return p, nil
-	}
-	h.log.Warn("history unavailable: join served from the stream", "room", room, "err", err)
-	p, serr := h.be.StreamRecent(ctx, h.dec, room, h.cfg.JoinPage)
-	if serr != nil {
-		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
-	}
-	return p, nil
+	return c.h.be.Recent(ctx, wire.RecentRequest{Room: c.r.name, Limit: c.h.cfg.JoinPage})
 }
 
-// since is the page after id: from history, or read from the stream
-// while history does not answer.
+// since is the page after id (pages.Log.Since).
 func (c *catchUp) since(ctx context.Context, id uint64) (wire.Page, error) {
-	h, room := c.h, c.r.name
-	p, err := h.be.Since(ctx, wire.SinceRequest{Room: room, After: id, Limit: h.cfg.PageSize})
-	if err == nil {
-		return p, nil
-	}
-	h.log.Warn("history unavailable: catch-up served from the stream", "room", room, "after", id, "err", err)
-	p, serr := h.be.StreamSince(ctx, h.dec, room, id, h.cfg.PageSize)
-	if serr != nil {
-		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
-	}
-	return p, nil
+	return c.h.be.Since(ctx, wire.SinceRequest{Room: c.r.name, After: id, Limit: c.h.cfg.PageSize})
 }
 
 // next sends the next page after the member's view.

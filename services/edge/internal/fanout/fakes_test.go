@@ -31,7 +31,8 @@ var errDown = errors.New("fake: unavailable")
 
 // fakeLog is an in-memory room log behind the hub: one room's messages
 // (ids ascending, with holes for other rooms), answered as history's pages
-// and as the stream fallback's, each of which can be taken down. Live
+// or, while history is down, as the stream fallback's (the choice
+// pages.Log makes); each source can be taken down. Live
 // traffic goes over a real NATS connection (core NATS only), published by
 // the test with the headers JetStream RePublish sets.
 type fakeLog struct {
@@ -51,7 +52,6 @@ type fakeLog struct {
 	lagCalls    int           // after this many Since calls (> 0), notStored is lifted
 	sinceCalls  int
 	calls       []string
-	decoders    []roomlog.Decoder // the decoders the stream reads were given
 }
 
 func newFakeLog(t *testing.T, room string) *fakeLog {
@@ -181,7 +181,7 @@ func (f *fakeLog) sinceLocked(history bool, after uint64, limit int) wire.Page {
 func (f *fakeLog) Conn() *nats.Conn { return f.nc }
 
 func (f *fakeLog) Flush(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, wait) // as backend.Client bounds it
+	ctx, cancel := context.WithTimeout(ctx, wait) // as nreq.Client bounds it
 	defer cancel()
 	return f.nc.FlushWithContext(ctx)
 }
@@ -200,10 +200,15 @@ func (f *fakeLog) Recent(_ context.Context, req wire.RecentRequest) (wire.Page, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "recent")
-	if f.historyDown {
+	if !f.historyDown {
+		return f.recentLocked(true, req.Limit), nil
+	}
+	// pages.Log's fallback: the stream, while history does not answer.
+	f.calls = append(f.calls, "stream recent")
+	if f.streamDown {
 		return wire.Page{}, errDown
 	}
-	return f.recentLocked(true, req.Limit), nil
+	return f.recentLocked(false, req.Limit), nil
 }
 
 func (f *fakeLog) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
@@ -227,32 +232,14 @@ func (f *fakeLog) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, 
 	if f.lagCalls > 0 && f.sinceCalls > f.lagCalls {
 		f.notStored = 0 // history has caught up
 	}
-	if f.historyDown {
-		return wire.Page{}, errDown
+	if !f.historyDown {
+		return f.sinceLocked(true, req.After, req.Limit), nil
 	}
-	return f.sinceLocked(true, req.After, req.Limit), nil
-}
-
-func (f *fakeLog) StreamRecent(_ context.Context, dec roomlog.Decoder, _ string, limit int) (wire.Page, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "stream recent")
-	f.decoders = append(f.decoders, dec)
+	f.calls = append(f.calls, fmt.Sprintf("stream since %d", req.After))
 	if f.streamDown {
 		return wire.Page{}, errDown
 	}
-	return f.recentLocked(false, limit), nil
-}
-
-func (f *fakeLog) StreamSince(_ context.Context, dec roomlog.Decoder, _ string, after uint64, limit int) (wire.Page, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, fmt.Sprintf("stream since %d", after))
-	f.decoders = append(f.decoders, dec)
-	if f.streamDown {
-		return wire.Page{}, errDown
-	}
-	return f.sinceLocked(false, after, limit), nil
+	return f.sinceLocked(false, req.After, req.Limit), nil
 }
 
 // sink records the frames a member is sent. With backlog set it reports

@@ -31,16 +31,11 @@ func (r *room) fill(after, upto uint64) {
 	}
 }
 
-// fillPage reads the page after after from history, or from the stream
-// while history does not answer.
+// fillPage reads the page after after (pages.Log.Since: history's, or the
+// stream's while history does not answer).
 func (r *room) fillPage(after uint64) (wire.Page, error) {
 	h := r.hub
-	p, err := h.be.Since(h.ctx, wire.SinceRequest{Room: r.name, After: after, Limit: h.cfg.PageSize})
-	if err != nil {
-		// History does not answer: read the stream instead.
-		p, err = h.be.StreamSince(h.ctx, h.dec, r.name, after, h.cfg.PageSize)
-	}
-	return p, err
+	return h.be.Since(h.ctx, wire.SinceRequest{Room: r.name, After: after, Limit: h.cfg.PageSize})
 }
 
 // deliverBefore delivers the items of a page above after and below upto,

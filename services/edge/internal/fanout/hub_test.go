@@ -134,23 +134,6 @@ func TestJoinFailsWhenNoTierAnswers(t *testing.T) {
 	}
 }
 
-// TestStreamFallbackUsesTheEdgesRule: pages read from the stream are
-// decoded under the hub's body limit, the one its live path applies.
-func TestStreamFallbackUsesTheEdgesRule(t *testing.T) {
-	be := newFakeLog(t, "r")
-	be.add("m0")
-	be.set(func(f *fakeLog) { f.historyDown = true })
-	h := startHub(t, fanout.Config{MaxBody: 123}, be, nil)
-	join(t, h, "r", "amy", nil, &sink{})
-	join(t, h, "r", "bob", ptr(0), &sink{})
-	be.mu.Lock()
-	decs := slices.Clone(be.decoders)
-	be.mu.Unlock()
-	if len(decs) != 2 || decs[0].MaxBody != 123 || decs[1].MaxBody != 123 {
-		t.Fatalf("stream reads decoded with %+v, want MaxBody 123 twice", decs)
-	}
-}
-
 // TestCatchUpMergesBufferedLive joins while live messages arrive during
 // the history read: the member gets its history and then exactly the
 // buffered live messages above it, whether history already holds them

@@ -1,8 +1,8 @@
 // Package pages reads a room's log for the edge: history's pages, and the
 // same pages read from the CHAT stream while history does not answer. Log
-// decides "history, else the stream" for every reader of pages (the
-// session's history frame, the HTTP API); Sources hands the two sources
-// out apart for the fan-out hub, which still chooses between them itself.
+// decides "history, else the stream" for every reader of pages: the
+// session's history frame, the HTTP API and the fan-out hub's catch-up and
+// gap fill.
 package pages
 
 import (
@@ -114,37 +114,4 @@ func (l *Log) LastID(ctx context.Context, room string) (uint64, error) {
 		return 0, nreq.Classify(subjects.Room(room), err)
 	}
 	return m.Sequence, nil
-}
-
-// Sources is the log's two sources apart, for a reader that chooses
-// between them itself (the fan-out hub: fanout.Pages): Recent and Since
-// ask history alone, StreamRecent and StreamSince read the stream.
-type Sources struct{ l *Log }
-
-// Sources returns the log's sources apart.
-func (l *Log) Sources() Sources { return Sources{l} }
-
-// LastID is Log.LastID.
-func (s Sources) LastID(ctx context.Context, room string) (uint64, error) {
-	return s.l.LastID(ctx, room)
-}
-
-// Recent is Log.HistoryRecent.
-func (s Sources) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error) {
-	return s.l.HistoryRecent(ctx, req)
-}
-
-// Since is Log.HistorySince.
-func (s Sources) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
-	return s.l.HistorySince(ctx, req)
-}
-
-// StreamRecent is Log.StreamRecent.
-func (s Sources) StreamRecent(ctx context.Context, dec roomlog.Decoder, room string, limit int) (wire.Page, error) {
-	return s.l.StreamRecent(ctx, dec, room, limit)
-}
-
-// StreamSince is Log.StreamSince.
-func (s Sources) StreamSince(ctx context.Context, dec roomlog.Decoder, room string, after uint64, limit int) (wire.Page, error) {
-	return s.l.StreamSince(ctx, dec, room, after, limit)
 }

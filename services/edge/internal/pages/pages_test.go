@@ -79,7 +79,7 @@ func serve(t *testing.T, nc *nats.Conn, subject, reply, code string) {
 
 // While history does not answer, the newest page and the pages after an
 // id come from the stream; an older page (before) cannot, and the lobby
-// has no fallback. Sources keeps the sources apart.
+// has no fallback. HistoryRecent and HistorySince ask history alone.
 func TestHistoryDownServesTheStream(t *testing.T) {
 	l, _, ids := setup(t)
 	ctx := context.Background()
@@ -97,13 +97,13 @@ func TestHistoryDownServesTheStream(t *testing.T) {
 	if _, err := l.Lobby(ctx, wire.LobbyRequest{Limit: 5}); !errors.Is(err, nreq.ErrUnavailable) {
 		t.Fatalf("lobby with history down: %v", err)
 	}
-	if _, err := l.Sources().Recent(ctx, wire.RecentRequest{Room: "a", Limit: 10}); !errors.Is(err, nreq.ErrUnavailable) {
-		t.Fatalf("Sources.Recent is history alone: %v", err)
+	if _, err := l.HistoryRecent(ctx, wire.RecentRequest{Room: "a", Limit: 10}); !errors.Is(err, nreq.ErrUnavailable) {
+		t.Fatalf("HistoryRecent is history alone: %v", err)
 	}
-	if _, err := l.Sources().Since(ctx, wire.SinceRequest{Room: "a", Limit: 10}); !errors.Is(err, nreq.ErrUnavailable) {
-		t.Fatalf("Sources.Since is history alone: %v", err)
+	if _, err := l.HistorySince(ctx, wire.SinceRequest{Room: "a", Limit: 10}); !errors.Is(err, nreq.ErrUnavailable) {
+		t.Fatalf("HistorySince is history alone: %v", err)
 	}
-	if last, err := l.Sources().LastID(ctx, "a"); err != nil || last != ids[2] {
+	if last, err := l.LastID(ctx, "a"); err != nil || last != ids[2] {
 		t.Fatalf("last id %d, %v; want %d", last, err, ids[2])
 	}
 	if last, err := l.LastID(ctx, "empty"); err != nil || last != 0 {
