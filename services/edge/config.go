@@ -18,6 +18,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/web"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/ws"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 )
 
 // Config configures an edge. Zero values take the defaults of the package
@@ -109,33 +110,19 @@ func (c Config) withDefaults() Config {
 		}
 		c.EdgeID = host + "-" + randomHex(4)
 	}
-	if c.DrainPeriod <= 0 {
-		c.DrainPeriod = DefaultDrainPeriod
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = nreq.DefaultTimeout
-	}
-	if c.MaxPendingPosts <= 0 {
-		c.MaxPendingPosts = publish.DefaultMaxPending
-	}
-	if c.WS.PingInterval <= 0 {
-		c.WS.PingInterval = ws.DefaultPingInterval
-	}
+	defaults.Positive(&c.DrainPeriod, DefaultDrainPeriod)
+	defaults.Positive(&c.RequestTimeout, nreq.DefaultTimeout)
+	defaults.Positive(&c.MaxPendingPosts, publish.DefaultMaxPending)
+	defaults.Positive(&c.WS.PingInterval, ws.DefaultPingInterval)
 	c.Session.EdgeID = c.EdgeID
 	c.Session = c.Session.WithDefaults()
 	// SSE keeps the WebSocket's pace and patience unless told otherwise.
-	if c.API.KeepAlive <= 0 {
-		c.API.KeepAlive = c.WS.PingInterval
-	}
-	if c.API.WriteTimeout <= 0 {
-		c.API.WriteTimeout = c.WS.WriteTimeout
-	}
+	defaults.Positive(&c.API.KeepAlive, c.WS.PingInterval)
+	defaults.Positive(&c.API.WriteTimeout, c.WS.WriteTimeout)
 	c.API = c.API.WithDefaults()
 	c.UserLimits = c.UserLimits.WithDefaults()
 	// The hub applies the body rule the session accepts messages by.
-	if c.Fanout.MaxBody <= 0 {
-		c.Fanout.MaxBody = c.Session.MaxBody
-	}
+	defaults.Positive(&c.Fanout.MaxBody, c.Session.MaxBody)
 	if c.Web == nil {
 		c.Web = web.Handler()
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/history/internal/ingest"
 	"github.com/hubbub-chat/hubbub/services/history/internal/store"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 )
 
 // StoreConfig selects and opens history's database (DatabaseURL, Pooler,
@@ -108,30 +109,14 @@ type Config struct {
 // WithDefaults fills zero fields, the ingest settings included.
 func (c Config) WithDefaults() Config {
 	c.IngestConfig = c.IngestConfig.WithDefaults()
-	if c.RetentionInterval <= 0 {
-		c.RetentionInterval = DefaultRetentionInterval
-	}
-	if c.RetentionBatch <= 0 {
-		c.RetentionBatch = DefaultRetentionBatch
-	}
-	if c.Workers <= 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MaxQueueWait <= 0 {
-		c.MaxQueueWait = DefaultMaxQueueWait
-	}
-	if c.MaxQueued <= 0 {
-		c.MaxQueued = QueuedPerWorker * c.Workers
-	}
-	if c.MarksInterval <= 0 {
-		c.MarksInterval = DefaultMarksInterval
-	}
-	if c.MaxStreamScan <= 0 {
-		c.MaxStreamScan = DefaultMaxStreamScan
-	}
+	defaults.Positive(&c.RetentionInterval, DefaultRetentionInterval)
+	defaults.Positive(&c.RetentionBatch, DefaultRetentionBatch)
+	defaults.Positive(&c.Workers, DefaultWorkers)
+	defaults.Positive(&c.RequestTimeout, DefaultRequestTimeout)
+	defaults.Positive(&c.MaxQueueWait, DefaultMaxQueueWait)
+	defaults.Positive(&c.MaxQueued, QueuedPerWorker*c.Workers)
+	defaults.Positive(&c.MarksInterval, DefaultMarksInterval)
+	defaults.Positive(&c.MaxStreamScan, DefaultMaxStreamScan)
 	if c.MaxIngestLag == 0 {
 		c.MaxIngestLag = DefaultMaxIngestLag
 	}

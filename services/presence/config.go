@@ -3,6 +3,8 @@ package presence
 import (
 	"time"
 
+	"github.com/hubbub-chat/hubbub/shared/defaults"
+
 	"github.com/hubbub-chat/hubbub/services/presence/internal/roster"
 	"github.com/hubbub-chat/hubbub/shared/provision"
 )
@@ -59,12 +61,12 @@ type Config struct {
 
 // withDefaults fills the fields that are zero or negative.
 func (c Config) withDefaults() Config {
-	c.TypingTTL = positiveOr(c.TypingTTL, DefaultTypingTTL)
-	c.LeaseTTL = positiveOr(c.LeaseTTL, DefaultLeaseTTL)
-	c.Grace = positiveOr(c.Grace, DefaultGrace)
-	c.SweepInterval = positiveOr(c.SweepInterval, DefaultSweepInterval)
-	c.Workers = positiveOr(c.Workers, DefaultWorkers)
-	c.OpTimeout = positiveOr(c.OpTimeout, DefaultOpTimeout)
+	defaults.Positive(&c.TypingTTL, DefaultTypingTTL)
+	defaults.Positive(&c.LeaseTTL, DefaultLeaseTTL)
+	defaults.Positive(&c.Grace, DefaultGrace)
+	defaults.Positive(&c.SweepInterval, DefaultSweepInterval)
+	defaults.Positive(&c.Workers, DefaultWorkers)
+	defaults.Positive(&c.OpTimeout, DefaultOpTimeout)
 	return c
 }
 
@@ -72,12 +74,4 @@ func (c Config) withDefaults() Config {
 // provisioning (it re-creates the typing bucket with it).
 func (c Config) provision() provision.Config {
 	return provision.Config{Replicas: c.Replicas, TypingTTL: c.TypingTTL, LeaseTTL: c.LeaseTTL, BucketMaxBytes: c.BucketMaxBytes}
-}
-
-// positiveOr is v when it is above zero, else def.
-func positiveOr[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
 }

@@ -46,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
 
@@ -184,12 +185,8 @@ func Start(nc *nats.Conn, cfg Config, endpoints []Endpoint) (*Server, error) {
 	if err := check(nc, cfg, endpoints); err != nil {
 		return nil, err
 	}
-	if cfg.MaxQueued <= 0 {
-		cfg.MaxQueued = 16 * cfg.Workers
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 5 * time.Second
-	}
+	defaults.Positive(&cfg.MaxQueued, 16*cfg.Workers)
+	defaults.Positive(&cfg.RequestTimeout, 5*time.Second)
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

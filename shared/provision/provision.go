@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hubbub-chat/hubbub/shared/backoff"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 )
 
@@ -144,21 +145,11 @@ const (
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
-	if c.Replicas <= 0 {
-		c.Replicas = 1
-	}
-	if c.MaxAge <= 0 {
-		c.MaxAge = DefaultMaxAge
-	}
-	if c.Duplicates <= 0 {
-		c.Duplicates = DefaultDuplicates
-	}
-	if c.TypingTTL <= 0 {
-		c.TypingTTL = DefaultTypingTTL
-	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = DefaultLeaseTTL
-	}
+	defaults.Positive(&c.Replicas, 1)
+	defaults.Positive(&c.MaxAge, DefaultMaxAge)
+	defaults.Positive(&c.Duplicates, DefaultDuplicates)
+	defaults.Positive(&c.TypingTTL, DefaultTypingTTL)
+	defaults.Positive(&c.LeaseTTL, DefaultLeaseTTL)
 	c.StreamMaxBytes, c.BucketMaxBytes = maxBytes(c.StreamMaxBytes), maxBytes(c.BucketMaxBytes)
 	if c.Mode == "" {
 		c.Mode = ModeManage

@@ -20,6 +20,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -72,18 +73,10 @@ const (
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
-	if c.KeepAlive <= 0 {
-		c.KeepAlive = DefaultKeepAlive
-	}
-	if c.SSEQueue <= 0 {
-		c.SSEQueue = DefaultSSEQueue
-	}
-	if c.LobbyLimit <= 0 {
-		c.LobbyLimit = DefaultLobbyLimit
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
+	defaults.Positive(&c.KeepAlive, DefaultKeepAlive)
+	defaults.Positive(&c.SSEQueue, DefaultSSEQueue)
+	defaults.Positive(&c.LobbyLimit, DefaultLobbyLimit)
+	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
 	return c
 }
 

@@ -3,6 +3,7 @@ package fanout
 import (
 	"time"
 
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -42,32 +43,14 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.JoinPage <= 0 {
-		c.JoinPage = wire.DefaultPage
-	}
-	if c.PageSize <= 0 {
-		c.PageSize = wire.DefaultMaxPage
-	}
-	if c.FrameBytes <= 0 {
-		c.FrameBytes = 256 << 10
-	}
-	if c.PaceBytes <= 0 {
-		c.PaceBytes = 64 << 10
-	}
-	if c.StallTimeout <= 0 {
-		c.StallTimeout = 30 * time.Second
-	}
-	if c.JoinBuffer <= 0 {
-		c.JoinBuffer = 1024
-	}
-	if c.Inbox <= 0 {
-		c.Inbox = 1 << 16
-	}
-	if c.RoomBacklog <= 0 {
-		c.RoomBacklog = 8192
-	}
-	if c.MaxBody <= 0 {
-		c.MaxBody = wire.DefaultMaxBody
-	}
+	defaults.Positive(&c.JoinPage, wire.DefaultPage)
+	defaults.Positive(&c.PageSize, wire.DefaultMaxPage)
+	defaults.Positive(&c.FrameBytes, 256<<10)
+	defaults.Positive(&c.PaceBytes, 64<<10)
+	defaults.Positive(&c.StallTimeout, 30*time.Second)
+	defaults.Positive(&c.JoinBuffer, 1024)
+	defaults.Positive(&c.Inbox, 1<<16)
+	defaults.Positive(&c.RoomBacklog, 8192)
+	defaults.Positive(&c.MaxBody, wire.DefaultMaxBody)
 	return c
 }

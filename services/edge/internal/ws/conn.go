@@ -23,6 +23,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/ws/netpoll"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 )
 
 // ErrClosed is returned by Read once the close handshake is complete.
@@ -105,33 +106,15 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.MaxMessage <= 0 {
-		c.MaxMessage = DefaultMaxMessage
-	}
-	if c.HardQueue <= 0 {
-		c.HardQueue = DefaultHardQueue
-	}
-	if c.SoftQueue <= 0 {
-		c.SoftQueue = min(DefaultSoftQueue, c.HardQueue/2)
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.CloseTimeout <= 0 {
-		c.CloseTimeout = DefaultCloseTimeout
-	}
-	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.Workers <= 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.Writers <= 0 {
-		c.Writers = DefaultWriters
-	}
+	defaults.Positive(&c.MaxMessage, DefaultMaxMessage)
+	defaults.Positive(&c.HardQueue, DefaultHardQueue)
+	defaults.Positive(&c.SoftQueue, min(DefaultSoftQueue, c.HardQueue/2))
+	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Positive(&c.CloseTimeout, DefaultCloseTimeout)
+	defaults.Positive(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	defaults.Positive(&c.ReadTimeout, DefaultReadTimeout)
+	defaults.Positive(&c.Workers, DefaultWorkers)
+	defaults.Positive(&c.Writers, DefaultWriters)
 	return c
 }
 

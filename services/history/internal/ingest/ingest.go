@@ -27,6 +27,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/history/internal/metrics"
 	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/backoff"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -89,27 +90,13 @@ type Config struct {
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.BatchWait <= 0 {
-		c.BatchWait = DefaultBatchWait
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = AckPendingBatches * c.BatchSize
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	if c.Inserts <= 0 {
-		c.Inserts = DefaultInserts
-	}
-	if c.MaxBody <= 0 {
-		c.MaxBody = DefaultMaxBody
-	}
+	defaults.Positive(&c.BatchSize, DefaultBatchSize)
+	defaults.Positive(&c.BatchWait, DefaultBatchWait)
+	defaults.Positive(&c.AckWait, DefaultAckWait)
+	defaults.Positive(&c.MaxAckPending, AckPendingBatches*c.BatchSize)
+	defaults.Positive(&c.MaxBackoff, DefaultMaxBackoff)
+	defaults.Positive(&c.Inserts, DefaultInserts)
+	defaults.Positive(&c.MaxBody, DefaultMaxBody)
 	return c
 }
 

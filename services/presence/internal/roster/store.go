@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/hubbub-chat/hubbub/shared/backoff"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -80,12 +81,8 @@ type Store struct {
 // same bucket; it is used as a cache (every decision is re-checked by CAS
 // or against the bucket).
 func NewStore(kv jetstream.KeyValue, view *View, announce Announcer, cfg StoreConfig, log *slog.Logger) *Store {
-	if cfg.Grace <= 0 {
-		cfg.Grace = DefaultGrace
-	}
-	if cfg.Retry <= 0 {
-		cfg.Retry = DefaultRetry
-	}
+	defaults.Positive(&cfg.Grace, DefaultGrace)
+	defaults.Positive(&cfg.Retry, DefaultRetry)
 	return &Store{kv: kv, view: view, announce: announce, cfg: cfg, log: log}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hubbub-chat/hubbub/shared/backoff"
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -104,12 +105,8 @@ type Tracker struct {
 
 // NewTracker returns a Tracker.
 func NewTracker(cfg Config, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger) *Tracker {
-	if cfg.TTL <= 0 {
-		cfg.TTL = 5 * time.Second
-	}
-	if cfg.OpTimeout <= 0 {
-		cfg.OpTimeout = 5 * time.Second
-	}
+	defaults.Positive(&cfg.TTL, 5*time.Second)
+	defaults.Positive(&cfg.OpTimeout, 5*time.Second)
 	if cfg.OnExpired == nil {
 		cfg.OnExpired = func() {}
 	}

@@ -13,6 +13,8 @@ package netpoll
 import (
 	"errors"
 	"sync"
+
+	"github.com/hubbub-chat/hubbub/shared/defaults"
 )
 
 // Errors.
@@ -51,12 +53,8 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.Workers <= 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.Events <= 0 {
-		c.Events = DefaultEvents
-	}
+	defaults.Positive(&c.Workers, DefaultWorkers)
+	defaults.Positive(&c.Events, DefaultEvents)
 	return c
 }
 
