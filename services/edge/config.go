@@ -114,6 +114,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.RequestTimeout, nreq.DefaultTimeout)
 	defaults.Positive(&c.MaxPendingPosts, publish.DefaultMaxPending)
 	defaults.Positive(&c.WS.PingInterval, ws.DefaultPingInterval)
+	defaults.Positive(&c.WS.WriteTimeout, ws.DefaultWriteTimeout)
 	c.Session.EdgeID = c.EdgeID
 	c.Session = c.Session.WithDefaults()
 	// SSE keeps the WebSocket's pace and patience unless told otherwise.

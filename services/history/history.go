@@ -7,9 +7,11 @@
 //
 // The files of the package, by role: config.go (Config, its defaults) and
 // flags.go; bind.go (binding the store to the stream); ingest.go (the
-// consumer and retention, the jobs of a writing replica); marks.go (the
-// marks loop: ack floor and stream bounds); ready.go (readiness and the
-// ingest lag); retention.go; serve.go (the request endpoints).
+// consumer; startWriters starts the jobs of a writing replica, ingest
+// then retention); marks.go (the marks loop: ack floor and stream
+// bounds); ready.go (readiness and the ingest lag); retention.go (the
+// retention loop and dead-letter trimming); serve.go (the request
+// endpoints).
 package history
 
 import (

@@ -42,15 +42,26 @@ type Config struct {
 	MaxBody int
 }
 
+// Defaults for Config (JoinPage and PageSize default to the protocol's
+// wire.DefaultPage and wire.DefaultMaxPage, MaxBody to wire.DefaultMaxBody).
+const (
+	DefaultFrameBytes   = 256 << 10
+	DefaultPaceBytes    = 64 << 10
+	DefaultStallTimeout = 30 * time.Second
+	DefaultJoinBuffer   = 1024
+	DefaultInbox        = 1 << 16
+	DefaultRoomBacklog  = 8192
+)
+
 func (c Config) withDefaults() Config {
 	defaults.Positive(&c.JoinPage, wire.DefaultPage)
 	defaults.Positive(&c.PageSize, wire.DefaultMaxPage)
-	defaults.Positive(&c.FrameBytes, 256<<10)
-	defaults.Positive(&c.PaceBytes, 64<<10)
-	defaults.Positive(&c.StallTimeout, 30*time.Second)
-	defaults.Positive(&c.JoinBuffer, 1024)
-	defaults.Positive(&c.Inbox, 1<<16)
-	defaults.Positive(&c.RoomBacklog, 8192)
+	defaults.Positive(&c.FrameBytes, DefaultFrameBytes)
+	defaults.Positive(&c.PaceBytes, DefaultPaceBytes)
+	defaults.Positive(&c.StallTimeout, DefaultStallTimeout)
+	defaults.Positive(&c.JoinBuffer, DefaultJoinBuffer)
+	defaults.Positive(&c.Inbox, DefaultInbox)
+	defaults.Positive(&c.RoomBacklog, DefaultRoomBacklog)
 	defaults.Positive(&c.MaxBody, wire.DefaultMaxBody)
 	return c
 }
