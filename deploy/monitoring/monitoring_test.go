@@ -31,7 +31,7 @@ var promql = parser.NewParser(parser.Options{})
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{"up": true}
-	full := regexp.MustCompile(`Name:\s*"(hubbub_[a-z_]+)"`)
+	full := regexp.MustCompile(`(?:Name:\s*|(?:counter|gauge)\()"(hubbub_[a-z_]+)"`)
 	sub := regexp.MustCompile(`Namespace:\s*(?:"hubbub"|ns),\s*Subsystem:\s*(?:"([a-z]+)"|sub),\s*Name:\s*"([a-z_]+)"`)
 	for file, subsystem := range map[string]string{
 		"services/edge/internal/metrics/metrics.go":    "",

@@ -50,7 +50,7 @@ func (l *Log) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, er
 	if req.Before != 0 {
 		return p, err
 	}
-	return l.orStream(ctx, p, err, func() (wire.Page, error) {
+	return l.orStream(ctx, "recent", p, err, func() (wire.Page, error) {
 		return l.StreamRecent(ctx, l.dec, req.Room, req.Limit)
 	}, "room", req.Room)
 }
@@ -59,7 +59,7 @@ func (l *Log) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, er
 // or the stream's while history does not answer.
 func (l *Log) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
 	p, err := l.HistorySince(ctx, req)
-	return l.orStream(ctx, p, err, func() (wire.Page, error) {
+	return l.orStream(ctx, "since", p, err, func() (wire.Page, error) {
 		return l.StreamSince(ctx, l.dec, req.Room, req.After, req.Limit)
 	}, "room", req.Room, "after", req.After)
 }
@@ -67,12 +67,12 @@ func (l *Log) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, erro
 // orStream is the one decision: history's page p (err its failure), or
 // the page stream reads. A read is not retried on the stream when it
 // succeeded, when the caller is gone, or when history refused the request
-// itself. attrs name the read in the warning.
-func (l *Log) orStream(ctx context.Context, p wire.Page, err error, stream func() (wire.Page, error), attrs ...any) (wire.Page, error) {
+// itself. read ("recent", "since") and attrs name the read in the warning.
+func (l *Log) orStream(ctx context.Context, read string, p wire.Page, err error, stream func() (wire.Page, error), attrs ...any) (wire.Page, error) {
 	if err == nil || ctx.Err() != nil || nreq.Refusal(err) || errors.Is(err, context.Canceled) {
 		return p, err
 	}
-	l.log.Warn("history unavailable: page served from the stream", append(attrs, "err", err)...)
+	l.log.Warn("history unavailable: "+read+" page served from the stream", append(attrs, "err", err)...)
 	p, serr := stream()
 	if serr != nil {
 		return wire.Page{}, fmt.Errorf("history: %w; stream: %w", err, serr)
