@@ -1,6 +1,10 @@
 // Hubbub web client: protocol v1 over /ws, no framework, no build step.
 // Every piece of user-provided text is rendered with textContent or as a
-// text node; this file never parses HTML.
+// text node; this file never parses HTML. Message bodies go through
+// markdown.js (hubbubMarkdown.render), which keeps the same rule: it only
+// creates strong, em, code, pre and a elements (href absolute http(s) only,
+// rel="noopener noreferrer nofollow") and puts the user's text in them as
+// text nodes.
 'use strict';
 
 (() => {
@@ -130,29 +134,11 @@
     return new Date(ts).toLocaleDateString();
   }
 
-  /** appendLinkified appends text to parent, turning http(s) URLs into links. */
-  function appendLinkified(parent, text) {
-    const re = /\bhttps?:\/\/[^\s<>"'`]+/gi;
-    let last = 0;
-    let m;
-    while ((m = re.exec(text)) !== null) {
-      let url = m[0];
-      const trail = url.match(/[.,;:!?)\]}'"]+$/);
-      if (trail) url = url.slice(0, url.length - trail[0].length);
-      let parsed = null;
-      try { parsed = new URL(url); } catch (_) { parsed = null; }
-      if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) continue;
-      if (m.index > last) parent.append(document.createTextNode(text.slice(last, m.index)));
-      const a = el('a', null, url);
-      a.href = parsed.href;
-      a.target = '_blank';
-      a.rel = 'noopener noreferrer nofollow';
-      parent.append(a);
-      last = m.index + url.length;
-      re.lastIndex = last;
-    }
-    if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
-  }
+  /**
+   * renderBody appends a message body to parent with the safe Markdown
+   * subset of markdown.js; were that script missing, as plain text.
+   */
+  const renderBody = (window.hubbubMarkdown && window.hubbubMarkdown.render) || ((parent, text) => parent.append(String(text)));
 
   // ---------- DOM references ----------
 
@@ -929,8 +915,8 @@
     else if (state.me && body.toLowerCase().includes('@' + state.me.toLowerCase())) li.classList.add('mention');
     const head = el('div', 'msg-head');
     head.append(el('span', 'msg-user', user), timeEl(ts, 'msg-time'));
-    const p = el('p', 'msg-body');
-    appendLinkified(p, body);
+    const p = el('div', 'msg-body');
+    renderBody(p, body);
     li.append(avatar(user), head, timeEl(ts, 'msg-side-time', true), p);
     return li;
   }
@@ -970,8 +956,8 @@
     li.dataset.cid = p.cid;
     const head = el('div', 'msg-head');
     head.append(el('span', 'msg-user', state.me || state.name || ''), timeEl(p.ts, 'msg-time'));
-    const body = el('p', 'msg-body');
-    appendLinkified(body, p.body);
+    const body = el('div', 'msg-body');
+    renderBody(body, p.body);
     li.append(avatar(state.me || state.name || '?'), head, body, el('div', 'msg-status'));
     return li;
   }
