@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -189,6 +190,35 @@ func (c *Client) Next(ctx context.Context) (Frame, error) {
 	return f, nil
 }
 
+// take removes and returns the first queued frame for which match is true,
+// waiting for one; the frames before it stay queued, in order.
+func (c *Client) take(ctx context.Context, match func(Frame) bool) (Frame, error) {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		// The whole queue each time: a concurrent Next may have taken
+		// frames from its front meanwhile.
+		if i := slices.IndexFunc(c.queue, match); i >= 0 {
+			f := c.queue[i]
+			c.queue = slices.Delete(c.queue, i, i+1)
+			return f, nil
+		}
+		if c.closed {
+			return Frame{}, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return Frame{}, fmt.Errorf("waiting for a frame: %w", err)
+		}
+		c.cond.Wait()
+	}
+}
+
 // Await returns the next frame of type typ, discarding others.
 func (c *Client) Await(ctx context.Context, typ string) (Frame, error) {
 	for {
@@ -252,12 +282,14 @@ func (c *Client) Join(ctx context.Context, room string, since *uint64) (wire.His
 	return h, f.Decode(&h)
 }
 
-// Say sends a message and waits for its ack, returning the id.
+// Say sends a message and waits for its ack (or the error frame with its
+// cid), returning the id. Other frames that arrive meanwhile stay queued,
+// in order, for Next: messages from others are not lost to a Say.
 func (c *Client) Say(ctx context.Context, room, body, cid string) (uint64, error) {
 	if err := c.Send(wire.ClientFrame{Type: wire.TypeMessage, Room: room, Body: body, CID: cid}); err != nil {
 		return 0, err
 	}
-	f, err := c.AwaitMatch(ctx, func(f Frame) bool {
+	f, err := c.take(ctx, func(f Frame) bool {
 		if f.Type != wire.TypeAck && f.Type != wire.TypeError {
 			return false
 		}

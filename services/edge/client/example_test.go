@@ -66,9 +66,8 @@ func ExampleDial() {
 	}
 	defer alice.Close()
 
-	// Say waits for the ack and discards every other frame meanwhile
-	// (alice's own copy of the message included): read frames with
-	// Next or Await on a connection whose messages matter.
+	// Say waits for the ack; every other frame that arrives meanwhile
+	// (alice's own copy of the message included) stays queued for Next.
 	id, err := alice.Say(ctx, "general", "hello, world", "c1")
 	if err != nil {
 		fmt.Println(err)
