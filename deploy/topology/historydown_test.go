@@ -27,6 +27,7 @@ import (
 // permission violation (the fallback once created consumers, which the
 // edge's user may not).
 func TestTopologyHistoryDown(t *testing.T) {
+	freePort := portPicker(t)
 	bin := build(t)
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
@@ -47,7 +48,7 @@ func TestTopologyHistoryDown(t *testing.T) {
 	for user, pw := range passwords {
 		natsEnv = append(natsEnv, "HUBBUB_NATS_"+strings.ToUpper(user)+"_PASSWORD="+pw)
 	}
-	node := &natsNode{name: "n1", client: freePort(t), http: freePort(t)}
+	node := &natsNode{name: "n1", client: freePort(), http: freePort()}
 	conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\njetstream { store_dir: %q }\ninclude ./auth.conf\n",
 		node.name, node.client, node.http, filepath.Join(dir, node.name))
 	confPath := filepath.Join(dir, node.name+".conf")
@@ -64,7 +65,7 @@ func TestTopologyHistoryDown(t *testing.T) {
 	t.Cleanup(admin.Close)
 
 	// --- Services, each as its own NATS user.
-	ports := map[string]int{"history": freePort(t), "presence": freePort(t), "edge": freePort(t)}
+	ports := map[string]int{"history": freePort(), "presence": freePort(), "edge": freePort()}
 	procs := map[string]*proc{}
 	for _, svc := range []struct {
 		name  string

@@ -127,15 +127,28 @@ func tail(t *testing.T, p *proc) {
 	t.Logf("--- last lines of %s ---\n%s", p.name, strings.Join(lines, "\n"))
 }
 
-// freePort reserves a loopback port number.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// portPicker returns a function handing out free loopback port numbers,
+// each different from the others it handed out: the kernel may give a
+// just-closed port to the next bind on :0 again, and two processes of one
+// topology told the same port fail (a route port equal to another node's,
+// "duplicate route entry", "address already in use").
+func portPicker(t *testing.T) func() int {
+	given := map[int]bool{}
+	return func() int {
+		t.Helper()
+		for {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := ln.Addr().(*net.TCPAddr).Port
+			_ = ln.Close()
+			if !given[port] {
+				given[port] = true
+				return port
+			}
+		}
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // waitHTTP polls url until it answers 200, or fails the test at the deadline.

@@ -47,6 +47,7 @@ func (n *natsNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.cl
 // client's view is a complete, gap-free, duplicate-free chain after
 // reconnecting with since; history holds every message exactly once.
 func TestTopologySurvivesKills(t *testing.T) {
+	freePort := portPicker(t)
 	t0 := time.Now()
 	bin := build(t)
 	t.Logf("built the binaries in %v", time.Since(t0).Round(time.Millisecond))
@@ -73,7 +74,7 @@ func TestTopologySurvivesKills(t *testing.T) {
 	nodes := make([]*natsNode, 3)
 	var routes []string
 	for i := range nodes {
-		nodes[i] = &natsNode{name: fmt.Sprintf("n%d", i+1), client: freePort(t), http: freePort(t), rout: freePort(t)}
+		nodes[i] = &natsNode{name: fmt.Sprintf("n%d", i+1), client: freePort(), http: freePort(), rout: freePort()}
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].rout))
 	}
 	for _, n := range nodes {
@@ -140,7 +141,7 @@ include ./auth.conf
 	if dbURL := os.Getenv("HUBBUB_TEST_DATABASE_URL"); dbURL != "" {
 		historyEnv["HUBBUB_DATABASE_URL"] = freshDatabase(t, dbURL)
 	}
-	ports := map[string]int{"history": freePort(t), "presence": freePort(t), "edge-a": freePort(t), "edge-b": freePort(t)}
+	ports := map[string]int{"history": freePort(), "presence": freePort(), "edge-a": freePort(), "edge-b": freePort()}
 	// Started in the order compose and Kubernetes bring them up (history and
 	// presence, then the edges), each once the previous one is ready.
 	procs := map[string]*proc{}
