@@ -216,6 +216,22 @@ func Buckets(c Config) []jetstream.KeyValueConfig {
 			Replicas:       c.Replicas,
 		},
 		{
+			Bucket:      subjects.BucketMembers,
+			Description: "room members: <room>.<usertoken> -> first join, until an explicit leave",
+			History:     1,
+			MaxBytes:    c.BucketMaxBytes,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		},
+		{
+			Bucket:      subjects.BucketReads,
+			Description: "read state: <usertoken>.<room> -> last message id read",
+			History:     1,
+			MaxBytes:    c.BucketMaxBytes,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		},
+		{
 			Bucket:         subjects.BucketEdges,
 			Description:    "edge leases: <edgeid>, renewed while the edge lives",
 			History:        1,

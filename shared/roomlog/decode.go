@@ -78,7 +78,7 @@ func (d Decoder) DecodeIn(room string, seq uint64, data []byte, stored time.Time
 	switch p.Kind {
 	case "":
 		p.Kind = wire.KindMessage
-	case wire.KindMessage, wire.KindSystem:
+	case wire.KindMessage, wire.KindSystem, wire.KindEdit, wire.KindDelete, wire.KindReaction:
 	default:
 		return wire.Message{}, fmt.Errorf("%w: kind %q", ErrUndecodable, p.Kind)
 	}

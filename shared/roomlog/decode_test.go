@@ -2,6 +2,7 @@ package roomlog_test
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != c.want {
+			if !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("got %+v, want %+v", got, c.want)
 			}
 		})
@@ -68,7 +69,7 @@ func TestDecodeIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (wire.Message{ID: 4, Room: "real", User: "u", Body: "b", Kind: wire.KindMessage, TS: 77}); got != want {
+	if want := (wire.Message{ID: 4, Room: "real", User: "u", Body: "b", Kind: wire.KindMessage, TS: 77}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	for _, c := range []struct {

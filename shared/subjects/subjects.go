@@ -27,7 +27,15 @@ const (
 	PresencePrefix = "chat.presence."
 	// PresenceAll matches every presence event subject.
 	PresenceAll = "chat.presence.*"
+	// MentionPrefix prefixes core-NATS mention events (wire.MentionEvent),
+	// one subject per mentioned user: chat.mention.<usertoken>.
+	MentionPrefix = "chat.mention."
+	// MentionAll matches every mention subject.
+	MentionAll = "chat.mention.*"
 )
+
+// Mention is the subject mentions of the user with userToken travel on.
+func Mention(userToken string) string { return MentionPrefix + userToken }
 
 // Room is the subject messages for room are published to.
 func Room(room string) string { return RoomPrefix + room }
@@ -61,7 +69,22 @@ const (
 	BucketTyping = "hubbub_typing"
 	// BucketEdges holds one lease per live edge: "<edgeid>".
 	BucketEdges = "hubbub_edges"
+	// BucketMembers holds one key per room member: "<room>.<usertoken>",
+	// valued with wire.Membership, from a user's first join of the room
+	// until an explicit leave.
+	BucketMembers = "hubbub_members"
+	// BucketReads holds each user's read state: "<usertoken>.<room>",
+	// valued with wire.ReadState (watch one user's with
+	// `nats kv watch hubbub_reads '<usertoken>.>'`).
+	BucketReads = "hubbub_reads"
 )
+
+// MemberKey is the key of user's membership of room in BucketMembers.
+func MemberKey(room, userToken string) string { return room + "." + userToken }
+
+// ReadKey is the key of user's read state in room in BucketReads: the
+// user first, so one user's rooms are one wildcard.
+func ReadKey(userToken, room string) string { return userToken + "." + room }
 
 // RosterKey is the key of user's entry in room, in BucketRoster and
 // BucketTyping. userToken comes from names.UserToken.
@@ -80,6 +103,11 @@ const (
 	HistorySince = "hubbub.history.since"
 	// HistoryLobby answers wire.LobbyRequest with wire.LobbyReply.
 	HistoryLobby = "hubbub.history.lobby"
+	// HistoryMessage answers wire.MessageRequest with one folded
+	// wire.Message.
+	HistoryMessage = "hubbub.history.message"
+	// HistoryUnread answers wire.UnreadRequest with wire.UnreadReply.
+	HistoryUnread = "hubbub.history.unread"
 
 	// PresenceService is the micro service name of presence.
 	PresenceService = "presence"

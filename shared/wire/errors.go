@@ -22,6 +22,8 @@ const (
 	CodeAuthRequired  = "auth_required"
 	CodeAuthInvalid   = "auth_invalid"
 	CodeOriginRefused = "origin_refused"
+	CodeInvalidEmoji  = "invalid_emoji"
+	CodeInvalidID     = "invalid_id"
 )
 
 // Error is a client-visible refusal: a code from the list above and a

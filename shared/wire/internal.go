@@ -17,16 +17,89 @@ type SinceRequest struct {
 }
 
 // Page is history's answer to RecentRequest and SinceRequest. Items are in
-// ascending id order and form a chain (each Prev is the previous Item's ID).
-// For recent, HasMore means older messages exist; for since, it means newer
-// messages follow (ask again after the last item). Recovered is false when a
-// since request reached back past what retention keeps: Items is then the
-// newest page instead.
+// ascending id order.
+//
+// A since page holds the room's events raw (messages and change events)
+// and forms a chain (each Prev is the previous Item's ID); HasMore means
+// newer events follow (ask again after Last). A recent page is folded: it
+// holds messages (KindMessage, KindSystem) only, each with its changes
+// applied (Edited, Deleted, Reactions, Reply), so its Prev values skip the
+// change events; HasMore means older messages exist.
+//
+// Last is the chain cursor after the page: the newest event id at or
+// below the page's end that the page accounts for (folded or not), 0 for
+// an empty room. Recovered is false when a since request reached back
+// past what retention keeps: Items is then the newest (folded) page.
 type Page struct {
 	Room      string    `json:"room"`
 	Items     []Message `json:"items"`
 	HasMore   bool      `json:"has_more"`
 	Recovered bool      `json:"recovered"`
+	Last      uint64    `json:"last"`
+}
+
+// MessageRequest asks history for one message of Room, folded: what a page
+// would show for it. History answers not_found when ID is not a message
+// (KindMessage or KindSystem) of Room that it keeps.
+type MessageRequest struct {
+	Room string `json:"room"`
+	ID   uint64 `json:"id"`
+}
+
+// ReadMark is where a user has read a room up to.
+type ReadMark struct {
+	Room string `json:"room"`
+	Read uint64 `json:"read"`
+}
+
+// UnreadRequest asks history, for User, how many messages of each room
+// follow its read mark.
+type UnreadRequest struct {
+	User  string     `json:"user"`
+	Rooms []ReadMark `json:"rooms"`
+}
+
+// UnreadCount is a room's unread state for one user: Count messages
+// (KindMessage, by other users) with an id above Read, Mentions of them
+// mentioning the user; both capped at MaxUnread.
+type UnreadCount struct {
+	Room     string `json:"room"`
+	Read     uint64 `json:"read"`
+	Count    int    `json:"count"`
+	Mentions int    `json:"mentions"`
+}
+
+// UnreadReply answers UnreadRequest, one entry per requested room.
+type UnreadReply struct {
+	Rooms []UnreadCount `json:"rooms"`
+}
+
+// ReadState is the value of a user's key in the reads bucket
+// (subjects.ReadKey): the last message id the user has read in Room.
+type ReadState struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+	Read uint64 `json:"read"`
+	TS   int64  `json:"ts"`
+}
+
+// MentionEvent travels on chat.mention.<usertoken> (core NATS) once
+// history has stored a message that mentions User: edges holding the
+// user's connections push them a fresh Unread for Room.
+type MentionEvent struct {
+	Room string `json:"room"`
+	ID   uint64 `json:"id"`
+	User string `json:"user"`
+	By   string `json:"by"`
+}
+
+// Membership is the value of a user's key in the members bucket
+// (subjects.MemberKey): the user has joined Room (first join at Since,
+// ms) and not left it since.
+type Membership struct {
+	Room  string `json:"room"`
+	User  string `json:"user"`
+	Since int64  `json:"since"`
 }
 
 // LobbyRequest asks history for the most recently active rooms.
@@ -42,6 +115,10 @@ type RoomSummary struct {
 	Messages     int64    `json:"messages"`
 	Online       int      `json:"online"`
 	LastMessage  *Message `json:"last_message,omitempty"`
+	// Unread and Mentions are the caller's unread state (GET /api/lobby
+	// fills them for the signed-in user; history's lobby leaves them 0).
+	Unread   int `json:"unread"`
+	Mentions int `json:"mentions"`
 }
 
 // LobbyReply lists rooms, most recently active first.
@@ -51,12 +128,15 @@ type LobbyReply struct {
 
 // ConnEvent registers (PresenceJoin) or removes (PresenceLeave) one
 // connection of User in Room. Conn is unique per connection and Edge names
-// the edge holding it (its lease key).
+// the edge holding it (its lease key). Explicit marks a PresenceLeave the
+// user asked for (a leave frame): it ends the user's membership of the
+// room, which a connection closing never does.
 type ConnEvent struct {
-	Room string `json:"room"`
-	User string `json:"user"`
-	Conn string `json:"conn"`
-	Edge string `json:"edge"`
+	Room     string `json:"room"`
+	User     string `json:"user"`
+	Conn     string `json:"conn"`
+	Edge     string `json:"edge"`
+	Explicit bool   `json:"explicit,omitempty"`
 }
 
 // ConnReply answers a ConnEvent with the room's online count afterwards.

@@ -3,7 +3,9 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hubbub-chat/hubbub/shared/names"
@@ -78,6 +80,30 @@ func CheckClientFrame(f ClientFrame, lim Limits) (ClientFrame, *Error) {
 		}
 		f.Body = strings.TrimSpace(f.Body)
 		return f, CheckBody(f.Body, lim.MaxBody)
+	case TypeEdit:
+		if e := f.checkChange(); e != nil {
+			return f, e
+		}
+		f.Body = strings.TrimSpace(f.Body)
+		return f, CheckBody(f.Body, lim.MaxBody)
+	case TypeDelete:
+		return f, f.checkChange()
+	case TypeReact:
+		if e := f.checkChange(); e != nil {
+			return f, e
+		}
+		if f.On == nil {
+			return f, Errorf(CodeInvalidState, `react needs "on": true or false`)
+		}
+		return f, CheckEmoji(f.Emoji)
+	case TypeRead:
+		if e := f.checkRoom(); e != nil {
+			return f, e
+		}
+		if f.ID == 0 {
+			return f, Errorf(CodeInvalidID, "read needs the id of a message")
+		}
+		return f, nil
 	case TypeTyping:
 		if e := f.checkRoom(); e != nil {
 			return f, e
@@ -102,6 +128,21 @@ func CheckClientFrame(f ClientFrame, lim Limits) (ClientFrame, *Error) {
 	default:
 		return f, Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32))
 	}
+}
+
+// checkChange validates what edit, delete and react share: a room, the id
+// of the message changed and a cid.
+func (f *ClientFrame) checkChange() *Error {
+	if e := f.checkRoom(); e != nil {
+		return e
+	}
+	if e := validCID(f.CID); e != nil {
+		return e
+	}
+	if f.ID == 0 {
+		return Errorf(CodeInvalidID, "%s needs the id of a message", f.Type)
+	}
+	return nil
 }
 
 // checkRoom normalises f.Room (invalid_room when it breaks the rule).
@@ -144,18 +185,125 @@ func CheckBody(body string, maxBody int) *Error {
 	return nil
 }
 
-// CheckPost applies the message rule to a post read back from the stream
-// (whoever published it): the trimmed body passes CheckBody and the user
-// and cid hold no U+0000. History parks, and the edge does not deliver, a
-// post that fails it, so every read path presents the same room.
+// CheckPost applies the event rule to a post read back from the stream
+// (whoever published it), by its kind (p.Kind must be set): a message or
+// system message has a trimmed body passing CheckBody; an edit has a
+// Target and such a body; a delete has a Target and no body; a reaction
+// has a Target, an emoji passing CheckEmoji and On set; only a message has
+// ReplyTo or Mentions, and the user and cid hold no U+0000. History parks,
+// and the edge does not deliver, a post that fails it, so every read path
+// presents the same room. Whether a change is allowed (its author, its
+// target) is not decided here: history ignores a change that is not.
 func CheckPost(p Post, maxBody int) *Error {
-	if e := CheckBody(strings.TrimSpace(p.Body), maxBody); e != nil {
-		return e
-	}
 	if strings.IndexByte(p.User, 0) >= 0 || strings.IndexByte(p.CID, 0) >= 0 {
 		return Errorf(CodeInvalidBody, "user or cid contains U+0000")
 	}
+	if p.Kind != KindMessage && (p.ReplyTo != 0 || len(p.Mentions) > 0) {
+		return Errorf(CodeInvalidBody, "only a message has reply_to or mentions")
+	}
+	if IsChange(p.Kind) == (p.Target == 0) {
+		return Errorf(CodeInvalidID, "a change event has a target, a message none")
+	}
+	if len(p.Mentions) > MaxMentions {
+		return Errorf(CodeInvalidBody, "more than %d mentions", MaxMentions)
+	}
+	for _, u := range p.Mentions {
+		if u == "" || strings.IndexByte(u, 0) >= 0 {
+			return Errorf(CodeInvalidBody, "a mention is empty or contains U+0000")
+		}
+	}
+	switch p.Kind {
+	case KindDelete:
+		if p.Body != "" || p.Emoji != "" {
+			return Errorf(CodeInvalidBody, "a delete has no body")
+		}
+		return nil
+	case KindReaction:
+		if p.On == nil {
+			return Errorf(CodeInvalidState, "a reaction has on set")
+		}
+		if p.Body != "" {
+			return Errorf(CodeInvalidBody, "a reaction has no body")
+		}
+		return CheckEmoji(p.Emoji)
+	}
+	if p.Emoji != "" || p.On != nil {
+		return Errorf(CodeInvalidBody, "only a reaction has an emoji")
+	}
+	return CheckBody(strings.TrimSpace(p.Body), maxBody)
+}
+
+// MaxEmojiBytes bounds a reaction's emoji.
+const MaxEmojiBytes = 32
+
+// CheckEmoji accepts one emoji as a reaction: 1-32 bytes of valid UTF-8
+// without spaces or control characters, made of pictographic code points
+// (U+00A9, U+00AE and everything from U+2000 up, which includes the
+// joiner U+200D, variation selectors and tags) plus the keycap bases 0-9,
+// # and * when the keycap mark U+20E3 follows. Letters and digits alone
+// are not an emoji; a client picks from a palette, the rule only keeps
+// text out of the reaction slots.
+func CheckEmoji(emoji string) *Error {
+	if emoji == "" || len(emoji) > MaxEmojiBytes || !utf8.ValidString(emoji) {
+		return Errorf(CodeInvalidEmoji, "emoji must be 1-%d bytes of UTF-8", MaxEmojiBytes)
+	}
+	keycap := strings.ContainsRune(emoji, 0x20E3)
+	pictographic := false
+	for _, r := range emoji {
+		switch {
+		case r == 0xA9 || r == 0xAE:
+			pictographic = true
+		case r >= 0x2000 && r != 0x2028 && r != 0x2029 && r != 0xFFFD && (r < 0x3000 || r > 0x303F || r == 0x3030 || r == 0x303D):
+			if r != 0x200D && (r < 0xFE00 || r > 0xFE0F) {
+				pictographic = true
+			}
+		case keycap && (r >= '0' && r <= '9' || r == '#' || r == '*'):
+		default:
+			return Errorf(CodeInvalidEmoji, "%q is not an emoji", truncate(emoji, MaxEmojiBytes))
+		}
+	}
+	if !pictographic {
+		return Errorf(CodeInvalidEmoji, "%q is not an emoji", truncate(emoji, MaxEmojiBytes))
+	}
 	return nil
+}
+
+// Mentions returns the users an @user token in body names, in order of
+// first appearance, each once, at most MaxMentions. A token is "@"
+// at the start of the body or after a character that is not a letter,
+// digit or "_", followed by letters, digits, "_", "-" and "."; a
+// trailing "." or "-" is not part of it (so "@bob." names bob). User ids
+// with other characters (a space) cannot be mentioned. Mentions are
+// resolved once, when a message is sent, and stored with it.
+func Mentions(body string) []string {
+	var out []string
+	prevWord := false
+	for i, r := range body {
+		if r != '@' || prevWord {
+			prevWord = mentionRune(r) && r != '-' && r != '.'
+			continue
+		}
+		end := i + 1
+		for j, c := range body[i+1:] {
+			if !mentionRune(c) {
+				break
+			}
+			end = i + 1 + j + utf8.RuneLen(c)
+		}
+		name := strings.TrimRight(body[i+1:end], ".-")
+		if name != "" && len(name) <= 128 && !slices.Contains(out, name) {
+			out = append(out, name)
+			if len(out) == MaxMentions {
+				return out
+			}
+		}
+		prevWord = false
+	}
+	return out
+}
+
+func mentionRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.'
 }
 
 // validCID accepts 1-64 printable ASCII characters.

@@ -91,6 +91,12 @@ func FuzzParseClientFrame(f *testing.F) {
 		`{"type":"history","room":"general","before":1200,"limit":50}`,
 		`{"type":"leave","room":"#General"}`,
 		`{"type":"message","room":"a.b","body":"\u0000","cid":""}`,
+		`{"type":"message","room":"general","body":"@bob hi","cid":"c1","reply_to":1200}`,
+		`{"type":"edit","room":"general","id":1235,"body":"fixed","cid":"c2"}`,
+		`{"type":"delete","room":"general","id":1235,"cid":"c3"}`,
+		`{"type":"react","room":"general","id":1235,"emoji":"👍","on":true,"cid":"c4"}`,
+		`{"type":"react","room":"general","id":1235,"emoji":"\u200d","on":false,"cid":"c5"}`,
+		`{"type":"read","room":"general","id":1240}`,
 		`{}`, `null`, `[]`, `"x"`, `{"type":1}`,
 	} {
 		f.Add([]byte(s))

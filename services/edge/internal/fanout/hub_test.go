@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -319,7 +320,7 @@ func TestLiveMessagesDecodeByTheRule(t *testing.T) {
 	got := s.view(t).live
 	at, _ := time.Parse(time.RFC3339Nano, stored)
 	want := wire.Message{ID: id, Prev: prev, Room: "r", User: "u", Body: "b", Kind: wire.KindMessage, TS: at.UnixMilli()}
-	if len(got) != 1 || got[0] != want {
+	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Fatalf("live %+v, want %+v", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -605,7 +606,7 @@ func testOddContent(t *testing.T, s store.Store) {
 	for i, m := range p.Items {
 		w := odd[i]
 		w.Prev = m.Prev
-		if m != w {
+		if !reflect.DeepEqual(m, w) {
 			t.Errorf("round trip: got %+v, want %+v", m, w)
 		}
 	}
