@@ -80,7 +80,12 @@ func TestDecodeIn(t *testing.T) {
 	}{
 		{"sequence 0", 0, `{"user":"u","body":"b"}`, roomlog.ErrUndecodable},
 		{"not json", 4, `x`, roomlog.ErrUndecodable},
-		{"bad kind", 4, `{"user":"u","body":"b","kind":"edit"}`, roomlog.ErrUndecodable},
+		{"bad kind", 4, `{"user":"u","body":"b","kind":"poll"}`, roomlog.ErrUndecodable},
+		{"edit without target", 4, `{"user":"u","body":"b","kind":"edit"}`, roomlog.ErrInvalid},
+		{"reaction without emoji", 4, `{"user":"u","kind":"reaction","target":2,"on":true}`, roomlog.ErrInvalid},
+		{"edit", 4, `{"user":"u","body":"b","kind":"edit","target":2}`, nil},
+		{"delete", 4, `{"user":"u","kind":"delete","target":2}`, nil},
+		{"reaction", 4, `{"user":"u","kind":"reaction","target":2,"emoji":"👍","on":false}`, nil},
 		{"blank body", 4, `{"user":"u","body":" "}`, roomlog.ErrInvalid},
 	} {
 		if _, err := (roomlog.Decoder{}).DecodeIn("real", c.seq, []byte(c.data), at); !errors.Is(err, c.want) {
