@@ -23,6 +23,7 @@ func (s *Service) routes() {
 	api.New(s.cfg.API, api.Deps{
 		Gate: s.gate, Origins: s.origins, Pages: s.pages, Presence: s.presence,
 		Sessions: s.env, Auth: s.authn, Log: s.log, Obs: s.metrics, Done: s.drainCh,
+		Reads: s.reads,
 	}).Register(mux)
 	live := []ops.Check{ops.NATSAlive(s.nc)}
 	ready := []ops.Check{s.readyCheck}

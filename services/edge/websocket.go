@@ -77,11 +77,12 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		go closeRefused(conn, ws.CodePolicy, "too many connections for this user")
 		return
 	}
-	h := &served{s: s, sess: sess, conn: conn}
+	h := &served{s: s, sess: sess, conn: conn, unreads: s.reads.Register(id.User, conn)}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
 		sess.End("") // never served: releases the quota and the ticket
+		h.unreads()
 		go closeRefused(conn, ws.CodeRestart, "service restart: reconnect")
 		return
 	}
@@ -99,6 +100,9 @@ type served struct {
 	s    *Service
 	sess *session.Session
 	conn *ws.Conn
+	// unreads ends the connection's place among the user's connections
+	// that unread frames reach.
+	unreads func()
 }
 
 // Message implements ws.Handler.
@@ -118,6 +122,7 @@ func (h *served) Closed() {
 	defer s.wg.Done()
 	h.conn.Finish()
 	h.sess.End(h.conn.CloseReason())
+	h.unreads()
 	s.mu.Lock()
 	delete(s.sessions, h)
 	s.mu.Unlock()
