@@ -201,8 +201,10 @@ func (s *Service) startMark(ctx context.Context, userID, room string) error {
 	if _, rev, err := getMark(ctx, reads, key); err != nil || rev != 0 {
 		return err
 	}
+	// An empty room's mark is 0: stored all the same, so the room counts
+	// for the user from now on.
 	last, err := s.lastID(ctx, room)
-	if err != nil || last == 0 {
+	if err != nil {
 		return err
 	}
 	val, err := json.Marshal(wire.ReadState{Room: room, User: userID, Read: last, TS: nowMilli()})

@@ -405,6 +405,15 @@ func TestJoinedStartsTheMarkAndPushes(t *testing.T) {
 	if got := e.storedMark("alice", "r"); got != last {
 		t.Fatalf("first join stored mark %d, want %d", got, last)
 	}
+	// An empty room's first join stores mark 0: the room counts from now.
+	var empty sink
+	s.Joined("alice", "empty", &empty)
+	if u := empty.await(t, "the empty room's unread", func(wire.Unread) bool { return true }); u.Read != 0 || u.Count != 0 {
+		t.Fatalf("empty room: %+v", u)
+	}
+	if got := e.storedMark("alice", "empty"); got != 0 {
+		t.Fatalf("empty room's mark %d, want 0", got)
+	}
 	e.post("r", "bob", "new @alice")
 	var again sink
 	s.Joined("alice", "r", &again)
