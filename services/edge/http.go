@@ -139,3 +139,7 @@ func (s *Service) Connections() int {
 	defer s.mu.Unlock()
 	return len(s.sessions)
 }
+
+// ReadStateUsers is the number of users with a WebSocket here that unread
+// pushes reach (0 once every connection ended).
+func (s *Service) ReadStateUsers() int { return s.reads.Users() }

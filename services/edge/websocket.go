@@ -77,12 +77,11 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 		go closeRefused(conn, ws.CodePolicy, "too many connections for this user")
 		return
 	}
-	h := &served{s: s, sess: sess, conn: conn, unreads: s.reads.Register(id.User, conn)}
+	h := &served{s: s, sess: sess, conn: conn}
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
 		sess.End("") // never served: releases the quota and the ticket
-		h.unreads()
 		go closeRefused(conn, ws.CodeRestart, "service restart: reconnect")
 		return
 	}
@@ -90,6 +89,8 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	sess.Start()
+	// After the welcome (the first frame), before Closed can run.
+	h.unreads = s.reads.Register(id.User, conn)
 	s.transport.Serve(conn, h)
 }
 

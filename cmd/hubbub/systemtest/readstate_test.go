@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hubbub-chat/hubbub/services/edge/client"
+	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -110,6 +111,14 @@ func TestReadStateAcrossEdges(t *testing.T) {
 		t.Fatalf("PUT read: %d %s", status, body)
 	}
 	awaitUnread(t, again, "the HTTP read's unread", "r", func(u wire.Unread) bool { return u.Count == 0 && u.Read > first })
+
+	// Connections that end leave nothing in the edge's push index.
+	if one.ReadStateUsers() != 2 {
+		t.Fatalf("edge one pushes to %d users, want 2 (alice, bob)", one.ReadStateUsers())
+	}
+	_ = a1.Close()
+	_ = bob.c.Close()
+	natstest.Until(t, 10*time.Second, "edge one's push index empties", func() bool { return one.ReadStateUsers() == 0 })
 }
 
 func jsonID(n uint64) string {

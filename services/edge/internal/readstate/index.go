@@ -9,7 +9,8 @@ import (
 )
 
 // Sink is where a connection's frames go (session.Sink, ws.Conn). Send
-// must not block.
+// must not block, and a Sink must be comparable (a pointer): it is a
+// map key while its push waits.
 type Sink interface {
 	Send(f *frame.Frame) bool
 }
