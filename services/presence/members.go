@@ -35,9 +35,10 @@ import (
 //   - repair: a creator that died (or whose publish failed) between Create
 //     and publish leaves a member without a "joined" line. A join of a
 //     user who is not online in the room (a new session, as the edge's
-//     retry of that failed request is) that finds a member key younger
-//     than memberRepairWindow publishes its "joined" again under the same
-//     id: stored if it was lost, dropped as a duplicate if not.
+//     retry of that failed request is: membership goes before the roster)
+//     that finds a member key younger than memberRepairWindow publishes
+//     its "joined" again under the same id: stored if it was lost, dropped
+//     as a duplicate if not.
 
 // memberRepairWindow bounds the repair above. It must stay well inside the
 // CHAT stream's duplicate window (provision.DefaultDuplicates, 2 min), or a
@@ -53,10 +54,19 @@ func memberMsgID(key string, rev uint64, event string) string {
 }
 
 // memberJoin makes user a member of room if they are not one yet, storing
-// the one "<user> joined" message (see the rules above).
+// the one "<user> joined" message (see the rules above). It reads first:
+// an existing member (the usual join: a reload, another tab) costs one
+// round trip, where a failing Create costs two.
 func (s *Service) memberJoin(ctx context.Context, room, user string) error {
 	key := subjects.MemberKey(room, names.UserToken(user))
 	for range maxMemberAttempts {
+		kve, err := s.members.Get(ctx, key)
+		switch {
+		case err == nil:
+			return s.repairJoin(ctx, key, kve, room, user)
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return fmt.Errorf("get membership %s: %w", key, err)
+		}
 		m := wire.Membership{Room: room, User: user, Since: time.Now().UnixMilli()}
 		b, err := json.Marshal(m)
 		if err != nil {
@@ -70,34 +80,39 @@ func (s *Service) memberJoin(ctx context.Context, room, user string) error {
 			}
 			s.metrics.memberJoins.Inc()
 			return nil
-		case !errors.Is(err, jetstream.ErrKeyExists):
+		case errors.Is(err, jetstream.ErrKeyExists):
+			continue // a concurrent first join won: read its membership
+		default:
 			return fmt.Errorf("create membership %s: %w", key, err)
 		}
-		if _, online := s.view.Get(roster.Key(room, user)); online {
-			return nil // a member, in session: the usual case, one round trip
-		}
-		kve, err := s.members.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-			continue // an explicit leave deleted it meanwhile: join again
-		case err != nil:
-			return fmt.Errorf("get membership %s: %w", key, err)
-		}
-		var old wire.Membership
-		if err := json.Unmarshal(kve.Value(), &old); err != nil || old.User != user {
-			s.log.Warn("undecodable membership left as it is", "key", key, "err", err)
-			return nil
-		}
-		if time.Since(time.UnixMilli(old.Since)) < memberRepairWindow {
-			return s.publishMember(ctx, key, kve.Revision(), old, wire.EventJoin)
-		}
-		return nil
 	}
-	return fmt.Errorf("join membership %s: created and deleted concurrently %d times", key, maxMemberAttempts)
+	return fmt.Errorf("join membership %s: %w", key, errMemberRace)
 }
 
-// maxMemberAttempts bounds memberJoin's create/get rounds (each lost to a
-// concurrent explicit leave).
+// repairJoin publishes the "joined" message of an existing membership kve
+// again, under its creator's id, when the user is not online in the room
+// (a new session) and the membership is younger than memberRepairWindow.
+func (s *Service) repairJoin(ctx context.Context, key string, kve jetstream.KeyValueEntry, room, user string) error {
+	if _, online := s.view.Get(roster.Key(room, user)); online {
+		return nil // a member, in session: the usual case
+	}
+	var m wire.Membership
+	if err := json.Unmarshal(kve.Value(), &m); err != nil || m.User != user || m.Room != room {
+		s.log.Warn("undecodable membership left as it is", "key", key, "err", err)
+		return nil
+	}
+	if time.Since(time.UnixMilli(m.Since)) >= memberRepairWindow {
+		return nil
+	}
+	return s.publishMember(ctx, key, kve.Revision(), m, wire.EventJoin)
+}
+
+// errMemberRace is returned when memberJoin kept losing to concurrent
+// explicit leaves and joins.
+var errMemberRace = errors.New("membership created and deleted concurrently too often")
+
+// maxMemberAttempts bounds memberJoin's get/create rounds (each lost to a
+// concurrent join or explicit leave).
 const maxMemberAttempts = 8
 
 // memberLeave ends user's membership of room, if any, storing the one
