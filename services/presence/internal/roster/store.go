@@ -44,8 +44,9 @@ type Transition struct {
 // Announcer publishes a transition. The Store calls it once per
 // transition, on the replica that won the transition's claim (see Store):
 // a diff is never published twice, at the price that a replica dying
-// between its claim and its publish loses that one diff (diffs are core
-// NATS, at most once, anyway; each carries the room's full count).
+// between its claim and its publish (or whose claim succeeded but whose
+// answer was lost) loses that one diff (diffs are core NATS, at most once,
+// anyway; each carries the room's full count).
 type Announcer func(ctx context.Context, t Transition) error
 
 // Defaults of StoreConfig.
