@@ -339,6 +339,8 @@ func TestPublishPermissions(t *testing.T) {
 		{"presence", "chat.typing.general", true},
 		{"presence", "$KV.hubbub_roster.general.x", true},
 		{"presence", "$KV.hubbub_typing.general.x", true},
+		{"presence", "$KV.hubbub_members.general.YWxpY2U", true},
+		{"presence", "$KV.hubbub_reads.YWxpY2U.general", false}, // read marks are the edges'
 		{"presence", "chat.live.general", false},
 		{"presence", "$KV.hubbub_edges.edge-1", false}, // cannot forge or renew a lease
 		{"presence", "hubbub.history.recent", false},
