@@ -22,6 +22,10 @@ import (
 // stream than MaxScan allows: the database is far behind; retry later.
 var ErrCatchingUp = errors.New("history is catching up with the stream")
 
+// ErrNotFound is returned by Message (and a Store's Message) when the id
+// is not a message (KindMessage, KindSystem) of the room that is kept.
+var ErrNotFound = errors.New("message not found")
+
 // Marks are the positions a page is computed against.
 type Marks struct {
 	// Stored is a watermark at or below which every message is stored:
