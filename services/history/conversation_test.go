@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hubbub-chat/hubbub/services/history"
+	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -139,5 +140,59 @@ func TestMessageAboveWatermark(t *testing.T) {
 	}
 	if p := recent(t, e.nc, "r", 0, 10); len(p.Items) != 1 || p.Items[0].Body != "just edited" || p.Last != id+1 {
 		t.Fatalf("recent from the stream: %+v", p)
+	}
+}
+
+// TestMentionEvents: each chat message ingest stores with mentions is
+// announced on chat.mention.<usertoken> once per mentioned user (not to an
+// author mentioning themselves); a message some other writer had already
+// stored is not announced again.
+func TestMentionEvents(t *testing.T) {
+	e := newEnv(t)
+	cfg := sqliteConfig(t)
+	sub, err := e.nc.SubscribeSync(subjects.MentionAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stored by "another replica" before this one ingests it.
+	early := e.post(t, wire.Post{Room: "r", User: "alice", Body: "@bob early", Kind: wire.KindMessage, Mentions: []string{"bob"}})
+	st := storeOf(t, cfg)
+	if _, err := st.Insert(context.Background(), []wire.Message{{ID: early, Room: "r", User: "alice", Body: "@bob early",
+		Kind: wire.KindMessage, TS: 1, Mentions: []string{"bob"}}}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, e, cfg)
+	id := e.post(t, wire.Post{Room: "r", User: "alice", Body: "@bob @carol @alice", Kind: wire.KindMessage,
+		Mentions: []string{"bob", "carol", "alice"}})
+	got := map[string]wire.MentionEvent{}
+	for range 2 {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("mention events so far %v: %v", got, err)
+		}
+		var ev wire.MentionEvent
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != subjects.Mention(names.UserToken(ev.User)) {
+			t.Fatalf("event %+v on %s", ev, m.Subject)
+		}
+		got[ev.User] = ev
+	}
+	for _, u := range []string{"bob", "carol"} {
+		if ev := got[u]; ev != (wire.MentionEvent{Room: "r", ID: id, User: u, By: "alice"}) {
+			t.Fatalf("event for %s: %+v", u, ev)
+		}
+	}
+	// Nothing else: not early (already stored), not alice herself. A
+	// message posted after proves the subscription is still live.
+	last := e.post(t, wire.Post{Room: "r", User: "carol", Body: "@dave", Kind: wire.KindMessage, Mentions: []string{"dave"}})
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev wire.MentionEvent
+	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.ID != last || ev.User != "dave" {
+		t.Fatalf("next event %+v %v, want dave's mention in %d", ev, err, last)
 	}
 }

@@ -13,10 +13,12 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/defaults"
+	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -392,6 +395,7 @@ func (in *Ingester) attempt(ctx context.Context, b *sorted) error {
 		in.m.BatchSize.Observe(float64(len(b.rows)))
 		in.m.Stored.Add(float64(len(n)))
 		b.fresh = n
+		in.announceMentions(n)
 		b.reject(refused)
 	}
 	if len(b.park) > 0 {
@@ -486,6 +490,34 @@ func (in *Ingester) insertOnce(ctx context.Context, rows []wire.Message) ([]wire
 		return nil, fmt.Errorf("insert %d messages: %w", len(rows), err)
 	}
 	return n, nil
+}
+
+// announceMentions publishes, for each chat message of inserted (the rows
+// this insert stored, committed: never a duplicate another replica or an
+// earlier delivery stored), a wire.MentionEvent on core NATS
+// subjects.Mention(token) per user it mentions, its author excepted, so
+// that edges push those users a fresh unread state. A failed publish is
+// logged and dropped: the unread state is also read on demand.
+func (in *Ingester) announceMentions(inserted []wire.Message) {
+	for _, m := range inserted {
+		if m.Kind != wire.KindMessage {
+			continue
+		}
+		for _, u := range slices.Compact(slices.Sorted(slices.Values(m.Mentions))) {
+			if u == m.User || u == "" {
+				continue
+			}
+			data, err := json.Marshal(wire.MentionEvent{Room: m.Room, ID: m.ID, User: u, By: m.User})
+			if err == nil {
+				err = in.js.Conn().Publish(subjects.Mention(names.UserToken(u)), data)
+			}
+			if err != nil {
+				in.log.Debug("history ingest: mention event not published", "room", m.Room, "id", m.ID, "err", err)
+				continue
+			}
+			in.m.Mentions.Inc()
+		}
+	}
 }
 
 // park records the parcels in the dead-letter table, logging each one
