@@ -76,13 +76,6 @@ func mentionsOf(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-func boolCol(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // afterInsert does, in tx, what a batch's inserted rows (in id order)
 // need beyond their own rows: the mentions rows of its chat messages, then
 // each change event folded into its target.

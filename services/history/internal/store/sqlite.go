@@ -66,7 +66,9 @@ func openSQLite(ctx context.Context, path string, upTo int) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	base := "file:" + filepath.ToSlash(path) + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
+	// The path goes into a file: URI: %, ? and # in it are escaped.
+	uriPath := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	base := "file:" + uriPath + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
 	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)

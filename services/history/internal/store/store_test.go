@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -110,6 +111,16 @@ func TestOpenOptions(t *testing.T) {
 		t.Fatalf("open in nested dir: %v", err)
 	}
 	_ = s.Close()
+	// URI-special characters in the path (a file: URI is opened).
+	odd := filepath.Join(dir, "50% #1?x")
+	s, err = store.Open(ctx, store.Options{DataDir: odd})
+	if err != nil {
+		t.Fatalf("open in %s: %v", odd, err)
+	}
+	_ = s.Close()
+	if _, err := os.Stat(store.SQLitePath(odd)); err != nil {
+		t.Fatalf("database not at %s: %v", store.SQLitePath(odd), err)
+	}
 	if got := store.SQLitePath(dir); got != filepath.Join(dir, "history.db") {
 		t.Errorf("SQLitePath = %s", got)
 	}
