@@ -98,6 +98,11 @@ func afterInsert(ctx context.Context, tx writeTx, inserted []wire.Message) error
 	return nil
 }
 
+// needsFold reports whether inserting m calls for afterInsert's work.
+func needsFold(m wire.Message) bool {
+	return wire.IsChange(m.Kind) || (m.Kind == wire.KindMessage && len(m.Mentions) > 0)
+}
+
 // putMentions records whom m mentions (its author excepted).
 func putMentions(ctx context.Context, tx writeTx, m wire.Message) error {
 	for _, u := range slices.Compact(slices.Sorted(slices.Values(m.Mentions))) {

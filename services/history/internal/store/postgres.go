@@ -428,12 +428,12 @@ func (p *Postgres) Insert(ctx context.Context, msgs []wire.Message) ([]wire.Mess
 		replies[i], targets[i], emojis[i], ons[i], mentions[i] = idArg(m.ReplyTo), idArg(m.Target), m.Emoji, onCol(m.On), mentionsCol(m.Mentions)
 	}
 	var inserted []wire.Message
-	err := pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error {
+	run := func(ctx context.Context, q querier, tx writeTx) error {
 		var (
 			got     []int64
 			updated int64
 		)
-		if err := tx.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids,
+		if err := q.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids,
 			replies, targets, emojis, ons, mentions).Scan(&got, &updated); err != nil {
 			return err
 		}
@@ -445,12 +445,28 @@ func (p *Postgres) Insert(ctx context.Context, msgs []wire.Message) ([]wire.Mess
 				j++
 			}
 		}
-		return afterInsert(ctx, pgTx{tx}, inserted)
-	})
+		if tx == nil {
+			return nil
+		}
+		return afterInsert(ctx, tx, inserted)
+	}
+	var err error
+	if slices.ContainsFunc(msgs, needsFold) {
+		err = pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error { return run(ctx, tx, pgTx{tx}) })
+	} else {
+		// Nothing to do after the insert: one statement, its own
+		// transaction, one round trip.
+		err = run(ctx, p.w, nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres insert: %w", classifyPG(err))
 	}
 	return inserted, nil
+}
+
+// querier runs the insert statement: the pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // pgTx is Postgres's writeTx.
