@@ -7,6 +7,13 @@ package store
 // mentions), its reactions and mentions rows, and the room summary when it
 // shows that message. The statements are written once, with ?
 // placeholders, over either database's transaction (writeTx).
+//
+// Concurrent batches never fold into one message at the same time: a
+// change event is in its target's room, and inserting it takes that
+// room's summary row first (SQLite has a single writer; Postgres's insert
+// statement upserts the batch's room rows, in room order, and holds their
+// locks to commit), so folds into one room run one transaction after the
+// other, each reading what the previous committed.
 
 import (
 	"context"

@@ -37,6 +37,7 @@ func conversationTests() []struct {
 		{"UnreadCaps", testUnreadCaps},
 		{"TrimConversation", testTrimConversation},
 		{"OutOfOrderBatches", testOutOfOrderBatches},
+		{"ConcurrentFolds", testConcurrentFolds},
 	}
 }
 
@@ -489,5 +490,41 @@ func testOutOfOrderBatches(t *testing.T, s store.Store) {
 	mustInsert(t, s, []wire.Message{edit(11, "r", "alice", 10, "x1"), del(12, "r", "alice", 10)})
 	if m := one(t, s, "r", 10); !m.Deleted || m.Edited != base+11000 || m.Body != "" {
 		t.Fatalf("tombstone %+v, want edited at 11", m)
+	}
+}
+
+func testConcurrentFolds(t *testing.T, s store.Store) {
+	// Writers folding into one message at once (concurrent batches, as
+	// several ingest flushers or replicas do): no reaction is lost and
+	// each emoji has one entry.
+	mustInsert(t, s, []wire.Message{say(1, "r", "alice", "popular")})
+	const writers, each = 4, 10
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			var err error
+			for i := range each {
+				id := uint64(2 + w*each + i)
+				ev := react(id, "r", fmt.Sprintf("u%d-%d", w, i), 1, []string{"👍", "🎉"}[i%2], true)
+				for range 10 { // deadlocks and busy databases are retried, as ingest does
+					if _, err = s.Insert(ctxT(t), []wire.Message{ev}); err == nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := one(t, s, "r", 1)
+	if len(m.Reactions) != 2 || m.Reactions[0].Count+m.Reactions[1].Count != writers*each {
+		t.Fatalf("reactions %s, want 2 emoji with %d users in all", reactions(m), writers*each)
 	}
 }
