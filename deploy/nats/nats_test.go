@@ -302,9 +302,9 @@ func TestPublishPermissions(t *testing.T) {
 		{"edge", "$KV.hubbub_reads.YWxpY2U.general", true},
 		{"edge", "$KV.hubbub_members.general.YWxpY2U", false}, // memberships are presence's
 		{"edge", "chat.mention.YWxpY2U", false},               // mentions only come from history
-		{"edge", "chat.live.general", false},     // live delivery only comes from the stream
-		{"edge", "chat.presence.general", false}, // presence diffs only come from presence
-		{"edge", "_INBOX.abc.def", false},        // cannot forge a reply to anyone
+		{"edge", "chat.live.general", false},                  // live delivery only comes from the stream
+		{"edge", "chat.presence.general", false},              // presence diffs only come from presence
+		{"edge", "_INBOX.abc.def", false},                     // cannot forge a reply to anyone
 		{"edge", "_INBOX_history.abc.def", false},
 		{"edge", "_INBOX_edge.abc.def", false}, // its own inbox is subscribe-only
 		{"edge", "$KV.hubbub_roster.general.x", false},
