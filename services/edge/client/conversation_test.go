@@ -396,15 +396,22 @@ func TestConversationRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := alice.Delete(ctx, "general", m, "d3"); err != nil {
+		d3, err := alice.Delete(ctx, "general", m, "d3")
+		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = alice.Edit(ctx, "general", m, "too late", "e4")
 		refusal(t, err, wire.CodeNotFound)
 		_, err = bob.React(ctx, "general", m, "👍", true, "x4")
 		refusal(t, err, wire.CodeNotFound)
-		_, err = alice.Delete(ctx, "general", m, "d4")
-		refusal(t, err, wire.CodeNotFound)
+		// A resent delete (its ack lost) is acked with the original id.
+		before := e.streamMsgs(t, ctx)
+		if again, err := alice.Delete(ctx, "general", m, "d3"); err != nil || again != d3 {
+			t.Fatalf("resent delete: %d, %v; want %d", again, err, d3)
+		}
+		if after := e.streamMsgs(t, ctx); after != before {
+			t.Fatalf("a resent delete stored %d messages", after-before)
+		}
 	})
 	t.Run("emoji bound", func(t *testing.T) {
 		m, err := alice.Say(ctx, "general", "react to me", "m5")
@@ -516,6 +523,11 @@ func TestConversationHTTP(t *testing.T) {
 		t.Fatalf("delete: %d %s", code, body)
 	}
 	d1 := postReply(t, body).ID
+	// The same DELETE again (its answer lost): the original id.
+	code, body = httpDo(t, http.MethodDelete, fmt.Sprintf("%s/%d%s&cid=h6", base, r1, as("bob")), nil, "")
+	if dup := postReply(t, body); code != 200 || !dup.Duplicate || dup.ID != d1 {
+		t.Fatalf("resent delete: %d %s, want a duplicate of %d", code, body, d1)
+	}
 
 	got := liveMsgs(t, ctx, watcher, "general", 6)
 	checkChain(t, "watcher", got, 0, m1, r1, e1.ID, x1, x2.ID, d1)
@@ -532,7 +544,8 @@ func TestConversationHTTP(t *testing.T) {
 		{"someone else's delete", http.MethodDelete, fmt.Sprintf("/%d", m1), "bob", "", nil, http.StatusForbidden},
 		{"reply to nothing", http.MethodPost, "", "bob", `{"body":"x","cid":"f2","reply_to":99999}`, js, http.StatusNotFound},
 		{"edit of nothing", http.MethodPatch, "/99999", "alice", `{"body":"x","cid":"f3"}`, js, http.StatusNotFound},
-		{"delete of a tombstone", http.MethodDelete, fmt.Sprintf("/%d", r1), "bob", "", nil, http.StatusNotFound},
+		{"react on a tombstone", http.MethodPut, fmt.Sprintf("/%d/reactions/%s", r1, url.PathEscape("👍")), "alice", "", nil, http.StatusNotFound},
+		{"delete of nothing", http.MethodDelete, "/99999", "bob", "", nil, http.StatusNotFound},
 		{"not an emoji", http.MethodPut, fmt.Sprintf("/%d/reactions/abc", m1), "bob", "", nil, http.StatusBadRequest},
 		{"not an id", http.MethodPatch, "/seven", "alice", `{"body":"x","cid":"f4"}`, js, http.StatusBadRequest},
 		{"an empty edit", http.MethodPatch, fmt.Sprintf("/%d", m1), "alice", `{"body":"  ","cid":"f5"}`, js, http.StatusBadRequest},

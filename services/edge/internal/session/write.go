@@ -89,9 +89,9 @@ func (s *Session) write(ctx context.Context, f wire.ClientFrame, done func(publi
 }
 
 // post is the event f publishes, once f's target passed the rule of f's
-// kind: a reply's target is a message of the room; an edit's and a
-// delete's a message of the room, not deleted, that the user may change
-// (mayEdit, mayDelete); a reaction's a message or system message of the
+// kind: a reply's target is a message of the room; an edit's a message of
+// the room, not deleted, that the user may change (mayEdit); a delete's
+// one the user may delete (mayDelete); a reaction's a message or system message of the
 // room, not deleted, with room for a new emoji (mayReact). A message's
 // mentions are resolved here, once (wire.Mentions).
 func (s *Session) post(ctx context.Context, f wire.ClientFrame) (wire.Post, *wire.Error) {
@@ -148,36 +148,30 @@ func (s *Session) target(ctx context.Context, room string, id uint64) (wire.Mess
 // mayEdit is who may edit t: its author, while it is a chat message not
 // deleted.
 func (s *Session) mayEdit(t wire.Message) *wire.Error {
-	if e := changeable(t); e != nil {
-		return e
-	}
-	if t.User != s.ident.User {
+	switch {
+	case t.Deleted:
+		return wire.Errorf(wire.CodeNotFound, "message %d was deleted", t.ID)
+	case t.Kind != wire.KindMessage:
+		return wire.Errorf(wire.CodeForbidden, "a %s message cannot be edited", t.Kind)
+	case t.User != s.ident.User:
 		return wire.Errorf(wire.CodeForbidden, "only its author may edit a message")
 	}
 	return nil
 }
 
-// mayDelete is who may delete t: its author, while it is a chat message
-// not deleted. The room's moderators (issue 14) are to be allowed here,
-// and only here.
+// mayDelete is who may delete t: its author, and only a chat message. The
+// room's moderators (issue 14) are to be allowed here, and only here.
+//
+// A tombstone may be deleted again: a client resending its delete (the
+// ack lost with its connection) must get the original event's id, which
+// the stream's de-duplication answers; a second delete with a new cid is
+// an event the fold rule ignores.
 func (s *Session) mayDelete(t wire.Message) *wire.Error {
-	if e := changeable(t); e != nil {
-		return e
-	}
-	if t.User != s.ident.User {
-		return wire.Errorf(wire.CodeForbidden, "only its author may delete a message")
-	}
-	return nil
-}
-
-// changeable is what an edit and a delete need of their target: a chat
-// message (not a system message) that is not deleted.
-func changeable(t wire.Message) *wire.Error {
 	switch {
-	case t.Deleted:
-		return wire.Errorf(wire.CodeNotFound, "message %d was deleted", t.ID)
 	case t.Kind != wire.KindMessage:
-		return wire.Errorf(wire.CodeForbidden, "a %s message cannot be changed", t.Kind)
+		return wire.Errorf(wire.CodeForbidden, "a %s message cannot be deleted", t.Kind)
+	case t.User != s.ident.User:
+		return wire.Errorf(wire.CodeForbidden, "only its author may delete a message")
 	}
 	return nil
 }
