@@ -90,10 +90,10 @@ func (s *Session) write(ctx context.Context, f wire.ClientFrame, done func(publi
 
 // post is the event f publishes, once f's target passed the rule of f's
 // kind: a reply's target is a message of the room; an edit's a message of
-// the room, not deleted, that the user may change (mayEdit); a delete's
-// one the user may delete (mayDelete); a reaction's a message or system message of the
-// room, not deleted, with room for a new emoji (mayReact). A message's
-// mentions are resolved here, once (wire.Mentions).
+// the room, not deleted, that the user may edit (mayEdit); a delete's one
+// the user may delete (mayDelete); a reaction's a message or system
+// message of the room, not deleted, with room for a new emoji (mayReact).
+// A message's mentions are resolved here, once (wire.Mentions).
 func (s *Session) post(ctx context.Context, f wire.ClientFrame) (wire.Post, *wire.Error) {
 	p := wire.Post{Room: f.Room, User: s.ident.User, CID: f.CID}
 	switch f.Type {
