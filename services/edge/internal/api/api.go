@@ -286,8 +286,14 @@ func (a *API) write(w http.ResponseWriter, r *http.Request, withBody bool, build
 	if !ok {
 		return
 	}
-	if id.Ambient && !a.sameSite(w, r, withBody) {
-		return
+	if id.Ambient {
+		csrf := a.sameOrigin
+		if withBody {
+			csrf = a.sameSite
+		}
+		if !csrf(w, r) {
+			return
+		}
 	}
 	var msgID uint64
 	if r.PathValue("id") != "" {
@@ -391,27 +397,35 @@ func (a *API) readableRoom(w http.ResponseWriter, r *http.Request) (string, auth
 	return room, id, true
 }
 
-// sameSite applies the CSRF rules to a state change authenticated by a
-// cookie (which browsers attach to other sites' requests too): a browser's
-// Origin must be allowed ("null" never is), and a body (withBody) must be
+// sameSite applies the CSRF rules to a state change with a JSON body
+// authenticated by a cookie (which browsers attach to other sites'
+// requests too): the Origin rule (sameOrigin), and the body must be
 // declared JSON, which a cross-site form or a "simple" fetch cannot send
-// without a CORS preflight (PUT and DELETE, without a body, are never
-// "simple"). It answers 403/415 itself.
-func (a *API) sameSite(w http.ResponseWriter, r *http.Request, withBody bool) bool {
+// without a CORS preflight. It answers 403/415 itself.
+func (a *API) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if !a.sameOrigin(w, r) {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, wire.Errorf(wire.CodeBadJSON, "a cookie-authenticated post must have Content-Type: application/json"))
+		return false
+	}
+	return true
+}
+
+// sameOrigin applies the Origin rule to a state change authenticated by
+// a cookie: a browser's Origin must be allowed ("null" never is), and a
+// cross-site request must say where it comes from. A request without a
+// body (PUT, DELETE: never "simple", so a foreign page cannot send them
+// without a CORS preflight) needs no more. It answers 403 itself.
+func (a *API) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
 	if o := r.Header.Get("Origin"); o != "" && !a.origins.AllowedOrigin(o, r.Host) {
 		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "origin not allowed for a cookie-authenticated request"))
 		return false
 	}
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Origin") == "" {
 		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "cross-site request refused"))
-		return false
-	}
-	if !withBody {
-		return true
-	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, wire.Errorf(wire.CodeBadJSON, "a cookie-authenticated post must have Content-Type: application/json"))
 		return false
 	}
 	return true
