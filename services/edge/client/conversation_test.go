@@ -257,7 +257,7 @@ func TestConversationLive(t *testing.T) {
 	want := []wire.Message{
 		{Kind: wire.KindMessage, User: "alice", Body: "hello @bob", Mentions: []string{"bob"}},
 		{Kind: wire.KindMessage, User: "bob", Body: "hi alice", ReplyTo: m1},
-		{Kind: wire.KindEdit, User: "alice", Body: "hello @bob, again", Target: m1},
+		{Kind: wire.KindEdit, User: "alice", Body: "hello @bob, again", Target: m1, Mentions: []string{"bob"}},
 		{Kind: wire.KindReaction, User: "bob", Target: m1, Emoji: "👍"},
 		{Kind: wire.KindDelete, User: "bob", Target: r1},
 	}

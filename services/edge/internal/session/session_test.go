@@ -548,6 +548,8 @@ func TestWrites(t *testing.T) {
 		{"reply to another room's", `{"type":"message","room":"a","body":"yes","cid":"c","reply_to":6}`, wire.CodeNotFound, wire.Post{}},
 		{"edit", `{"type":"edit","room":"a","id":1,"body":" fixed ","cid":"c"}`, "",
 			wire.Post{Room: "a", User: "alice", Kind: wire.KindEdit, Body: "fixed", CID: "c", Target: 1}},
+		{"edit with mentions", `{"type":"edit","room":"a","id":1,"body":"cc @dan","cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindEdit, Body: "cc @dan", CID: "c", Target: 1, Mentions: []string{"dan"}}},
 		{"edit of bob's", `{"type":"edit","room":"a","id":2,"body":"x","cid":"c"}`, wire.CodeForbidden, wire.Post{}},
 		{"edit of a system message", `{"type":"edit","room":"a","id":4,"body":"x","cid":"c"}`, wire.CodeForbidden, wire.Post{}},
 		{"edit of a tombstone", `{"type":"edit","room":"a","id":3,"body":"x","cid":"c"}`, wire.CodeNotFound, wire.Post{}},

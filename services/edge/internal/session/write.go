@@ -93,7 +93,8 @@ func (s *Session) write(ctx context.Context, f wire.ClientFrame, done func(publi
 // the room, not deleted, that the user may edit (mayEdit); a delete's one
 // the user may delete (mayDelete); a reaction's a message or system
 // message of the room, not deleted, with room for a new emoji (mayReact).
-// A message's mentions are resolved here, once (wire.Mentions).
+// A message's and an edit's mentions are resolved here, once
+// (wire.Mentions).
 func (s *Session) post(ctx context.Context, f wire.ClientFrame) (wire.Post, *wire.Error) {
 	p := wire.Post{Room: f.Room, User: s.ident.User, CID: f.CID}
 	switch f.Type {
@@ -106,9 +107,9 @@ func (s *Session) post(ctx context.Context, f wire.ClientFrame) (wire.Post, *wir
 		}
 		return p, nil
 	case wire.TypeEdit:
-		// No mentions on an edit: the stream rule (wire.CheckPost) keeps
-		// them for messages.
-		p.Kind, p.Target, p.Body = wire.KindEdit, f.ID, f.Body
+		// The mentions of the new body: history folds them into the
+		// message's.
+		p.Kind, p.Target, p.Body, p.Mentions = wire.KindEdit, f.ID, f.Body, wire.Mentions(f.Body)
 		return p, s.check(ctx, f, s.mayEdit)
 	case wire.TypeDelete:
 		p.Kind, p.Target = wire.KindDelete, f.ID
