@@ -13,9 +13,12 @@ import (
 
 	gws "github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hubbub-chat/hubbub/services/edge"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // rawJoiner opens a WebSocket, joins rooms and then never reads again: a
@@ -109,9 +112,30 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 	var sent atomic.Int64
 	go func() {
 		defer close(flooded)
+		// Asynchronous publishes at a steady 500/s: with all 300 ghosts
+		// alive, one publish-and-wait at a time was too slow under a
+		// loaded -race run to fill their sockets within the deadline,
+		// and unpaced it outruns the live client, which reads.
 		body := strings.Repeat("x", 1500)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
 		for i := 0; ctx.Err() == nil; i++ {
-			e.publish(rooms[i%len(rooms)], "flood", body, fmt.Sprintf("f%d", i))
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+			room := rooms[i%len(rooms)]
+			data, _ := json.Marshal(wire.Post{Room: room, User: "flood", Body: body, Kind: wire.KindMessage, TS: time.Now().UnixMilli()})
+			msg := &nats.Msg{Subject: subjects.Room(room), Data: data, Header: nats.Header{}}
+			msg.Header.Set(subjects.HeaderMsgID, fmt.Sprintf("%s/test/f%d", room, i))
+			if _, err := e.JS.PublishMsgAsync(msg); err != nil {
+				select { // too many pending: let the acks catch up
+				case <-e.JS.PublishAsyncComplete():
+				case <-ctx.Done():
+				}
+				continue
+			}
 			sent.Add(1)
 		}
 	}()
