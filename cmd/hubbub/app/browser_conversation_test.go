@@ -1,0 +1,258 @@
+package app_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// seenWithin is how soon a change made in one page must show in the other.
+const seenWithin = time.Second
+
+// seen waits for a change made in the other page (seenWithin).
+func (p *page) seen(what, predicate string) {
+	p.t.Helper()
+	p.waitWithin(what, predicate, seenWithin)
+}
+
+// js runs a statement in the page.
+func (p *page) js(what, stmt string) {
+	p.t.Helper()
+	p.do(what, chromedp.Evaluate[chromedp.Void](stmt))
+}
+
+// liByBody is a JavaScript expression: the stored message of the visible
+// timeline whose body text is exactly body (undefined when none).
+func liByBody(body string) string {
+	return `Array.from(document.querySelectorAll('.timeline:not([hidden]) .messages li.msg'))
+		.find(li => { const b = li.querySelector('.msg-body'); return b && b.textContent === ` + strconv.Quote(body) + `; })`
+}
+
+// liByID is a JavaScript expression: the message li with that id in the
+// visible timeline.
+func liByID(id int) string {
+	return `document.querySelector('.timeline:not([hidden]) .messages li.msg[data-id="` + strconv.Itoa(id) + `"]')`
+}
+
+// act hovers the message li (a JavaScript expression) and clicks one of
+// its actions (reply, react, edit, delete).
+func (p *page) act(li, action string) {
+	p.t.Helper()
+	p.js("hover and "+action, `(() => { const li = `+li+`; li.scrollIntoView({ block: 'center' });
+		li.querySelector('.msg-main').dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
+		const b = li.querySelector('.msg-actions [data-act="`+action+`"]');
+		if (!b || b.hidden) throw new Error('no `+action+` action on the message');
+		b.click(); })()`)
+}
+
+// trap counts alert() calls and forgets window.__xss (a payload that ran
+// would set it).
+func (p *page) trap() {
+	p.t.Helper()
+	p.js("trap script", `delete window.__xss; window.__alerts = 0; window.alert = () => { window.__alerts++; };`)
+}
+
+// compose types body into the composer and sends it with Enter; the sent
+// message then shows as shown (as body when shown is empty).
+func (p *page) compose(body string, shown ...string) {
+	p.t.Helper()
+	want := body
+	if len(shown) > 0 {
+		want = shown[0]
+	}
+	p.js("compose", `document.getElementById('composer-input').value = `+strconv.Quote(body))
+	p.do("send", chromedp.SendKeys(chromedp.ID("composer-input"), "\r"))
+	p.waitFor("sent: "+body, hasBody(want)+` && document.querySelectorAll('.timeline:not([hidden]) .pending-list li').length === 0`)
+}
+
+// TestBrowserConversation drives the conversation features of the web UI
+// with two people in one room: a reply is quoted, a reaction is counted
+// and toggled, an edit and a delete show at the other side within a
+// second, script in a message or an edit stays text, system messages
+// collapse, presence is one line, and a mention raises the room's badge
+// (which survives a reload) while another room is open.
+func TestBrowserConversation(t *testing.T) {
+	sys := startSystem(t, testConfig(t.TempDir(), ""))
+	shots := os.Getenv("HUBBUB_CONVERSATION_SCREENSHOT")
+	if shots != "" {
+		if err := os.MkdirAll(shots, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const room = "team"
+	browser := newBrowser(t)
+	alice := openPage(t, browser, sys.BaseURL(), "alice", room)
+	bob := openPage(t, browser, sys.BaseURL(), "bob", room)
+	for _, p := range []*page{alice, bob} {
+		p.trap()
+	}
+
+	// Presence is one transient line, never a chat line; the stored "X
+	// joined" system messages collapse into one line.
+	alice.waitFor("bob in the presence line", `(() => { const p = document.getElementById('presence-line'); return !p.hidden && p.textContent === 'bob is here'; })()`)
+	alice.waitFor("joins collapsed", `(() => { const shown = Array.from(document.querySelectorAll('.timeline:not([hidden]) li.msg.system')).filter(li => li.offsetParent !== null);
+		return shown.length === 1 && shown[0].querySelector('.sys-summary').textContent === 'alice and bob joined'; })()`)
+	if n := eval[int](alice, `Array.from(document.querySelectorAll('.timeline:not([hidden]) li.msg')).filter(li => /is here|online|offline/.test(li.textContent)).length`); n != 0 {
+		t.Errorf("alice: %d presence lines in the timeline", n)
+	}
+
+	// A posts, B replies: the quote shows at A.
+	const first = "hello from **alice**"
+	alice.compose(first, "hello from alice")
+	bob.waitFor("alice's message", hasBody("hello from alice"))
+	origID := eval[int](bob, liByBody("hello from alice")+`.dataset.id | 0`)
+	bob.act(liByBody("hello from alice"), "reply")
+	bob.waitFor("replying bar", `!document.getElementById('reply-bar').hidden && document.getElementById('reply-user').textContent === 'alice'`)
+	const reply = "hi alice, welcome"
+	bob.compose(reply)
+	if !eval[bool](bob, `document.getElementById('reply-bar').hidden`) {
+		t.Error("bob: the reply bar stayed after sending")
+	}
+	alice.seen("bob's reply with its quote", `(() => { const li = `+liByBody(reply)+`; if (!li) return false;
+		const q = li.querySelector('.msg-quote'); return !!q && q.dataset.target === '`+strconv.Itoa(origID)+`'
+		&& q.querySelector('.quote-user').textContent === 'alice' && q.querySelector('.quote-body').textContent === 'hello from alice'; })()`)
+	replyID := eval[int](alice, liByBody(reply)+`.dataset.id | 0`)
+
+	// A reacts to the reply: the chip and its count show at B; B's click on
+	// the chip adds B's own, a second click takes it back.
+	alice.act(liByID(replyID), "react")
+	alice.js("pick 👍", `document.querySelector('.emoji-picker .emoji[data-emoji="👍"]').click()`)
+	chip := func(n int) string {
+		return `(() => { const c = ` + liByID(replyID) + `.querySelector('.reaction[data-emoji="👍"]');
+			return !!c && c.querySelector('.reaction-count').textContent === '` + strconv.Itoa(n) + `' && c; })()`
+	}
+	bob.seen("alice's 👍 on the reply", chip(1)+` && /alice/.test(`+chip(1)+`.title)`)
+	bob.js("click the chip", chip(1)+`.click()`)
+	alice.seen("bob's 👍 too", chip(2)+` && `+chip(2)+`.title === 'you and bob reacted with 👍'`)
+	bob.waitFor("bob's chip pressed", chip(2)+` && `+chip(2)+`.getAttribute('aria-pressed') === 'true'`)
+	bob.js("click the chip again", chip(2)+`.click()`)
+	alice.seen("bob's 👍 taken back", chip(1))
+
+	// More replies: a thread.
+	bob.act(liByID(replyID), "reply")
+	bob.compose("and a reply to my own reply")
+	alice.act(liByID(replyID), "reply")
+	alice.compose("thanks @bob, good to see you")
+	bob.waitFor("the thread", hasBody("thanks @bob, good to see you"))
+	if !eval[bool](bob, liByBody("thanks @bob, good to see you")+`.classList.contains('mention')`) {
+		t.Error("bob: a message mentioning bob is not highlighted")
+	}
+	if shots != "" {
+		bob.js("scroll", `document.querySelector('.timeline:not([hidden])').scrollTop = 1e9`)
+		bob.screenshot(filepath.Join(shots, "conversation-thread.png"))
+	}
+
+	// A edits the first message: B sees the new text and "edited", and the
+	// quote in the reply follows.
+	alice.act(liByID(origID), "edit")
+	alice.waitFor("editor", `!!document.querySelector('.timeline:not([hidden]) .edit-input')`)
+	alice.js("new text", `document.querySelector('.timeline:not([hidden]) .edit-input').value = 'hello from alice (edited to fix a typo)'`)
+	alice.do("save", chromedp.SendKeys(chromedp.CSS(".timeline:not([hidden]) .edit-input"), "\r"))
+	bob.seen("the edit", `(() => { const li = `+liByID(origID)+`; return !!li && li.querySelector('.msg-body').textContent === 'hello from alice (edited to fix a typo)'
+		&& !!li.querySelector('.msg-edited'); })()`)
+	bob.waitFor("the quote follows the edit", liByID(replyID)+`.querySelector('.quote-body').textContent === 'hello from alice (edited to fix a typo)'`)
+
+	// Esc cancels an edit.
+	alice.act(liByID(origID), "edit")
+	alice.do("cancel", chromedp.SendKeys(chromedp.CSS(".timeline:not([hidden]) .edit-input"), "\x1b"))
+	alice.waitFor("editor closed", `!document.querySelector('.timeline:not([hidden]) .edit-input')`)
+
+	// Script in a message and in an edit renders as text.
+	const payload = `<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>`
+	bob.compose(payload)
+	alice.seen("bob's payload as text", hasBody(payload))
+	payloadID := eval[int](bob, liByBody(payload)+`.dataset.id | 0`)
+	const payload2 = `<svg onload="window.__xss=1"></svg> [x](javascript:window.__xss=1) **<b onmouseover=window.__xss=1>b</b>**`
+	bob.act(liByID(payloadID), "edit")
+	bob.js("payload edit", `document.querySelector('.timeline:not([hidden]) .edit-input').value = `+strconv.Quote(payload2))
+	bob.do("save", chromedp.SendKeys(chromedp.CSS(".timeline:not([hidden]) .edit-input"), "\r"))
+	alice.seen("the edited payload as text", liByID(payloadID)+` && `+liByID(payloadID)+`.querySelector('.msg-body').textContent === '<svg onload="window.__xss=1"></svg> [x](javascript:window.__xss=1) <b onmouseover=window.__xss=1>b</b>'`)
+
+	// Reactions, "edited" and a tombstone in one view.
+	alice.act(liByID(origID), "react")
+	alice.js("pick 🎉", `document.querySelector('.emoji-picker .emoji[data-emoji="🎉"]').click()`)
+	bob.waitFor("🎉", liByID(origID)+`.querySelector('.reaction[data-emoji="🎉"]')`)
+	bob.act(liByID(origID), "react")
+	bob.js("pick ❤️", `document.querySelector('.emoji-picker .emoji[data-emoji="❤️"]').click()`)
+	alice.waitFor("❤️", liByID(origID)+`.querySelector('.reaction[data-emoji="❤️"]')`)
+	bob.compose("this one will go")
+	goneID := eval[int](bob, liByBody("this one will go")+`.dataset.id | 0`)
+	alice.waitFor("the doomed message", hasBody("this one will go"))
+
+	// B deletes it (after confirming): A sees a tombstone.
+	bob.act(liByID(goneID), "delete")
+	bob.js("confirm", `document.querySelector('.timeline:not([hidden]) .msg-confirm button.danger').click()`)
+	alice.seen("the tombstone", `(() => { const li = `+liByID(goneID)+`; return !!li && li.classList.contains('deleted')
+		&& li.querySelector('.msg-body').textContent === 'message deleted'; })()`)
+	if shots != "" {
+		alice.js("scroll", `document.querySelector('.timeline:not([hidden])').scrollTop = 1e9; document.activeElement.blur();`)
+		alice.screenshot(filepath.Join(shots, "conversation.png"))
+	}
+
+	// A deletes the first message: B sees a tombstone, and the reply's
+	// quote says so.
+	alice.act(liByID(origID), "delete")
+	alice.js("confirm", `document.querySelector('.timeline:not([hidden]) .msg-confirm button.danger').click()`)
+	bob.seen("the first message deleted", `(() => { const li = `+liByID(origID)+`; return !!li && li.classList.contains('deleted')
+		&& !li.querySelector('.reaction') && li.querySelector('.msg-body').textContent === 'message deleted'; })()`)
+	bob.waitFor("the quote of a deleted message", liByID(replyID)+`.querySelector('.quote-body').textContent === 'message deleted'`)
+
+	// A mention of B raises B's badge while B has another room open; it
+	// survives a reload (it comes from the server).
+	bob.js("open another room", `location.hash = '#/elsewhere'`)
+	bob.waitFor("the other room", `(() => { const t = document.querySelector('.timeline:not([hidden])'); return !!t && t.dataset.room === 'elsewhere' && !t.querySelector('.timeline-top .spinner'); })()`)
+	alice.compose("@bob are you there?")
+	teamBadge := `(() => { const li = Array.from(document.querySelectorAll('#room-list .room-item')).find(li => li.querySelector('.room-name').textContent === '#team');
+		if (!li) return false; const m = li.querySelector('.mention-badge'); return !m.hidden && m.textContent === '@1' && li.classList.contains('mentioned'); })()`
+	bob.seen("the mention badge", teamBadge)
+	bob.do("reload", chromedp.Reload())
+	bob.trap()
+	bob.waitFor("connected again", `document.body.dataset.conn === 'connected'`)
+	bob.waitFor("the mention badge after a reload", teamBadge)
+
+	// Opening the room shows "New messages" before the mention and clears
+	// the badge (a read marker goes to the server).
+	bob.js("back to team", `Array.from(document.querySelectorAll('#room-list .room-link')).find(b => b.querySelector('.room-name').textContent === '#team').click()`)
+	bob.waitFor("new messages divider", `(() => { const d = document.querySelector('.timeline:not([hidden]) .unread-divider'); if (!d) return false;
+		let n = d.nextElementSibling; while (n && !n.classList.contains('msg')) n = n.nextElementSibling;
+		return !!n && n.querySelector('.msg-body').textContent === '@bob are you there?'; })()`)
+	bob.waitFor("badge cleared", `Array.from(document.querySelectorAll('#room-list .room-item')).every(li => li.querySelector('.badge').hidden && li.querySelector('.mention-badge').hidden)`)
+	bob.do("reload", chromedp.Reload())
+	bob.trap()
+	bob.waitFor("connected again", `document.body.dataset.conn === 'connected'`)
+	bob.waitFor("history", hasBody("@bob are you there?"))
+	bob.js("open another room", `location.hash = '#/elsewhere'`)
+	// The badge stays clear: the read marker was stored. Both rooms' joins
+	// (and their unread frames) and the lobby are in.
+	bob.waitFor("both rooms and the lobby loaded", `document.querySelectorAll('#lobby-list li').length > 0 &&
+		Array.from(document.querySelectorAll('.timeline')).every(t => !t.querySelector('.timeline-top .spinner'))`)
+	if n := eval[int](bob, `Array.from(document.querySelectorAll('#room-list .room-item')).filter(li => !li.querySelector('.badge').hidden || !li.querySelector('.mention-badge').hidden).length`); n != 0 {
+		t.Errorf("bob: %d rooms with an unread badge after reading and reloading", n)
+	}
+
+	// The phone layout: actions by a long press.
+	if shots != "" {
+		alice.do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Sleep(500*time.Millisecond)) // let the layout settle (screenshot only)
+		alice.js("scroll", `document.querySelector('.timeline:not([hidden])').scrollTop = 1e9`)
+		alice.js("long press", liByID(replyID)+`.querySelector('.msg-main').dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true }))`)
+		alice.screenshot(filepath.Join(shots, "conversation-phone.png"))
+		alice.do("desktop viewport", chromedp.EmulateViewport(1280, 800))
+	}
+
+	for _, p := range []*page{alice, bob} {
+		if xss := eval[string](p, `typeof window.__xss`); xss != "undefined" {
+			t.Errorf("%s: a payload ran (window.__xss is %s)", p.name, xss)
+		}
+		if n := eval[int](p, `document.querySelectorAll('#timelines script, #timelines img, #timelines svg, #timelines iframe, .msg-body b').length`); n != 0 {
+			t.Errorf("%s: %d elements made from message text", p.name, n)
+		}
+		if n := eval[int](p, `window.__alerts`); n != 0 {
+			t.Errorf("%s: alert ran %d times", p.name, n)
+		}
+		p.checkErrors()
+	}
+}
