@@ -49,6 +49,14 @@ func (p *page) act(li, action string) {
 		b.click(); })()`)
 }
 
+// save presses Enter in the open message editor. The key is dispatched in
+// the page: CDP's Enter would also type its character into whatever has
+// the focus next (the composer, once the editor closes).
+func (p *page) save() {
+	p.t.Helper()
+	p.js("Enter in the editor", `document.querySelector('.timeline:not([hidden]) .edit-input').dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }))`)
+}
+
 // trap counts alert() calls and forgets window.__xss (a payload that ran
 // would set it).
 func (p *page) trap() {
@@ -67,6 +75,8 @@ func (p *page) compose(body string, shown ...string) {
 	p.js("compose", `document.getElementById('composer-input').value = `+strconv.Quote(body))
 	p.do("send", chromedp.SendKeys(chromedp.ID("composer-input"), "\r"))
 	p.waitFor("sent: "+body, hasBody(want)+` && document.querySelectorAll('.timeline:not([hidden]) .pending-list li').length === 0`)
+	// Enter sent it; the key's character event still lands in the box.
+	p.js("clear the composer", `(() => { const c = document.getElementById('composer-input'); c.value = ''; c.dispatchEvent(new Event('input')); })()`)
 }
 
 // TestBrowserConversation drives the conversation features of the web UI
@@ -151,14 +161,15 @@ func TestBrowserConversation(t *testing.T) {
 	alice.act(liByID(origID), "edit")
 	alice.waitFor("editor", `!!document.querySelector('.timeline:not([hidden]) .edit-input')`)
 	alice.js("new text", `document.querySelector('.timeline:not([hidden]) .edit-input').value = 'hello from alice (edited to fix a typo)'`)
-	alice.do("save", chromedp.SendKeys(chromedp.CSS(".timeline:not([hidden]) .edit-input"), "\r"))
+	alice.save()
 	bob.seen("the edit", `(() => { const li = `+liByID(origID)+`; return !!li && li.querySelector('.msg-body').textContent === 'hello from alice (edited to fix a typo)'
 		&& !!li.querySelector('.msg-edited'); })()`)
 	bob.waitFor("the quote follows the edit", liByID(replyID)+`.querySelector('.quote-body').textContent === 'hello from alice (edited to fix a typo)'`)
 
 	// Esc cancels an edit.
 	alice.act(liByID(origID), "edit")
-	alice.do("cancel", chromedp.SendKeys(chromedp.CSS(".timeline:not([hidden]) .edit-input"), "\x1b"))
+	alice.waitFor("editor", `!!document.querySelector('.timeline:not([hidden]) .edit-input')`)
+	alice.js("Esc", `document.querySelector('.timeline:not([hidden]) .edit-input').dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true, cancelable: true }))`)
 	alice.waitFor("editor closed", `!document.querySelector('.timeline:not([hidden]) .edit-input')`)
 
 	// Script in a message and in an edit renders as text.
@@ -169,7 +180,7 @@ func TestBrowserConversation(t *testing.T) {
 	const payload2 = `<svg onload="window.__xss=1"></svg> [x](javascript:window.__xss=1) **<b onmouseover=window.__xss=1>b</b>**`
 	bob.act(liByID(payloadID), "edit")
 	bob.js("payload edit", `document.querySelector('.timeline:not([hidden]) .edit-input').value = `+strconv.Quote(payload2))
-	bob.do("save", chromedp.SendKeys(chromedp.CSS(".timeline:not([hidden]) .edit-input"), "\r"))
+	bob.save()
 	alice.seen("the edited payload as text", liByID(payloadID)+` && `+liByID(payloadID)+`.querySelector('.msg-body').textContent === '<svg onload="window.__xss=1"></svg> [x](javascript:window.__xss=1) <b onmouseover=window.__xss=1>b</b>'`)
 
 	// Reactions, "edited" and a tombstone in one view.

@@ -834,13 +834,12 @@
     const entry = room.msgs.get(m.id);
     const forMe = !mine && m.kind !== 'system' && entry && mentionsMe(entry.m);
     if (!mine && m.kind !== 'system' && (!visible || !room.atBottom)) {
-      // A mention is counted by the server (an unread frame follows it,
-      // maybe before this message): count only the others here.
-      if (!forMe) {
-        room.unread = Math.min(room.unread + 1, MAX_UNREAD);
-        room.unreadAt = Date.now();
-        room.updateBadge();
-      }
+      // Counted here until the server says otherwise: a mention is
+      // followed by an unread frame with the server's counts.
+      room.unread = Math.min(room.unread + 1, MAX_UNREAD);
+      if (forMe) room.mentions = Math.min(room.mentions + 1, MAX_UNREAD);
+      room.unreadAt = Date.now();
+      room.updateBadge();
     }
     if (forMe) notifyMention(room, entry.m);
     if (mine && room.dividerRead !== null) {
@@ -1159,7 +1158,7 @@
         if (!mentioned.includes(name)) continue;
         const at = m.index + m[1].length;
         if (at > last) parts.push(s.slice(last, at));
-        parts.push(el('span', 'mention-token' + (name === state.me ? ' me' : ''), '@' + name));
+        parts.push(el('span', 'mention-token' + (name === state.me ? ' mention-self' : ''), '@' + name));
         last = at + 1 + name.length;
       }
       if (!parts.length) continue;
@@ -2259,7 +2258,6 @@
     room.atBottom = tl.scrollHeight - tl.scrollTop - tl.clientHeight < 40;
     if (state.active === room.name) {
       if (room.atBottom) { ui.jump.hidden = true; markRead(room); }
-      closePicker();
     }
     if (tl.scrollTop < 150) requestOlder(room);
   }
