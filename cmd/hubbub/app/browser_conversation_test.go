@@ -1,6 +1,11 @@
 package app_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // seenWithin is how soon a change made in one page must show in the other.
@@ -212,6 +219,20 @@ func TestBrowserConversation(t *testing.T) {
 		&& !li.querySelector('.reaction') && li.querySelector('.msg-body').textContent === 'message deleted'; })()`)
 	bob.waitFor("the quote of a deleted message", liByID(replyID)+`.querySelector('.quote-body').textContent === 'message deleted'`)
 
+	// A refused change is shown at its message: a reaction the server
+	// does not take (not an emoji) answers invalid_emoji for its cid.
+	alice.js("a bad chip", `(() => { const c = `+liByID(replyID)+`.querySelector('.reaction[data-emoji="👍"]'); c.dataset.emoji = 'ok'; c.click(); })()`)
+	alice.waitFor("the refusal at the message", `(() => { const n = `+liByID(replyID)+`.querySelector('.msg-note'); return !!n && n.dataset.code === 'invalid_emoji' && /can’t be added/.test(n.textContent); })()`)
+
+	// @ offers the room's people; Tab picks one.
+	alice.do("type @b", chromedp.SendKeys(chromedp.ID("composer-input"), "@b"))
+	alice.waitFor("the autocomplete", `(() => { const p = document.getElementById('mention-pop'); return !p.hidden && Array.from(p.querySelectorAll('li')).map(li => li.dataset.user).join() === 'bob'; })()`)
+	alice.js("Tab", `document.getElementById('composer-input').dispatchEvent(new KeyboardEvent('keydown', { key: 'Tab', bubbles: true, cancelable: true }))`)
+	if got := eval[string](alice, `document.getElementById('composer-input').value`); got != "@bob " {
+		t.Errorf("alice: the autocomplete made %q, want %q", got, "@bob ")
+	}
+	alice.js("clear the composer", `(() => { const c = document.getElementById('composer-input'); c.value = ''; c.dispatchEvent(new Event('input')); })()`)
+
 	// A mention of B raises B's badge while B has another room open; it
 	// survives a reload (it comes from the server).
 	bob.js("open another room", `location.hash = '#/elsewhere'`)
@@ -224,6 +245,9 @@ func TestBrowserConversation(t *testing.T) {
 	bob.trap()
 	bob.waitFor("connected again", `document.body.dataset.conn === 'connected'`)
 	bob.waitFor("the mention badge after a reload", teamBadge)
+	if n := eval[int](bob, `document.querySelectorAll('.timeline[data-room="team"] .unread-divider').length`); n != 0 {
+		t.Errorf("bob: %d \"new messages\" dividers in a room not opened yet", n)
+	}
 
 	// Opening the room shows "New messages" before the mention and clears
 	// the badge (a read marker goes to the server).
@@ -232,6 +256,23 @@ func TestBrowserConversation(t *testing.T) {
 		let n = d.nextElementSibling; while (n && !n.classList.contains('msg')) n = n.nextElementSibling;
 		return !!n && n.querySelector('.msg-body').textContent === '@bob are you there?'; })()`)
 	bob.waitFor("badge cleared", `Array.from(document.querySelectorAll('#room-list .room-item')).every(li => li.querySelector('.badge').hidden && li.querySelector('.mention-badge').hidden)`)
+
+	// After the reload the page came folded: the edit, the tombstone,
+	// the reactions and the quotes are as they were live.
+	for _, c := range []struct{ what, pred string }{
+		{"tombstone", liByID(origID) + `.classList.contains('deleted') && ` + liByID(origID) + `.querySelector('.msg-body').textContent === 'message deleted'`},
+		{"reply quoting a tombstone", liByID(replyID) + `.querySelector('.quote-body').textContent === 'message deleted'`},
+		{"reaction", liByID(replyID) + `.querySelector('.reaction[data-emoji="👍"] .reaction-count').textContent === '1'`},
+		{"edited payload", `!!` + liByID(payloadID) + `.querySelector('.msg-edited')`},
+		{"deleted message", liByID(goneID) + `.classList.contains('deleted')`},
+	} {
+		if !eval[bool](bob, `(() => { try { return !!(`+c.pred+`); } catch (e) { return false; } })()`) {
+			t.Errorf("bob after a reload: no %s", c.what)
+		}
+	}
+	if n := eval[int](bob, `document.querySelectorAll('.timeline:not([hidden]) li.msg').length - new Set(Array.from(document.querySelectorAll('.timeline:not([hidden]) li.msg'), li => li.dataset.id)).size`); n != 0 {
+		t.Errorf("bob after a reload: %d messages shown twice", n)
+	}
 	bob.do("reload", chromedp.Reload())
 	bob.trap()
 	bob.waitFor("connected again", `document.body.dataset.conn === 'connected'`)
@@ -266,4 +307,56 @@ func TestBrowserConversation(t *testing.T) {
 		}
 		p.checkErrors()
 	}
+}
+
+// postReply posts body to room as user through the HTTP API (a reply to
+// replyTo when it is not 0) and returns the stored id.
+func postReply(t *testing.T, base, room, user, body string, replyTo uint64) uint64 {
+	t.Helper()
+	u := base + "/api/rooms/" + url.PathEscape(room) + "/messages?user=" + url.QueryEscape(user)
+	payload, err := json.Marshal(map[string]any{"body": body, "cid": fmt.Sprintf("http-%d", time.Now().UnixNano()), "reply_to": replyTo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post(u, "application/json", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer res.Body.Close()
+	var reply wire.PostReply
+	if err := json.NewDecoder(res.Body).Decode(&reply); err != nil || res.StatusCode/100 != 2 || reply.ID == 0 {
+		t.Fatalf("post %s: %s (%v, id %d)", u, res.Status, err, reply.ID)
+	}
+	return reply.ID
+}
+
+// TestBrowserReplyJump: clicking the quote of a reply whose original is
+// far back in the room pages back (history frames with before) until the
+// original is shown, then scrolls to it and highlights it.
+func TestBrowserReplyJump(t *testing.T) {
+	sys := startSystem(t, testConfig(t.TempDir(), ""))
+	const room = "longroom"
+	orig := postReply(t, sys.BaseURL(), room, "carol", "the *original* question", 0)
+	for i := range 120 {
+		postReply(t, sys.BaseURL(), room, fmt.Sprintf("user%d", i%10), fmt.Sprintf("filler %d", i), 0) // ten authors: each stays within its burst
+	}
+	postReply(t, sys.BaseURL(), room, "carol", "the answer, at last", orig)
+
+	browser := newBrowser(t)
+	alice := openPage(t, browser, sys.BaseURL(), "alice", room)
+	reply := liByBody("the answer, at last")
+	alice.waitFor("the reply with its quote", `(() => { const li = `+reply+`; if (!li) return false; const q = li.querySelector('.msg-quote');
+		return !!q && q.querySelector('.quote-user').textContent === 'carol' && q.querySelector('.quote-body').textContent === 'the original question'; })()`)
+	if eval[bool](alice, `!!`+liByID(int(orig))) {
+		t.Fatal("the original is on the first page: the test would not page back")
+	}
+	alice.js("click the quote", reply+`.querySelector('.msg-quote').click()`)
+	alice.waitFor("the original, shown and highlighted", `(() => { const li = `+liByID(int(orig))+`; if (!li || !li.classList.contains('highlight')) return false;
+		const r = li.getBoundingClientRect(), t = li.closest('.timeline').getBoundingClientRect(); return r.top >= t.top - 1 && r.bottom <= t.bottom + 1; })()`)
+	ordered := eval[bool](alice, `(() => { const ids = Array.from(document.querySelectorAll('.timeline:not([hidden]) li.msg')).map(li => +li.dataset.id);
+		return ids.length > 100 && ids.every((v, i) => i === 0 || v > ids[i - 1]); })()`)
+	if !ordered {
+		t.Error("after paging back the timeline is not complete and in id order")
+	}
+	alice.checkErrors()
 }

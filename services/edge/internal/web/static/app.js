@@ -2544,6 +2544,10 @@
     ui.replyCancel.addEventListener('click', () => { cancelReply(); ui.input.focus(); });
     ui.notify.addEventListener('click', onNotifyToggle);
     renderNotify();
+    // Narrowing the window to where the roster would cover the messages hides it.
+    window.matchMedia('(max-width: 1000px)').addEventListener('change', (ev) => {
+      if (ev.matches && !state.rosterHidden) { state.rosterHidden = true; renderRoomHeader(); }
+    });
     document.addEventListener('click', (ev) => {
       if (ui.picker && ui.picker.parentNode && !ui.picker.contains(ev.target) && !ev.target.closest('[data-act="react"]')) closePicker();
       if (ui.toolbar && ui.toolbar.parentNode && ui.toolbar.parentNode.classList.contains('show-actions') && !ev.target.closest('li.msg')) detachToolbar();
