@@ -6,38 +6,24 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/hubbub-chat/hubbub/services/presence/internal/roster"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// announce publishes a transition: the system message (JetStream, with the
-// transition's Nats-Msg-Id so it is stored once whoever retries) and, by the
-// announcer whose message was stored (not a duplicate), the roster diff. A
-// leave also clears the user's typing state.
+// announce publishes an online transition as presence only: the roster
+// diff on subjects.Presence, never a stored chat message (DESIGN §3a
+// "Presence is not conversation"; membership is members.go's). The roster
+// Store calls it once per transition, on the replica that won the
+// transition's compare-and-set claim (see roster.Store), so no other
+// de-duplication is needed. A leave also clears the user's typing state,
+// also when it only finishes another replica's leave (t.Resumed: that
+// replica published the diff, or died trying).
 func (s *Service) announce(ctx context.Context, t roster.Transition) error {
-	body := t.User + " joined"
 	if t.Event == wire.EventLeave {
-		body = t.User + " left"
+		defer s.clearTyping(ctx, t)
 	}
-	post, err := json.Marshal(wire.Post{Room: t.Room, User: t.User, Body: body, Kind: wire.KindSystem, TS: time.Now().UnixMilli()})
-	if err != nil {
-		return fmt.Errorf("encode system message: %w", err)
-	}
-	ack, err := s.js.Publish(ctx, subjects.Room(t.Room), post, jetstream.WithMsgID(t.MsgID()))
-	if err != nil {
-		return fmt.Errorf("publish system message: %w", err)
-	}
-	if ack.Duplicate {
-		// Someone already announced this transition (a sweeper retrying a
-		// slow announcement, or a replica taking over a stuck one): the
-		// one whose message was stored publishes the diff, so clients see
-		// it once.
-		if t.Event == wire.EventLeave {
-			s.clearTyping(ctx, t)
-		}
+	if t.Resumed {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -52,9 +38,8 @@ func (s *Service) announce(ctx context.Context, t roster.Transition) error {
 	}
 	if t.Event == wire.EventJoin {
 		s.metrics.joins.Inc()
-		return nil
+	} else {
+		s.metrics.leaves.Inc()
 	}
-	s.metrics.leaves.Inc()
-	s.clearTyping(ctx, t)
 	return nil
 }

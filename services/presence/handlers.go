@@ -63,17 +63,27 @@ func connKey(req *microsvc.Request) (string, error) {
 	return ev.Room + "\x00" + ev.User, nil
 }
 
-// handleConn performs a join or leave (decoded by connKey) on the roster
-// and answers the room's online count once the view has the change.
+// handleConn performs a join or leave (decoded by connKey) on the members
+// bucket (members.go: a first join, an explicit leave) and the roster, and
+// answers the room's online count once the view has the change. Membership
+// goes first: when it fails the request fails before the roster changed,
+// and the edge's retry is still a new session for memberJoin's repair.
 func (s *Service) handleConn(event string) microsvc.Handler {
 	return func(ctx context.Context, req *microsvc.Request) (any, error) {
 		ev, _ := req.Value.(wire.ConnEvent)
 		var rev uint64
 		var err error
 		if event == wire.EventJoin {
-			rev, err = s.store.Join(ctx, ev.Room, ev.User, ev.Conn, ev.Edge)
+			if err = s.memberJoin(ctx, ev.Room, ev.User); err == nil {
+				rev, err = s.store.Join(ctx, ev.Room, ev.User, ev.Conn, ev.Edge)
+			}
 		} else {
-			rev, err = s.store.Leave(ctx, ev.Room, ev.User, ev.Conn)
+			if ev.Explicit {
+				err = s.memberLeave(ctx, ev.Room, ev.User)
+			}
+			if err == nil {
+				rev, err = s.store.Leave(ctx, ev.Room, ev.User, ev.Conn)
+			}
 		}
 		if err != nil {
 			s.log.Warn("presence "+event, "room", ev.Room, "err", err)

@@ -181,11 +181,24 @@ func (e *env) join(room, user, conn, edge string) wire.ConnReply {
 	return rep
 }
 
+// leave removes a connection as a closing tab does (not an explicit leave).
 func (e *env) leave(room, user, conn, edge string) wire.ConnReply {
 	e.t.Helper()
+	return e.leaveEvent(wire.ConnEvent{Room: room, User: user, Conn: conn, Edge: edge})
+}
+
+// leaveRoom removes a connection as the user's leave frame does: an
+// explicit leave, ending the membership.
+func (e *env) leaveRoom(room, user, conn, edge string) wire.ConnReply {
+	e.t.Helper()
+	return e.leaveEvent(wire.ConnEvent{Room: room, User: user, Conn: conn, Edge: edge, Explicit: true})
+}
+
+func (e *env) leaveEvent(ev wire.ConnEvent) wire.ConnReply {
+	e.t.Helper()
 	var rep wire.ConnReply
-	if err := e.request(subjects.PresenceLeave, wire.ConnEvent{Room: room, User: user, Conn: conn, Edge: edge}, &rep); err != nil {
-		e.t.Fatalf("leave %s/%s/%s: %v", room, user, conn, err)
+	if err := e.request(subjects.PresenceLeave, ev, &rep); err != nil {
+		e.t.Fatalf("leave %+v: %v", ev, err)
 	}
 	return rep
 }
@@ -287,7 +300,8 @@ func (e *env) stored(room string) []wire.Message {
 	return out
 }
 
-// systemCounts counts "<user> joined" and "<user> left" system messages.
+// systemCounts counts "<user> joined" and "<user> left" system messages
+// (membership changes; presence stores nothing).
 func systemCounts(msgs []wire.Message) (joined, left map[string]int) {
 	joined, left = map[string]int{}, map[string]int{}
 	for _, m := range msgs {

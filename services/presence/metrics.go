@@ -10,6 +10,8 @@ import (
 type metrics struct {
 	joins          prometheus.Counter
 	leaves         prometheus.Counter
+	memberJoins    prometheus.Counter
+	memberLeaves   prometheus.Counter
 	leaseExpiries  prometheus.Counter
 	edgesReleased  prometheus.Counter
 	typingExpiries prometheus.Counter
@@ -33,8 +35,10 @@ func gauge(name, help string, value func() float64) prometheus.GaugeFunc {
 // read from s, on reg (nil: not registered).
 func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	m := &metrics{
-		joins:          counter("hubbub_presence_joins_total", "Join transitions (a user's first connection in a room) announced by this replica."),
-		leaves:         counter("hubbub_presence_leaves_total", "Leave transitions (last connection gone past the grace period) announced by this replica."),
+		joins:          counter("hubbub_presence_joins_total", "Join transitions (a user's first connection in a room) whose roster diff this replica published (presence only, nothing stored)."),
+		leaves:         counter("hubbub_presence_leaves_total", "Leave transitions (last connection gone past the grace period) whose roster diff this replica published (presence only, nothing stored)."),
+		memberJoins:    counter("hubbub_presence_member_joins_total", "First joins of a room (membership created) whose \"<user> joined\" system message this replica stored."),
+		memberLeaves:   counter("hubbub_presence_member_leaves_total", "Explicit leaves of a room (membership ended) whose \"<user> left\" system message this replica stored."),
 		leaseExpiries:  counter("hubbub_presence_lease_expiries_total", "Edge leases seen expiring (edge died without releasing its lease)."),
 		edgesReleased:  counter("hubbub_presence_lease_releases_total", "Edge leases seen released by a clean edge shutdown."),
 		typingExpiries: counter("hubbub_presence_typing_expiries_total", "Typing entries that expired and got an \"off\" event from this replica."),
@@ -45,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 		return m, nil
 	}
 	collectors := []prometheus.Collector{
-		m.joins, m.leaves, m.leaseExpiries, m.edgesReleased, m.typingExpiries, m.requestErrors,
+		m.joins, m.leaves, m.memberJoins, m.memberLeaves, m.leaseExpiries, m.edgesReleased, m.typingExpiries, m.requestErrors,
 		gauge("hubbub_presence_online_users", "Users online, summed over rooms (a user in two rooms counts twice), grace period included.",
 			func() float64 { n, _ := s.view.Total(); return float64(n) }),
 		gauge("hubbub_presence_rooms", "Rooms with at least one user online.",

@@ -12,6 +12,11 @@
 // Typing state lives in subjects.BucketTyping with a TTL; expiries turn into
 // "off" events.
 //
+// Presence is not conversation: online transitions are published as roster
+// diffs only. Membership is: a user's first join of a room and an explicit
+// leave change subjects.BucketMembers and store one "joined" / "left"
+// system message on the room's chain (members.go).
+//
 // The service is a nats.go/micro service named subjects.PresenceService with
 // the endpoints subjects.PresenceJoin, PresenceLeave, PresenceRoster,
 // PresenceCounts and PresenceTyping.
@@ -70,11 +75,12 @@ type Service struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	view   *roster.View
-	leases *lease.Watcher
-	typing *typing.Tracker
-	store  *roster.Store
-	edges  jetstream.KeyValue
+	view    *roster.View
+	leases  *lease.Watcher
+	typing  *typing.Tracker
+	store   *roster.Store
+	edges   jetstream.KeyValue
+	members jetstream.KeyValue
 
 	running atomic.Bool
 }
@@ -128,8 +134,8 @@ func (s *Service) Ready() error {
 // Run serves until ctx ends, then stops gracefully and returns nil. It
 // assumes provision.Ensure has created the stream and buckets.
 //
-// It opens the roster and edges buckets (buckets.go), follows the three
-// buckets into memory (views.go), starts the background jobs — edge
+// It opens the roster, edges and members buckets (buckets.go), follows the
+// roster, edges and typing buckets into memory (views.go), starts the background jobs — edge
 // reaping (leases.go), grace sweeps and purges (sweep.go), typing expiry —
 // and then serves (typing.go, handlers.go). The loops form one
 // loops.Group: when ctx ends they stop, last started first, while the
@@ -143,6 +149,9 @@ func (s *Service) Run(ctx context.Context) error {
 		return ctxNil(ctx, err)
 	}
 	if s.edges, err = s.bucket(ctx, subjects.BucketEdges); err != nil {
+		return ctxNil(ctx, err)
+	}
+	if s.members, err = s.bucket(ctx, subjects.BucketMembers); err != nil {
 		return ctxNil(ctx, err)
 	}
 	s.store = roster.NewStore(rosterKV, s.view, s.announce, roster.StoreConfig{Grace: s.cfg.Grace}, s.log)

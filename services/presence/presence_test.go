@@ -16,12 +16,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // A user with two connections joins once and leaves once: after the last
-// connection and the grace period.
+// connection and the grace period. Only the first join of the room is
+// stored ("joined"); tabs closing store nothing.
 func TestMultiDeviceJoinLeaveOnce(t *testing.T) {
 	e := newEnv(t, shortProvision())
 	cfg := short()
@@ -63,8 +65,8 @@ func TestMultiDeviceJoinLeaveOnce(t *testing.T) {
 		t.Errorf("%d presence events, want 2 (one join, one leave)", n)
 	}
 	joined, left := systemCounts(e.stored("general"))
-	if joined["alice"] != 1 || left["alice"] != 1 {
-		t.Errorf("system messages: joined %v left %v, want one each", joined, left)
+	if joined["alice"] != 1 || left["alice"] != 0 {
+		t.Errorf("system messages: joined %v left %v, want one joined, no left", joined, left)
 	}
 	rep, err := e.roster("general", "", 0)
 	if err != nil || len(rep.Users) != 0 || rep.Online != 0 {
@@ -74,7 +76,7 @@ func TestMultiDeviceJoinLeaveOnce(t *testing.T) {
 
 // A reload (last connection gone, a new one within the grace period)
 // announces nothing; leaving for longer than the grace period announces one
-// leave.
+// leave diff, and stores nothing.
 func TestReloadWithinGrace(t *testing.T) {
 	e := newEnv(t, shortProvision())
 	cfg := short()
@@ -101,13 +103,14 @@ func TestReloadWithinGrace(t *testing.T) {
 		return nil
 	})
 	joined, left := systemCounts(e.stored("general"))
-	if joined["bob"] != 1 || left["bob"] != 1 {
-		t.Errorf("system messages: joined %v left %v, want one each", joined, left)
+	if joined["bob"] != 1 || left["bob"] != 0 {
+		t.Errorf("system messages: joined %v left %v, want one joined, no left", joined, left)
 	}
 }
 
 // The connections of an edge whose lease is not renewed are removed (one
-// leave per user); another edge's users stay.
+// leave diff per user, no stored "left": the users did not leave the
+// room); another edge's users stay.
 func TestLeaseExpiryRemovesEdgeUsers(t *testing.T) {
 	e := newEnv(t, shortProvision())
 	cfg := short()
@@ -145,9 +148,14 @@ func TestLeaseExpiryRemovesEdgeUsers(t *testing.T) {
 	if err != nil || !slices.Equal(rep.Users, []string{"bea", "ben"}) {
 		t.Errorf("roster: %+v, %v; want [bea ben]", rep, err)
 	}
-	_, left := systemCounts(e.stored("general"))
-	if left["ann"] != 1 || left["amy"] != 1 || left["ben"] != 0 || left["bea"] != 0 {
-		t.Errorf("leave system messages %v", left)
+	joined, left := systemCounts(e.stored("general"))
+	if len(left) != 0 {
+		t.Errorf("left system messages %v after an edge died, want none", left)
+	}
+	for _, u := range []string{"ann", "amy", "ben", "bea"} {
+		if joined[u] != 1 {
+			t.Errorf("%s: %d joined messages, want 1", u, joined[u])
+		}
 	}
 }
 
@@ -262,60 +270,248 @@ func TestTypingExpiry(t *testing.T) {
 	}
 }
 
-// Two replicas: each transition produces exactly one system message.
-func TestTwoReplicasOneMessagePerTransition(t *testing.T) {
+// Two replicas, two devices per user racing: each online transition gives
+// exactly one roster diff; membership stores exactly one "joined" per user
+// (first join), nothing for tabs closing and reconnecting, and one "left"
+// per user for explicit leaves sent from both devices at once.
+func TestTwoReplicasOncePerTransition(t *testing.T) {
 	e := newEnv(t, shortProvision())
 	cfg := short()
 	e.start(cfg)
 	e.start(cfg)
 	rec := e.record("lobby")
 	const users = 20
-	var wg sync.WaitGroup
-	for i := range users {
-		for _, conn := range []string{"x", "y"} { // two devices racing
-			wg.Go(func() {
-				u := fmt.Sprintf("user%02d", i)
-				e.join("lobby", u, u+conn, "edge-"+conn)
-			})
+	each := func(do func(user, conn, edge string)) {
+		var wg sync.WaitGroup
+		for i := range users {
+			for _, conn := range []string{"x", "y"} { // two devices racing
+				wg.Go(func() {
+					u := fmt.Sprintf("user%02d", i)
+					do(u, u+conn, "edge-"+conn)
+				})
+			}
+		}
+		wg.Wait()
+	}
+	diffs := func(what, event string, want int) {
+		t.Helper()
+		poll(t, 15*time.Second, what, func() error {
+			if n := rec.count(event, ""); n != want {
+				return fmt.Errorf("%d %s events", n, event)
+			}
+			return nil
+		})
+	}
+	messages := func(phase string, wantLeft int) {
+		t.Helper()
+		joined, left := systemCounts(e.stored("lobby"))
+		for i := range users {
+			u := fmt.Sprintf("user%02d", i)
+			if joined[u] != 1 || left[u] != wantLeft {
+				t.Errorf("%s: %s has %d joined, %d left system messages; want 1 and %d", phase, u, joined[u], left[u], wantLeft)
+			}
 		}
 	}
-	wg.Wait()
-	poll(t, 10*time.Second, "joins", func() error {
-		if n := rec.count(wire.EventJoin, ""); n != users {
-			return fmt.Errorf("%d join events", n)
-		}
-		return nil
-	})
-	for i := range users {
-		for _, conn := range []string{"x", "y"} {
-			wg.Go(func() {
-				u := fmt.Sprintf("user%02d", i)
-				e.leave("lobby", u, u+conn, "edge-"+conn)
-			})
-		}
-	}
-	wg.Wait()
-	poll(t, 15*time.Second, "leaves", func() error {
-		if n := rec.count(wire.EventLeave, ""); n != users {
-			return fmt.Errorf("%d leave events", n)
-		}
-		return nil
-	})
+
+	each(func(u, c, ed string) { e.join("lobby", u, c, ed) })
+	diffs("joins", wire.EventJoin, users)
+	each(func(u, c, ed string) { e.leave("lobby", u, c, ed) }) // tabs closing
+	diffs("leaves", wire.EventLeave, users)
 	hold(cfg.Grace + 10*cfg.SweepInterval)
-	joined, left := systemCounts(e.stored("lobby"))
-	for i := range users {
-		u := fmt.Sprintf("user%02d", i)
-		if joined[u] != 1 || left[u] != 1 {
-			t.Errorf("%s: %d joined, %d left system messages; want 1 and 1", u, joined[u], left[u])
-		}
-	}
+	messages("tabs closed", 0)
 	if n := rec.total(); n != 2*users {
 		t.Errorf("%d presence events, want %d", n, 2*users)
+	}
+
+	// Back again (a new session: a diff, nothing stored), then leaving the
+	// room from both devices at once.
+	each(func(u, c, ed string) { e.join("lobby", u, c, ed) })
+	diffs("joins again", wire.EventJoin, 2*users)
+	each(func(u, c, ed string) { e.leaveRoom("lobby", u, c, ed) })
+	diffs("leaves again", wire.EventLeave, 2*users)
+	hold(cfg.Grace + 10*cfg.SweepInterval)
+	messages("left the room", 1)
+	if n := rec.total(); n != 4*users {
+		t.Errorf("%d presence events, want %d", n, 4*users)
+	}
+}
+
+// Membership is conversation, presence is not (DESIGN §3a): 30 users'
+// first joins store 30 "joined"; tabs closing, reloading and reconnecting
+// after the grace period store nothing; an explicit leave stores one
+// "left", a second explicit leave nothing; a join after it is a first join
+// again.
+func TestMembershipIsConversation(t *testing.T) {
+	e := newEnv(t, shortProvision())
+	cfg := short()
+	e.start(cfg)
+	rec := e.record("town")
+	const n = 30
+	var users []string
+	for i := range n {
+		users = append(users, fmt.Sprintf("citizen%02d", i))
+	}
+	all := func(do func(u string)) {
+		var wg sync.WaitGroup
+		for _, u := range users {
+			wg.Go(func() { do(u) })
+		}
+		wg.Wait()
+	}
+	check := func(phase string, wantJoined, wantLeft map[string]int) {
+		t.Helper()
+		msgs := e.stored("town")
+		joined, left := systemCounts(msgs)
+		total := 0
+		for _, u := range users {
+			total += wantJoined[u] + wantLeft[u]
+			if joined[u] != wantJoined[u] || left[u] != wantLeft[u] {
+				t.Errorf("%s: %s has %d joined, %d left; want %d, %d", phase, u, joined[u], left[u], wantJoined[u], wantLeft[u])
+			}
+		}
+		if len(msgs) != total {
+			t.Errorf("%s: %d messages stored, want %d", phase, len(msgs), total)
+		}
+	}
+	joined, left := map[string]int{}, map[string]int{}
+	for _, u := range users {
+		joined[u] = 1
+	}
+
+	all(func(u string) { e.join("town", u, "t1-"+u, "edge-a") })
+	check("first joins", joined, left)
+
+	all(func(u string) { // reload: a new tab within the grace period
+		e.leave("town", u, "t1-"+u, "edge-a")
+		e.join("town", u, "t2-"+u, "edge-b")
+	})
+	all(func(u string) { e.leave("town", u, "t2-"+u, "edge-b") }) // tab closed
+	poll(t, 15*time.Second, "leave diffs", func() error {
+		if got := rec.count(wire.EventLeave, ""); got != n {
+			return fmt.Errorf("%d leave diffs", got)
+		}
+		return nil
+	})
+	all(func(u string) { e.join("town", u, "t3-"+u, "edge-a") }) // back later
+	hold(10 * cfg.SweepInterval)
+	check("reload, close, reconnect", joined, left)
+	if j, l := rec.count(wire.EventJoin, ""), rec.count(wire.EventLeave, ""); j != 2*n || l != n {
+		t.Errorf("%d join and %d leave diffs, want %d and %d", j, l, 2*n, n)
+	}
+
+	u := users[0]
+	e.leaveRoom("town", u, "t3-"+u, "edge-a")
+	left[u] = 1
+	check("explicit leave", joined, left)
+	e.leaveRoom("town", u, "t3-"+u, "edge-a") // a retried leave frame
+	e.leaveRoom("town", u, "t9-"+u, "edge-b") // leaving from another tab
+	hold(10 * cfg.SweepInterval)
+	check("second explicit leave", joined, left)
+
+	e.join("town", u, "t4-"+u, "edge-a") // rejoining is a first join again
+	joined[u] = 2
+	check("rejoin after leaving", joined, left)
+}
+
+// A join that finds a membership without its "joined" message (its
+// creator died between creating the key and publishing) stores it, once:
+// the repair publishes under the creator's id, within memberRepairWindow.
+// An old membership is not repaired.
+func TestMemberJoinRepair(t *testing.T) {
+	e := newEnv(t, shortProvision())
+	cfg := short()
+	e.start(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	members, err := e.js.KeyValue(ctx, subjects.BucketMembers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		age  time.Duration
+		want int
+	}{
+		{"creator died just now", 0, 1},
+		{"membership of long ago", 10 * time.Minute, 0},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			user := fmt.Sprintf("orphan%d", i)
+			b, _ := json.Marshal(wire.Membership{Room: "fix", User: user, Since: time.Now().Add(-tc.age).UnixMilli()})
+			if _, err := members.Create(ctx, subjects.MemberKey("fix", names.UserToken(user)), b); err != nil {
+				t.Fatal(err)
+			}
+			e.join("fix", user, "c1-"+user, "edge-a")
+			e.join("fix", user, "c2-"+user, "edge-b") // online: not repaired again
+			e.leave("fix", user, "c1-"+user, "edge-a")
+			e.leave("fix", user, "c2-"+user, "edge-b")
+			poll(t, 10*time.Second, "offline", func() error {
+				rep, err := e.roster("fix", "", 0)
+				if err == nil && slices.Contains(rep.Users, user) {
+					err = errors.New("still online")
+				}
+				return err
+			})
+			e.join("fix", user, "c3-"+user, "edge-a") // a new session repairs again: a duplicate
+			if joined, _ := systemCounts(e.stored("fix")); joined[user] != tc.want {
+				t.Errorf("%d joined messages, want %d", joined[user], tc.want)
+			}
+		})
+	}
+}
+
+// A join nobody claimed (its creator died after creating the entry) is
+// claimed and announced once by one of two replicas' sweepers; a leave
+// stuck after its claim (the claimer died) is finished — the entry deleted
+// — without a second diff. Nothing is stored.
+func TestTakeoverOfStuckTransitions(t *testing.T) {
+	e := newEnv(t, shortProvision())
+	cfg := short()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, subjects.BucketRoster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(user string, v map[string]any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := kv.Put(ctx, subjects.RosterKey("stuck", names.UserToken(user)), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Minute).UnixMilli()
+	put("kay", map[string]any{"user": "kay", "conns": map[string]string{"k1": "edge-a"}, "epoch": "e-kay", "since": old})
+	put("lou", map[string]any{"user": "lou", "conns": map[string]string{}, "epoch": "e-lou", "since": old,
+		"announced": true, "empty_since": old, "leaving": old})
+	rec := e.record("stuck")
+	e.start(cfg)
+	e.start(cfg)
+	poll(t, 15*time.Second, "takeovers", func() error {
+		if n := rec.count(wire.EventJoin, "kay"); n != 1 {
+			return fmt.Errorf("%d join diffs for kay", n)
+		}
+		if _, err := kv.Get(ctx, subjects.RosterKey("stuck", names.UserToken("lou"))); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("lou's stuck entry: %v", err)
+		}
+		return nil
+	})
+	hold(20 * cfg.SweepInterval)
+	if n, total := rec.count(wire.EventJoin, "kay"), rec.total(); n != 1 || total != 1 {
+		t.Errorf("%d join diffs for kay, %d diffs in all; want 1 and 1", n, total)
+	}
+	if rep, err := e.roster("stuck", "", 0); err != nil || !slices.Equal(rep.Users, []string{"kay"}) {
+		t.Errorf("roster %+v, %v; want [kay]", rep, err)
+	}
+	if msgs := e.stored("stuck"); len(msgs) != 0 {
+		t.Errorf("%d messages stored by presence transitions: %+v", len(msgs), msgs)
 	}
 }
 
 // A restarted presence rebuilds its roster from the bucket, and announces
-// nothing for users it finds there.
+// nothing for users it finds there: no diff, no stored message, also when
+// they open another tab.
 func TestRestartRebuildsRoster(t *testing.T) {
 	e := newEnv(t, shortProvision())
 	cfg := short()
@@ -330,15 +526,22 @@ func TestRestartRebuildsRoster(t *testing.T) {
 	if err != nil || !slices.Equal(rep.Users, []string{"xia", "yan", "zoe"}) || rep.Online != 3 {
 		t.Fatalf("roster after restart: %+v, %v", rep, err)
 	}
+	for _, u := range []string{"zoe", "yan", "xia"} {
+		e.join("dev", u, "c2-"+u, "edge-b")
+	}
 	hold(10 * cfg.SweepInterval)
 	if n := rec.total(); n != 0 {
 		t.Errorf("restart announced %d presence events", n)
 	}
-	joined, _ := systemCounts(e.stored("dev"))
+	msgs := e.stored("dev")
+	joined, _ := systemCounts(msgs)
 	for _, u := range []string{"zoe", "yan", "xia"} {
 		if joined[u] != 1 {
 			t.Errorf("%s: %d join messages", u, joined[u])
 		}
+	}
+	if len(msgs) != 3 {
+		t.Errorf("%d messages stored, want the 3 first joins", len(msgs))
 	}
 }
 
@@ -481,8 +684,9 @@ func TestBadConnEvents(t *testing.T) {
 	}
 }
 
-// 10,000 members in one room: each join produces one diff and nothing else,
-// and a roster page is capped.
+// 10,000 members in one room: each join produces one diff and one stored
+// "joined" (each is a first join) and nothing else, and a roster page is
+// capped.
 func TestTenThousandMembers(t *testing.T) {
 	if testing.Short() {
 		t.Log("running the 10,000 member test in -short mode too; it has no timing assertion")

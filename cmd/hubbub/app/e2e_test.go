@@ -364,12 +364,9 @@ func TestEndToEnd(t *testing.T) {
 				return fmt.Errorf("room %s not in lobby %+v", room, lobby)
 			})
 
-			// Bob leaves: alice sees the presence diff and one system message.
+			// Bob closes his tab: alice sees the presence diff and no
+			// message (presence is not conversation, DESIGN §3a).
 			_ = bob.c.Close()
-			left := alice.untilMessage("bob left")
-			if left.Kind != wire.KindSystem || left.User != "bob" {
-				t.Fatalf("leave message %+v", left)
-			}
 			alice.until("presence leave bob", func(client.Frame) bool {
 				for _, p := range alice.pres {
 					if p.Event == wire.EventLeave && p.User == "bob" && p.Online == 1 {
@@ -378,6 +375,28 @@ func TestEndToEnd(t *testing.T) {
 				}
 				return false
 			})
+			say(t, alice, "after bob closed", "c2")
+			alice.untilMessage("after bob closed") // the chain is ordered: a "bob left" would be here by now
+			for _, m := range alice.msgs {
+				if m.Kind == wire.KindSystem && m.User == "bob" && m.Body != "bob joined" {
+					t.Fatalf("closing a tab stored %+v", m)
+				}
+			}
+
+			// Dave joins and leaves the room with a leave frame: one
+			// "dave joined" and one "dave left" (membership is conversation).
+			dave := join(t, sys, "dave", room)
+			if err := dave.c.Send(wire.ClientFrame{Type: wire.TypeLeave, Room: room}); err != nil {
+				t.Fatal(err)
+			}
+			left := alice.untilMessage("dave left")
+			if left.Kind != wire.KindSystem || left.User != "dave" {
+				t.Fatalf("leave message %+v", left)
+			}
+			if m := alice.untilMessage("dave joined"); m.Kind != wire.KindSystem || m.ID >= left.ID {
+				t.Fatalf("dave's join message %+v before %+v", m, left)
+			}
+			_ = dave.c.Close()
 			want := alice.msgs
 
 			// Everything survives a restart on the same data.

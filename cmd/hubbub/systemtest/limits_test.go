@@ -2,6 +2,7 @@ package systemtest_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,7 +95,7 @@ func TestRosterAndPresenceEvents(t *testing.T) {
 	if p.Event != wire.EventJoin || p.User != "bob" || p.Online != 2 {
 		t.Fatalf("presence %+v", p)
 	}
-	// A system message announces bob.
+	// A system message announces bob's first join of the room.
 	sys := alice.nextMessage()
 	for sys.Kind != wire.KindSystem || sys.User != "bob" {
 		sys = alice.nextMessage()
@@ -105,5 +106,24 @@ func TestRosterAndPresenceEvents(t *testing.T) {
 	}))
 	if p.Event != wire.EventLeave || p.User != "bob" || p.Online != 1 {
 		t.Fatalf("presence %+v", p)
+	}
+	// Closing a tab is presence only: nothing stored (DESIGN §3a). The
+	// chain is ordered, so a "bob left" would arrive before the marker.
+	marker := alice.say("general", "after bob closed", "a-m")
+	for m := alice.nextMessage(); m.ID != marker; m = alice.nextMessage() {
+		if m.Kind == wire.KindSystem {
+			t.Fatalf("closing a tab stored %+v", m)
+		}
+	}
+	// A leave frame is leaving the room: membership, stored once.
+	carol := dial(t, te.wsURL("carol"))
+	carol.join("general", nil)
+	carol.send(wire.ClientFrame{Type: wire.TypeLeave, Room: "general"})
+	var got []string
+	for m := alice.nextMessage(); m.Body != "carol left"; m = alice.nextMessage() {
+		got = append(got, m.Body)
+	}
+	if !slices.Equal(got, []string{"carol joined"}) {
+		t.Fatalf("before \"carol left\": %q, want [carol joined]", got)
 	}
 }

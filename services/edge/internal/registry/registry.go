@@ -116,17 +116,22 @@ func (r *Presence) Register(ev wire.ConnEvent, joined func(context.Context)) {
 // Unregister wants a connection out of a room it was registered in: the
 // leave is sent in the background and retried until presence confirms it
 // (or the Presence is closed; the edge's lease release then removes the
-// rest).
+// rest). ev.Explicit (the user left the room, which also ends their
+// membership) is carried by every attempt; an explicit Unregister of a
+// connection whose plain leave is still unconfirmed makes it explicit, a
+// plain one never undoes an explicit one.
 func (r *Presence) Unregister(ev wire.ConnEvent) {
 	key := regKey{ev.Conn, ev.Room}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.entries[key]
-	if e == nil || e.leaving {
+	if e == nil || (e.leaving && (e.ev.Explicit || !ev.Explicit)) {
 		return
 	}
+	lev := e.ev
+	lev.Explicit = ev.Explicit
 	r.gen++
-	*e = registration{ev: e.ev, leaving: true, gen: r.gen}
+	*e = registration{ev: lev, leaving: true, gen: r.gen}
 	r.scheduleLocked(key, e)
 	r.kickLocked()
 }

@@ -34,6 +34,7 @@ type fakePresence struct {
 	mu      sync.Mutex
 	conns   map[string]bool // conn/room → joined
 	calls   map[string]int  // subject → requests seen
+	leaves  []bool          // the Explicit flag of every leave request seen
 	plan    func(subject string, n int) fault
 	release chan struct{}
 }
@@ -61,6 +62,9 @@ func (p *fakePresence) handle(m *nats.Msg) {
 	}
 	p.mu.Lock()
 	p.calls[m.Subject]++
+	if m.Subject == subjects.PresenceLeave {
+		p.leaves = append(p.leaves, ev.Explicit)
+	}
 	f := p.plan(m.Subject, p.calls[m.Subject])
 	if f == answer || f == hold {
 		p.conns[ev.Conn+"/"+ev.Room] = m.Subject == subjects.PresenceJoin
@@ -156,6 +160,63 @@ func TestUnregisterRetriesUntilPresenceConfirms(t *testing.T) {
 				defer c.mu.Unlock()
 				return len(c.entries) == 0 && len(c.unconfirmed) == 0
 			})
+		})
+	}
+}
+
+// explicitLeaves returns the Explicit flags of the leaves seen.
+func (p *fakePresence) explicitLeaves() []bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]bool(nil), p.leaves...)
+}
+
+// An explicit leave (the user's leave frame) carries Explicit on every
+// attempt, retries included; a plain Unregister after it (the session
+// dropping the room) does not undo it, and an explicit one made while a
+// plain leave is still unconfirmed makes that leave explicit.
+func TestExplicitLeaveCarriedByRetries(t *testing.T) {
+	tests := []struct {
+		name  string
+		calls []bool // Explicit of each Unregister call, in order
+	}{
+		{"explicit", []bool{true}},
+		{"explicit then plain", []bool{true, false}},
+		{"plain then explicit", []bool{false, true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, nc := newRegistryClient(t, 100*time.Millisecond)
+			p := startFakePresence(t, nc, func(subject string, n int) fault {
+				if subject == subjects.PresenceLeave && n <= 2 {
+					return drop
+				}
+				return answer
+			})
+			ev := wire.ConnEvent{Room: "general", User: "amy", Conn: "c1", Edge: "e1"}
+			c.Register(ev, nil)
+			eventually(t, "join confirmed", func() bool { return p.joined("c1", "general") })
+			for _, explicit := range tc.calls {
+				lev := ev
+				lev.Explicit = explicit
+				c.Unregister(lev)
+			}
+			eventually(t, "leave applied", func() bool { return !p.joined("c1", "general") })
+			got := p.explicitLeaves()
+			if len(got) < 3 {
+				t.Fatalf("%d leaves seen, want at least 3 (2 lost)", len(got))
+			}
+			if last := got[len(got)-1]; !last {
+				t.Errorf("the confirmed leave was not explicit: %v", got)
+			}
+			if !tc.calls[0] {
+				return // the first, plain attempt may have gone out before the upgrade
+			}
+			for i, x := range got {
+				if !x {
+					t.Errorf("leave attempt %d not explicit: %v", i, got)
+				}
+			}
 		})
 	}
 }

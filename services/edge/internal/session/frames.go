@@ -260,5 +260,11 @@ func (s *Session) leave(f wire.ClientFrame) {
 	}
 	ms.m.Leave()
 	s.rooms.del(f.Room)
+	// The user leaves the room (not a tab closing): an explicit leave,
+	// which ends the membership. Sent before dropRoom's plain Unregister,
+	// which then finds the leave under way and adds nothing.
+	ev := s.connEvent(f.Room)
+	ev.Explicit = true
+	s.env.Presence.Unregister(ev)
 	s.dropRoom(ms)
 }

@@ -17,22 +17,24 @@ import (
 // Entry is the value stored under "<room>.<usertoken>" in the roster bucket.
 //
 // Life of an entry: created by the user's first connection (a join
-// transition, announced once: Announced); connections come and go; when the
-// last one goes EmptySince is set and the user stays online for the grace
-// period; a connection arriving within it clears EmptySince silently; past
-// it a sweeper marks the entry Leaving (exactly one replica wins that CAS),
-// announces the leave and deletes the key.
+// transition, announced once by the replica whose CAS set Announced);
+// connections come and go; when the last one goes EmptySince is set and the
+// user stays online for the grace period; a connection arriving within it
+// clears EmptySince silently; past it a sweeper marks the entry Leaving
+// (exactly one replica wins that CAS, and it alone announces the leave) and
+// deletes the key.
 type Entry struct {
 	// User is the user id (not encoded).
 	User string `json:"user"`
 	// Conns maps connection id to the id of the edge holding it.
 	Conns map[string]string `json:"conns"`
-	// Epoch identifies this online session; the join and leave system
-	// messages derive their Nats-Msg-Id from it.
+	// Epoch identifies this online session: a join claim applies to the
+	// session it was made for only.
 	Epoch string `json:"epoch"`
 	// Since is when the session started, Unix milliseconds.
 	Since int64 `json:"since"`
-	// Announced is set once the join was published.
+	// Announced is set by the CAS that claims the join's announcement;
+	// its winner publishes the join diff.
 	Announced bool `json:"announced,omitempty"`
 	// EmptySince is when the last connection left (Unix ms), 0 while the
 	// user has connections.

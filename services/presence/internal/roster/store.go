@@ -22,7 +22,8 @@ var ErrConflict = errors.New("roster: too many concurrent updates")
 const maxAttempts = 64
 
 // Transition is a user's first-in (join) or last-out (leave) in a room, to
-// be announced exactly once.
+// be announced once: as presence (a roster diff), never as a stored chat
+// message (DESIGN §3a "Presence is not conversation").
 type Transition struct {
 	// Event is wire.EventJoin or wire.EventLeave.
 	Event string
@@ -34,19 +35,18 @@ type Transition struct {
 	// has applied it, the view's counts include (join) or exclude (leave)
 	// the user.
 	Rev uint64
+	// Resumed marks a leave finished for a replica that decided it and
+	// then stalled or died: the diff was that replica's to publish (it may
+	// have), so the announcer only does the leave's side effects (typing).
+	Resumed bool
 }
 
-// MsgID is the Nats-Msg-Id of the transition's system message: derived from
-// the roster key, the session and the event, so every retry and every
-// replica announcing the same transition publishes the same id and the
-// stream stores it once. The roster key contains a '.', which a user
-// message id's user token never does, so the two can never collide.
-func (t Transition) MsgID() string {
-	return "presence/" + t.Key + "/" + t.Epoch + "/" + t.Event
-}
-
-// Announcer publishes a transition. It must be idempotent for one
-// transition (same MsgID), as a crashed or slow announcement is retried.
+// Announcer publishes a transition. The Store calls it once per
+// transition, on the replica that won the transition's claim (see Store):
+// a diff is never published twice, at the price that a replica dying
+// between its claim and its publish (or whose claim succeeded but whose
+// answer was lost) loses that one diff (diffs are core NATS, at most once,
+// anyway; each carries the room's full count).
 type Announcer func(ctx context.Context, t Transition) error
 
 // Defaults of StoreConfig.
@@ -69,6 +69,17 @@ type StoreConfig struct {
 }
 
 // Store performs roster changes on the KV bucket by compare-and-set.
+//
+// Once-only rule for announcements: each transition has exactly one claim,
+// a compare-and-set on the roster entry itself, and only its winner calls
+// the Announcer. A join's claim is the CAS that sets Announced (tried by
+// the replica that created the entry, and by any sweeper once the join is
+// older than Retry and still unclaimed: a creator that died before
+// claiming is covered); a leave's claim is the CAS that sets Leaving (one
+// sweeper wins it). Whoever takes over a stuck leave only deletes the
+// entry (Transition.Resumed). The claim needs no extra bucket, no extra
+// round trip (the join's "mark announced" update already existed) and no
+// TTL to outlive retries: it lives exactly as long as the entry.
 type Store struct {
 	kv       jetstream.KeyValue
 	view     *View
@@ -138,9 +149,9 @@ func since(ms int64) time.Duration { return time.Since(time.UnixMilli(ms)) }
 
 // Join registers connection conn of user in room, held by edge. It returns
 // the roster revision after the change. The user's first connection (with
-// no entry, or an entry already leaving) is a join transition, announced
-// before Join returns; a connection arriving in the grace period after the
-// last one left, or a second device, changes nothing visible.
+// no entry, or an entry already leaving) is a join transition, claimed and
+// announced before Join returns; a connection arriving in the grace period
+// after the last one left, or a second device, changes nothing visible.
 func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64, error) {
 	key := Key(room, user)
 	fresh := false
@@ -162,7 +173,7 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 				if !backoff.Sleep(ctx, 20*time.Millisecond) {
 					return 0, ctx.Err()
 				}
-			} else if err := s.finishLeave(ctx, key, cur.rev, cur.entry); err != nil {
+			} else if err := s.finishLeave(ctx, key, cur.rev, cur.entry, true); err != nil {
 				return 0, err
 			}
 			fresh = true
@@ -260,43 +271,53 @@ func (s *Store) removeConns(ctx context.Context, key string, match func(conn, ed
 	return 0, fmt.Errorf("remove connections from %s: %w", key, ErrConflict)
 }
 
-// announceJoin publishes a join and records that it did. A failure is
-// logged and left to Sweep, which retries unannounced joins.
-func (s *Store) announceJoin(ctx context.Context, t Transition) {
-	if err := s.announce(ctx, t); err != nil {
-		s.log.Warn("announce join failed; sweeper will retry", "key", t.Key, "err", err)
-		return
-	}
+// announceJoin claims the join of session t.Epoch (the CAS that sets
+// Announced) and, when this call won the claim, announces it. It reports
+// whether it announced. A failure before the claim is logged and left to
+// Sweep, which claims unclaimed joins; the claim's winner announces once,
+// and a failing announcement is not retried (it would risk a second diff).
+func (s *Store) announceJoin(ctx context.Context, t Transition) bool {
 	for range maxAttempts {
 		cur, err := s.load(ctx, t.Key, true)
 		if err != nil {
-			s.log.Warn("mark join announced", "key", t.Key, "err", err)
-			return
+			s.log.Warn("claim join; sweeper will retry", "key", t.Key, "err", err)
+			return false
 		}
 		if cur.entry.Epoch != t.Epoch || cur.entry.Announced || cur.entry.Leaving != 0 {
-			return
+			return false // claimed by another, or the session already ended
 		}
 		e := cur.entry.clone()
 		e.Announced = true
-		if _, err := s.put(ctx, t.Key, e, cur.rev); !isConflict(err) {
-			if err != nil {
-				s.log.Warn("mark join announced", "key", t.Key, "err", err)
-			}
-			return
+		rev, err := s.put(ctx, t.Key, e, cur.rev)
+		if isConflict(err) {
+			continue
 		}
+		if err != nil {
+			s.log.Warn("claim join; sweeper will retry", "key", t.Key, "err", err)
+			return false
+		}
+		t.Rev = rev
+		if err := s.announce(ctx, t); err != nil {
+			s.log.Warn("announce join", "key", t.Key, "err", err)
+		}
+		return true
 	}
+	return false
 }
 
-// finishLeave announces the leave of an entry marked leaving at rev and
-// deletes it (CAS on rev).
-func (s *Store) finishLeave(ctx context.Context, key string, rev uint64, e Entry) error {
+// finishLeave announces the leave of an entry marked leaving at rev (only
+// if this replica's CAS marked it: resumed is false) and deletes it (CAS on
+// rev).
+func (s *Store) finishLeave(ctx context.Context, key string, rev uint64, e Entry, resumed bool) error {
 	room, _, err := SplitKey(key)
 	if err != nil {
 		return err
 	}
-	t := Transition{Event: wire.EventLeave, Key: key, Room: room, User: e.User, Epoch: e.Epoch, Rev: rev}
+	t := Transition{Event: wire.EventLeave, Key: key, Room: room, User: e.User, Epoch: e.Epoch, Rev: rev, Resumed: resumed}
 	if err := s.announce(ctx, t); err != nil {
-		return fmt.Errorf("announce leave %s: %w", key, err)
+		// Not retried: the claim is spent. The delete below still ends
+		// the session.
+		s.log.Warn("announce leave", "key", key, "err", err)
 	}
 	err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
 	if err != nil && !isConflict(err) {
@@ -309,7 +330,8 @@ func (s *Store) finishLeave(ctx context.Context, key string, rev uint64, e Entry
 type SweepStats struct {
 	// Leaves is the number of leave transitions this call performed.
 	Leaves int
-	// Resumed counts announcements taken over from a stuck replica.
+	// Resumed counts unclaimed joins this call claimed and announced, and
+	// stuck leaves it finished, for a replica that stalled or died.
 	Resumed int
 }
 
@@ -328,7 +350,7 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 		switch {
 		case e.Leaving != 0:
 			if since(e.Leaving) >= s.cfg.Retry {
-				if err := s.finishLeave(ctx, it.Key, it.Rev, e); err != nil {
+				if err := s.finishLeave(ctx, it.Key, it.Rev, e, true); err != nil {
 					errs = append(errs, err)
 				} else {
 					st.Resumed++
@@ -345,14 +367,15 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 				errs = append(errs, fmt.Errorf("mark %s leaving: %w", it.Key, err))
 				continue
 			}
-			if err := s.finishLeave(ctx, it.Key, rev, n); err != nil {
+			if err := s.finishLeave(ctx, it.Key, rev, n, false); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			st.Leaves++
 		case !e.Announced && since(e.Since) >= s.cfg.Retry:
-			s.announceJoin(ctx, Transition{Event: wire.EventJoin, Key: it.Key, Room: it.Room, User: e.User, Epoch: e.Epoch, Rev: it.Rev})
-			st.Resumed++
+			if s.announceJoin(ctx, Transition{Event: wire.EventJoin, Key: it.Key, Room: it.Room, User: e.User, Epoch: e.Epoch, Rev: it.Rev}) {
+				st.Resumed++
+			}
 		}
 	}
 	return st, errors.Join(errs...)
