@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -208,6 +209,8 @@ func TestBrowserConversation(t *testing.T) {
 		&& li.querySelector('.msg-body').textContent === 'message deleted'; })()`)
 	if shots != "" {
 		alice.js("scroll", `document.querySelector('.timeline:not([hidden])').scrollTop = 1e9; document.activeElement.blur();`)
+		xy := eval[[]float64](alice, `(() => { const r = `+liByID(replyID)+`.getBoundingClientRect(); return [r.left + r.width / 2, r.top + 12]; })()`)
+		alice.do("hover the reply", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, xy[0], xy[1]))
 		alice.screenshot(filepath.Join(shots, "conversation.png"))
 	}
 
@@ -237,10 +240,24 @@ func TestBrowserConversation(t *testing.T) {
 	// survives a reload (it comes from the server).
 	bob.js("open another room", `location.hash = '#/elsewhere'`)
 	bob.waitFor("the other room", `(() => { const t = document.querySelector('.timeline:not([hidden])'); return !!t && t.dataset.room === 'elsewhere' && !t.querySelector('.timeline-top .spinner'); })()`)
+	// B asked for notifications (by a click: never before) and the page
+	// is hidden: the mention raises one.
+	bob.js("record notifications", `window.__notes = []; window.__asked = 0;
+		window.Notification = class { constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); } close() {} };
+		window.Notification.permission = 'default';
+		window.Notification.requestPermission = () => { window.__asked++; window.Notification.permission = 'granted'; return Promise.resolve('granted'); };`)
+	if n := eval[int](bob, `window.__asked`); n != 0 {
+		t.Errorf("bob: notification permission asked %d times without a click", n)
+	}
+	bob.js("click the bell", `document.getElementById('notify-toggle').click()`)
+	bob.waitFor("the bell on", `window.__asked === 1 && document.getElementById('notify-toggle').getAttribute('aria-pressed') === 'true'`)
+	bob.js("hide the page", `Object.defineProperty(document, 'hidden', { configurable: true, get: () => true })`)
 	alice.compose("@bob are you there?")
 	teamBadge := `(() => { const li = Array.from(document.querySelectorAll('#room-list .room-item')).find(li => li.querySelector('.room-name').textContent === '#team');
 		if (!li) return false; const m = li.querySelector('.mention-badge'); return !m.hidden && m.textContent === '@1' && li.classList.contains('mentioned'); })()`
 	bob.seen("the mention badge", teamBadge)
+	bob.waitFor("the notification", `window.__notes.length === 1 && window.__notes[0].title === 'alice mentioned you in #team' && window.__notes[0].body === '@bob are you there?'`)
+	bob.js("show the page", `delete document.hidden`)
 	bob.do("reload", chromedp.Reload())
 	bob.trap()
 	bob.waitFor("connected again", `document.body.dataset.conn === 'connected'`)

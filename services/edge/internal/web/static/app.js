@@ -253,6 +253,7 @@
     typing: { room: null, sentAt: 0, idle: 0 },
     lobby: [],
     lobbyTimer: 0,
+    lobbyRender: 0,
     rosterHidden: storage.get(STORE_ROSTER) === 'hidden' || window.matchMedia('(max-width: 1000px)').matches,
   };
 
@@ -842,6 +843,7 @@
       room.updateBadge();
     }
     if (forMe) notifyMention(room, entry.m);
+    if (entry) touchLobby(room.name, entry.m, true);
     if (mine && room.dividerRead !== null) {
       room.dividerRead = null; // answering: the reader has caught up
       renderDivider(room);
@@ -1362,6 +1364,7 @@
     entry.li = li;
     afterInsert(room, li);
     refreshQuotes(room, target);
+    touchLobby(room.name, entry.m, false);
     return true;
   }
 
@@ -1766,7 +1769,7 @@
     if (!room.readKnown) {
       room.readKnown = true;
       clearTimeout(room.readWait);
-      if (room.dividerArmed) {
+      if (room.dividerArmed && state.active === room.name) {
         room.dividerArmed = false;
         room.dividerRead = count > 0 ? read : null;
         renderDivider(room);
@@ -2180,8 +2183,8 @@
         onComposerChange();
         closeMention();
         // Opening a room: "new messages" goes before the first unread one.
+        room.dividerArmed = !room.readKnown;
         if (room.readKnown) room.dividerRead = room.unread > 0 ? room.read : null;
-        else room.dividerArmed = true;
         renderDivider(room);
       }
       renderRoomHeader();
@@ -2314,12 +2317,34 @@
     state.lobbyTimer = setTimeout(loadLobby, LOBBY_REFRESH_MS);
   }
 
+  /**
+   * touchLobby keeps a joined room's lobby entry current between two
+   * fetches: its last message (a new one, or an edit or delete of it) and
+   * its count.
+   */
+  function touchLobby(name, m, added) {
+    const r = state.lobby.find((x) => x.room === name);
+    if (!r) return;
+    const lm = r.last_message;
+    if (added) {
+      if (lm && Number(lm.id) >= m.id) return;
+      r.messages = (Number(r.messages) || 0) + 1;
+      r.last_activity = m.ts;
+    } else if (!lm || Number(lm.id) !== m.id) {
+      return;
+    }
+    r.last_message = { id: m.id, user: m.user, body: m.body, kind: m.kind, ts: m.ts, deleted: m.deleted };
+    clearTimeout(state.lobbyRender);
+    state.lobbyRender = setTimeout(renderLobby, 250);
+  }
+
   function renderLobby() {
     const items = state.lobby.map((r) => {
       const li = el('li', 'lobby-item');
       const b = el('button', 'lobby-link');
       b.type = 'button';
-      const online = Number(r.online) || 0;
+      const joined = state.rooms.get(r.room);
+      const online = joined && joined.synced && joined.online ? joined.online : Number(r.online) || 0;
       const count = Number(r.messages) || 0;
       const name = el('span', 'lobby-name', '#' + r.room);
       const on = el('span', 'lobby-online' + (online ? '' : ' none'), online + ' online');
