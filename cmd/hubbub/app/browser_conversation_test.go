@@ -187,6 +187,7 @@ func TestBrowserConversation(t *testing.T) {
 	payloadID := eval[int](bob, liByBody(payload)+`.dataset.id | 0`)
 	const payload2 = `<svg onload="window.__xss=1"></svg> [x](javascript:window.__xss=1) **<b onmouseover=window.__xss=1>b</b>**`
 	bob.act(liByID(payloadID), "edit")
+	bob.waitFor("editor", `!!document.querySelector('.timeline:not([hidden]) .edit-input')`)
 	bob.js("payload edit", `document.querySelector('.timeline:not([hidden]) .edit-input').value = `+strconv.Quote(payload2))
 	bob.save()
 	alice.seen("the edited payload as text", liByID(payloadID)+` && `+liByID(payloadID)+`.querySelector('.msg-body').textContent === '<svg onload="window.__xss=1"></svg> [x](javascript:window.__xss=1) <b onmouseover=window.__xss=1>b</b>'`)

@@ -345,6 +345,7 @@
       clearTimeout(this.retryTimer);
       clearTimeout(this.readWait);
       clearTimeout(this.readTimer);
+      this.readTimer = 0;
       clearTimeout(this.presenceTimer);
       for (const cid of this.pending.keys()) state.cids.delete(cid);
     }
@@ -828,6 +829,7 @@
       room.typists.delete(m.user);
       if (state.active === room.name) renderTyping();
     }
+    scheduleRead(room);
     if (!live || !isNew) return;
     const mine = m.user === state.me;
     if (mine || wasBottom) scrollToBottom(room);
@@ -849,7 +851,6 @@
       renderDivider(room);
     }
     if (state.active === room.name && !room.atBottom) ui.jump.hidden = false;
-    scheduleRead(room);
   }
 
   function drainAhead(room) {
@@ -1044,6 +1045,11 @@
     const existing = room.msgs.get(m.id);
     if (existing) {
       if (existing.provisional && !provisional) {
+        if (existing.editing) {
+          // Being edited: the shown copy is the same message; keep the editor.
+          Object.assign(existing, { m, provisional: false, upto: Math.max(existing.upto, upto || 0) });
+          return false;
+        }
         const li = renderMessage(room, m);
         swapLi(existing.li, li);
         room.msgs.set(m.id, { m, li, provisional: false, upto: Math.max(existing.upto, upto || 0) });
@@ -1577,7 +1583,7 @@
   }
 
   function openEditor(room, entry) {
-    if (!entry || entry.m.user !== state.me || entry.m.deleted || entry.m.kind !== 'message' || entry.provisional) return;
+    if (!entry || entry.m.user !== state.me || entry.m.deleted || entry.m.kind !== 'message') return;
     closePicker();
     detachToolbar();
     if (entry.editing) { entry.editing.querySelector('textarea').focus(); return; }
@@ -1785,15 +1791,22 @@
 
   /** scheduleRead sends a read marker soon if the newest message of the active room is in view. */
   function scheduleRead(room) {
-    clearTimeout(room.readTimer);
-    room.readTimer = setTimeout(() => sendRead(room), READ_DEBOUNCE_MS);
+    // At most one marker per READ_DEBOUNCE_MS, however busy the room: a
+    // pending timer is not pushed back by later events.
+    if (room.readTimer) return;
+    room.readTimer = setTimeout(() => { room.readTimer = 0; sendRead(room); }, READ_DEBOUNCE_MS);
   }
 
   function sendRead(room) {
     if (state.rooms.get(room.name) !== room || !room.synced || !room.readKnown) return;
-    if (state.active !== room.name || document.hidden || !room.atBottom || room.timeline.hidden) return;
+    if (state.active !== room.name || document.hidden || room.timeline.hidden) return;
     const id = room.newestId();
     if (!id || (id <= room.read && room.unread === 0) || id === room.sentRead) return;
+    // The newest message must be in view (at least its top line).
+    const li = room.msgs.get(id).li;
+    const r = li.getBoundingClientRect();
+    const t = room.timeline.getBoundingClientRect();
+    if (r.top + Math.min(r.height, 20) > t.bottom || r.bottom < t.top) return;
     if (send({ type: 'read', room: room.name, id })) {
       room.sentRead = id;
       room.read = Math.max(room.read, id);
@@ -2260,7 +2273,8 @@
     const tl = room.timeline;
     room.atBottom = tl.scrollHeight - tl.scrollTop - tl.clientHeight < 40;
     if (state.active === room.name) {
-      if (room.atBottom) { ui.jump.hidden = true; markRead(room); }
+      if (room.atBottom) ui.jump.hidden = true;
+      markRead(room);
     }
     if (tl.scrollTop < 150) requestOlder(room);
   }
@@ -2298,11 +2312,12 @@
         const data = await res.json();
         const rooms = Array.isArray(data) ? data : (data && Array.isArray(data.rooms) ? data.rooms : []);
         state.lobby = rooms.filter((r) => r && typeof r.room === 'string');
-        // The server's unread counts (they survive a reload), unless this
-        // page learnt newer ones meanwhile.
+        // The server's unread counts (they survive a reload) until the
+        // room's own unread frame comes (the join's, then pushes): the
+        // lobby may lag behind the messages this page has seen.
         for (const r of state.lobby) {
           const room = state.rooms.get(r.room);
-          if (!room || room.unreadAt > asked || !Number.isFinite(r.unread)) continue;
+          if (!room || room.readKnown || room.unreadAt > asked || !Number.isFinite(r.unread)) continue;
           if (state.active === room.name && !document.hidden && room.atBottom) continue;
           room.unread = Math.max(0, r.unread);
           room.mentions = Number.isFinite(r.mentions) ? Math.max(0, r.mentions) : 0;
