@@ -215,6 +215,15 @@ func TestBrowserConversation(t *testing.T) {
 		alice.screenshot(filepath.Join(shots, "conversation.png"))
 	}
 
+	// The phone layout: actions by a long press.
+	if shots != "" {
+		alice.do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Sleep(500*time.Millisecond)) // let the layout settle (screenshot only)
+		alice.js("scroll", `document.querySelector('.timeline:not([hidden])').scrollTop = 1e9`)
+		alice.js("long press", liByID(replyID)+`.querySelector('.msg-main').dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true }))`)
+		alice.screenshot(filepath.Join(shots, "conversation-phone.png"))
+		alice.do("desktop viewport", chromedp.EmulateViewport(1280, 800))
+	}
+
 	// A deletes the first message: B sees a tombstone, and the reply's
 	// quote says so.
 	alice.act(liByID(origID), "delete")
@@ -304,15 +313,6 @@ func TestBrowserConversation(t *testing.T) {
 		t.Errorf("bob: %d rooms with an unread badge after reading and reloading", n)
 	}
 
-	// The phone layout: actions by a long press.
-	if shots != "" {
-		alice.do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Sleep(500*time.Millisecond)) // let the layout settle (screenshot only)
-		alice.js("scroll", `document.querySelector('.timeline:not([hidden])').scrollTop = 1e9`)
-		alice.js("long press", liByID(replyID)+`.querySelector('.msg-main').dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true }))`)
-		alice.screenshot(filepath.Join(shots, "conversation-phone.png"))
-		alice.do("desktop viewport", chromedp.EmulateViewport(1280, 800))
-	}
-
 	for _, p := range []*page{alice, bob} {
 		if xss := eval[string](p, `typeof window.__xss`); xss != "undefined" {
 			t.Errorf("%s: a payload ran (window.__xss is %s)", p.name, xss)
@@ -359,9 +359,13 @@ func TestBrowserReplyJump(t *testing.T) {
 		postReply(t, sys.BaseURL(), room, fmt.Sprintf("user%d", i%10), fmt.Sprintf("filler %d", i), 0) // ten authors: each stays within its burst
 	}
 	postReply(t, sys.BaseURL(), room, "carol", "the answer, at last", orig)
+	postReply(t, sys.BaseURL(), room, "carol", "**bold** _and_ `code` [link](https://example.com/)", 0)
 
 	browser := newBrowser(t)
 	alice := openPage(t, browser, sys.BaseURL(), "alice", room)
+	// The room list previews the last message as plain text.
+	alice.waitFor("the lobby preview without Markdown", `Array.from(document.querySelectorAll('#lobby-list .lobby-preview')).some(p => p.textContent === 'carol: bold and code link')`)
+
 	reply := liByBody("the answer, at last")
 	alice.waitFor("the reply with its quote", `(() => { const li = `+reply+`; if (!li) return false; const q = li.querySelector('.msg-quote');
 		return !!q && q.querySelector('.quote-user').textContent === 'carol' && q.querySelector('.quote-body').textContent === 'the original question'; })()`)

@@ -1411,7 +1411,10 @@
     note.setAttribute('role', 'alert');
     if (code) note.dataset.code = code;
     note.append(el('span', null, text));
-    const x = actionButton('Dismiss', () => note.remove());
+    const x = actionButton('×', () => note.remove());
+    x.className = 'note-close';
+    x.title = 'Dismiss';
+    x.setAttribute('aria-label', 'Dismiss');
     note.append(x);
     main.append(note);
     setTimeout(() => note.remove(), NOTE_MS);
