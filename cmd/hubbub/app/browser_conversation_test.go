@@ -382,3 +382,73 @@ func TestBrowserReplyJump(t *testing.T) {
 	}
 	alice.checkErrors()
 }
+
+// offlineHook wraps the page's WebSocket so a test can cut it off: every
+// socket is kept in __socks (those opened before by their next send), every
+// frame sent in __sent,
+// __goOffline closes them all and points new ones at a closed port until
+// __offline is false again.
+const offlineHook = `(() => {
+	window.__offline = false; window.__socks = []; window.__sent = [];
+	const WS = window.WebSocket, send = WS.prototype.send;
+	WS.prototype.send = function (d) { if (!window.__socks.includes(this)) window.__socks.push(this); window.__sent.push(JSON.parse(d)); return send.call(this, d); };
+	window.WebSocket = function (url, protocols) { const s = new WS(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols); window.__socks.push(s); return s; };
+	Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+	window.WebSocket.prototype = WS.prototype;
+	window.__goOffline = () => { window.__offline = true; window.__socks.forEach(s => s.close()); window.__socks = []; };
+})()`
+
+// TestBrowserConversationResume: changes made while a page is offline
+// (an edit, a reaction, a delete) come back with the since resume as raw
+// events; the page applies them to the messages they change and shows
+// none of them as a message.
+func TestBrowserConversationResume(t *testing.T) {
+	sys := startSystem(t, testConfig(t.TempDir(), ""))
+	const room = "resume"
+	browser := newBrowser(t)
+	alice := openPage(t, browser, sys.BaseURL(), "alice", room)
+	bob := openPage(t, browser, sys.BaseURL(), "bob", room)
+	alice.compose("first, to be edited")
+	alice.compose("second, to be deleted")
+	alice.compose("third, to be reacted to")
+	bob.waitFor("alice's messages", hasBody("third, to be reacted to"))
+	ids := eval[[]int](bob, `["first, to be edited", "second, to be deleted", "third, to be reacted to"].map(b => (`+
+		`Array.from(document.querySelectorAll('.timeline:not([hidden]) .messages li.msg')).find(li => li.querySelector('.msg-body').textContent === b) || {dataset: {}}).dataset.id | 0)`)
+	shown := eval[int](bob, `document.querySelectorAll('.timeline:not([hidden]) .messages li.msg').length`)
+
+	bob.js("hook the socket", offlineHook)
+	bob.do("type (a typing frame shows the socket)", chromedp.SendKeys(chromedp.ID("composer-input"), "x"))
+	bob.waitFor("the socket seen", `window.__socks.length > 0`)
+	bob.js("clear the composer", `(() => { const c = document.getElementById('composer-input'); c.value = ''; c.dispatchEvent(new Event('input')); })()`)
+	bob.js("go offline", `window.__goOffline()`)
+	bob.waitFor("offline", `document.body.dataset.conn !== 'connected'`)
+
+	alice.act(liByID(ids[0]), "edit")
+	alice.waitFor("editor", `!!document.querySelector('.timeline:not([hidden]) .edit-input')`)
+	alice.js("new text", `document.querySelector('.timeline:not([hidden]) .edit-input').value = 'first, edited while bob was away'`)
+	alice.save()
+	alice.waitFor("edited", liByID(ids[0])+`.querySelector('.msg-body').textContent === 'first, edited while bob was away'`)
+	alice.act(liByID(ids[1]), "delete")
+	alice.js("confirm", `document.querySelector('.timeline:not([hidden]) .msg-confirm button.danger').click()`)
+	alice.waitFor("deleted", liByID(ids[1])+`.classList.contains('deleted')`)
+	alice.act(liByID(ids[2]), "react")
+	alice.js("pick 🎉", `document.querySelector('.emoji-picker .emoji[data-emoji="🎉"]').click()`)
+	alice.waitFor("reacted", liByID(ids[2])+`.querySelector('.reaction[data-emoji="🎉"]')`)
+	alice.compose("fourth, while bob was away")
+
+	bob.js("back online", `window.__offline = false; window.dispatchEvent(new Event('online'))`)
+	bob.waitFor("connected again", `document.body.dataset.conn === 'connected'`)
+	bob.waitFor("the new message", hasBody("fourth, while bob was away"))
+	bob.waitFor("the edit, the delete and the reaction applied", `(() => {
+		const a = `+liByID(ids[0])+`, b = `+liByID(ids[1])+`, c = `+liByID(ids[2])+`;
+		return a.querySelector('.msg-body').textContent === 'first, edited while bob was away' && !!a.querySelector('.msg-edited')
+			&& b.classList.contains('deleted') && !!c.querySelector('.reaction[data-emoji="🎉"]'); })()`)
+	if !eval[bool](bob, `window.__sent.some(f => f.type === 'join' && f.room === '`+room+`' && f.since > 0)`) {
+		t.Error("bob rejoined without since: the resume was not tested")
+	}
+	if n := eval[int](bob, `document.querySelectorAll('.timeline:not([hidden]) .messages li.msg').length`); n != shown+1 {
+		t.Errorf("bob shows %d messages after the resume, want %d (the %d before and one new): a change event shown as a message?", n, shown+1, shown)
+	}
+	alice.checkErrors()
+	bob.checkErrors()
+}
