@@ -1,7 +1,26 @@
-// Package history is the history service: it stores every room message of
+// Package history is the history service: it stores every room event of
 // the CHAT stream exactly once (durable pull consumer, idempotent insert,
-// ack after commit) and answers recent, since and lobby requests as the
-// nats.go/micro service "history".
+// ack after commit), folding each change event (edit, delete, reaction)
+// into the message it targets as it stores it (roomlog.Apply), and answers
+// as the nats.go/micro service "history":
+//
+//   - hubbub.history.recent (wire.RecentRequest → wire.Page): folded
+//     messages, Last the chain cursor; hubbub.history.since
+//     (wire.SinceRequest → wire.Page): raw events; hubbub.history.lobby;
+//   - hubbub.history.message (wire.MessageRequest → the folded
+//     wire.Message, read like a page: stored, else from the stream above
+//     the watermark), or the error envelope CodeNotFound ("404") with a
+//     wire.ErrorFrame body of code not_found;
+//   - hubbub.history.unread (wire.UnreadRequest → wire.UnreadReply):
+//     per room, chat messages by others after the read mark and those
+//     mentioning the user, capped at wire.MaxUnread.
+//
+// After each committed batch, ingest publishes a wire.MentionEvent on
+// chat.mention.<usertoken> (core NATS) per user mentioned by a message it
+// stored. Folding costs ingest a few round trips per change event: on
+// Postgres, batches of 500 with a fifth of them changes store ~14k rows/s
+// against ~51k without (SQLite ~42k against ~54k; BenchmarkInsertChanges,
+// 2 shared cores).
 //
 // The caller provisions the stream (provision.Ensure) before Run.
 //

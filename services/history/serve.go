@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -21,7 +22,7 @@ func (s *Service) serve() (*microsvc.Server, error) {
 	return microsvc.Start(s.nc, microsvc.Config{
 		Name:           subjects.HistoryService,
 		Version:        Version,
-		Description:    "Hubbub message history: recent, since, lobby",
+		Description:    "Hubbub message history: recent, since, lobby, message, unread",
 		QueueGroup:     QueueGroup,
 		Workers:        s.cfg.Workers,
 		MaxQueued:      s.cfg.MaxQueued,
@@ -34,6 +35,8 @@ func (s *Service) serve() (*microsvc.Server, error) {
 		{Name: "recent", Subject: subjects.HistoryRecent, Handle: pageHandler(request.Recent, s.recent)},
 		{Name: "since", Subject: subjects.HistorySince, Handle: pageHandler(request.Since, s.since)},
 		{Name: "lobby", Subject: subjects.HistoryLobby, Handle: s.lobby},
+		{Name: "message", Subject: subjects.HistoryMessage, Handle: s.message},
+		{Name: "unread", Subject: subjects.HistoryUnread, Handle: s.unread},
 	})
 }
 
@@ -67,13 +70,22 @@ func (s *Service) stopServing(srv *microsvc.Server) {
 	}
 }
 
-// envelope answers a bad request 400 and a page the store and stream
-// cannot serve yet 503, each with the error's text; the rest is the kit's
-// (503 shutting down or overloaded, 500 internal error).
+// CodeNotFound is the error envelope's status (Nats-Service-Error-Code)
+// of a message request naming no message of the room; the body is a
+// wire.ErrorFrame with code wire.CodeNotFound.
+const CodeNotFound = "404"
+
+// envelope answers a bad request 400, a message request for no message
+// 404 not_found, and a page the store and stream cannot serve yet 503,
+// each with the error's text; the rest is the kit's (503 shutting down or
+// overloaded, 500 internal error).
 func envelope(err error) *microsvc.Error {
 	switch {
 	case errors.Is(err, request.ErrBadRequest):
 		return microsvc.BadRequest(err)
+	case errors.Is(err, roomlog.ErrNotFound):
+		body, _ := json.Marshal(wire.ErrorFrame{Type: wire.TypeError, Code: wire.CodeNotFound, Message: err.Error()})
+		return &microsvc.Error{Code: CodeNotFound, Description: err.Error(), Body: body, Err: err}
 	case errors.Is(err, roomlog.ErrCatchingUp):
 		return microsvc.Unavailable(err)
 	}
@@ -81,7 +93,7 @@ func envelope(err error) *microsvc.Error {
 }
 
 // observe counts a request by endpoint and outcome (ok, bad_request,
-// unavailable, error, overloaded, expired; requests refused by the
+// not_found, unavailable, error, overloaded, expired; requests refused by the
 // shutdown are not counted) and times the ones served.
 func (s *Service) observe(o microsvc.Outcome) {
 	var outcome string
@@ -98,6 +110,8 @@ func (s *Service) observe(o microsvc.Outcome) {
 		outcome = "bad_request"
 	case o.Reply != nil && o.Reply.Code == microsvc.CodeUnavailable:
 		outcome = "unavailable"
+	case o.Reply != nil && o.Reply.Code == CodeNotFound:
+		outcome = "not_found"
 	default:
 		outcome = "error"
 	}
@@ -148,4 +162,32 @@ func (s *Service) lobby(ctx context.Context, req *microsvc.Request) (any, error)
 		return nil, err
 	}
 	return wire.LobbyReply{Rooms: rooms}, nil
+}
+
+// message answers a message request: the folded message, read as pages
+// are (stored, else from the stream above the watermark, so a message
+// acknowledged a moment ago is found), or 404 not_found.
+func (s *Service) message(ctx context.Context, req *microsvc.Request) (any, error) {
+	r, err := request.Message(req.Data)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.reader.Message(ctx, r.Room, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// unread answers an unread request from the store.
+func (s *Service) unread(ctx context.Context, req *microsvc.Request) (any, error) {
+	r, err := request.Unread(req.Data)
+	if err != nil {
+		return nil, err
+	}
+	rooms, err := s.st.Unread(ctx, r.User, r.Rooms)
+	if err != nil {
+		return nil, err
+	}
+	return wire.UnreadReply{Rooms: rooms}, nil
 }

@@ -190,7 +190,8 @@ func CheckBody(body string, maxBody int) *Error {
 // system message has a trimmed body passing CheckBody; an edit has a
 // Target and such a body; a delete has a Target and no body; a reaction
 // has a Target, an emoji passing CheckEmoji and On set; only a message has
-// ReplyTo or Mentions, and the user and cid hold no U+0000. History parks,
+// ReplyTo, only a message or an edit (the mentions of its new body)
+// Mentions, and the user and cid hold no U+0000. History parks,
 // and the edge does not deliver, a post that fails it, so every read path
 // presents the same room. Whether a change is allowed (its author, its
 // target) is not decided here: history ignores a change that is not.
@@ -198,8 +199,11 @@ func CheckPost(p Post, maxBody int) *Error {
 	if strings.IndexByte(p.User, 0) >= 0 || strings.IndexByte(p.CID, 0) >= 0 {
 		return Errorf(CodeInvalidBody, "user or cid contains U+0000")
 	}
-	if p.Kind != KindMessage && (p.ReplyTo != 0 || len(p.Mentions) > 0) {
-		return Errorf(CodeInvalidBody, "only a message has reply_to or mentions")
+	if p.Kind != KindMessage && p.ReplyTo != 0 {
+		return Errorf(CodeInvalidBody, "only a message has reply_to")
+	}
+	if p.Kind != KindMessage && p.Kind != KindEdit && len(p.Mentions) > 0 {
+		return Errorf(CodeInvalidBody, "only a message or an edit has mentions")
 	}
 	if IsChange(p.Kind) == (p.Target == 0) {
 		return Errorf(CodeInvalidID, "a change event has a target, a message none")

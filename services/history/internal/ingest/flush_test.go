@@ -79,24 +79,24 @@ type fakeStore struct {
 
 var errTransient = errors.New("fake: database down")
 
-func (s *fakeStore) Insert(_ context.Context, msgs []wire.Message) (int, error) {
+func (s *fakeStore) Insert(_ context.Context, msgs []wire.Message) ([]wire.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inserts++
 	if s.insertFails > 0 {
 		s.insertFails--
-		return 0, errTransient
+		return nil, errTransient
 	}
 	for _, m := range msgs {
 		if s.reject[m.ID] {
-			return 0, fmt.Errorf("row %d: %w", m.ID, store.ErrRejected)
+			return nil, fmt.Errorf("row %d: %w", m.ID, store.ErrRejected)
 		}
 	}
-	n := 0
+	var n []wire.Message
 	for _, m := range msgs {
 		if !slices.Contains(s.stored, m.ID) {
 			s.stored = append(s.stored, m.ID)
-			n++
+			n = append(n, m)
 		}
 	}
 	return n, nil

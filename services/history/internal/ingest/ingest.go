@@ -13,10 +13,12 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/backoff"
 	"github.com/hubbub-chat/hubbub/shared/defaults"
+	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -340,6 +343,7 @@ type held struct {
 // step, so once it succeeds the batch is done).
 type sorted struct {
 	rows     []wire.Message
+	fresh    []wire.Message // the rows this insert stored (not duplicates)
 	keep     []held
 	park     []parcel
 	inserted bool
@@ -389,7 +393,9 @@ func (in *Ingester) attempt(ctx context.Context, b *sorted) error {
 		b.inserted = true
 		in.m.InsertSeconds.Observe(time.Since(start).Seconds())
 		in.m.BatchSize.Observe(float64(len(b.rows)))
-		in.m.Stored.Add(float64(n))
+		in.m.Stored.Add(float64(len(n)))
+		b.fresh = n
+		in.announceMentions(n)
 		b.reject(refused)
 	}
 	if len(b.park) > 0 {
@@ -447,25 +453,25 @@ func (b *sorted) inProgress() {
 
 // insert stores rows, isolating the ones the database rejects: a batch
 // refused for its data (store.ErrRejected) is split in halves until each
-// refused row stands alone. It returns how many rows were inserted and
+// refused row stands alone. It returns the rows actually inserted and
 // the refused ids with their errors. Any other error is returned as is:
 // it is transient and the caller retries (rows already inserted are then
 // skipped by id).
-func (in *Ingester) insert(ctx context.Context, rows []wire.Message) (int, map[uint64]error, error) {
+func (in *Ingester) insert(ctx context.Context, rows []wire.Message) ([]wire.Message, map[uint64]error, error) {
 	n, err := in.insertOnce(ctx, rows)
 	if err == nil || !errors.Is(err, store.ErrRejected) {
 		return n, nil, err
 	}
 	if len(rows) == 1 {
-		return 0, map[uint64]error{rows[0].ID: err}, nil
+		return nil, map[uint64]error{rows[0].ID: err}, nil
 	}
 	in.log.Warn("history ingest: database rejected a batch; isolating the rows it refuses", "messages", len(rows), "err", err)
 	refused := map[uint64]error{}
-	total := 0
+	var total []wire.Message
 	mid := len(rows) / 2
 	for _, half := range [][]wire.Message{rows[:mid], rows[mid:]} {
 		n, r, err := in.insert(ctx, half)
-		total += n
+		total = append(total, n...)
 		if err != nil {
 			return total, nil, err
 		}
@@ -476,14 +482,42 @@ func (in *Ingester) insert(ctx context.Context, rows []wire.Message) (int, map[u
 
 // insertOnce makes one insert attempt. An insert under way completes even
 // if shutdown begins: it is bounded by its own timeout, not by ctx.
-func (in *Ingester) insertOnce(ctx context.Context, rows []wire.Message) (int, error) {
+func (in *Ingester) insertOnce(ctx context.Context, rows []wire.Message) ([]wire.Message, error) {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertTimeout)
 	defer cancel()
 	n, err := in.st.Insert(ictx, rows)
 	if err != nil {
-		return 0, fmt.Errorf("insert %d messages: %w", len(rows), err)
+		return nil, fmt.Errorf("insert %d messages: %w", len(rows), err)
 	}
 	return n, nil
+}
+
+// announceMentions publishes, for each chat message of inserted (the rows
+// this insert stored, committed: never a duplicate another replica or an
+// earlier delivery stored), a wire.MentionEvent on core NATS
+// subjects.Mention(token) per user it mentions, its author excepted, so
+// that edges push those users a fresh unread state. A failed publish is
+// logged and dropped: the unread state is also read on demand.
+func (in *Ingester) announceMentions(inserted []wire.Message) {
+	for _, m := range inserted {
+		if m.Kind != wire.KindMessage {
+			continue
+		}
+		for _, u := range slices.Compact(slices.Sorted(slices.Values(m.Mentions))) {
+			if u == m.User || u == "" {
+				continue
+			}
+			data, err := json.Marshal(wire.MentionEvent{Room: m.Room, ID: m.ID, User: u, By: m.User})
+			if err == nil {
+				err = in.js.Conn().Publish(subjects.Mention(names.UserToken(u)), data)
+			}
+			if err != nil {
+				in.log.Debug("history ingest: mention event not published", "room", m.Room, "id", m.ID, "err", err)
+				continue
+			}
+			in.m.Mentions.Inc()
+		}
+	}
 }
 
 // park records the parcels in the dead-letter table, logging each one

@@ -26,6 +26,9 @@ type Metrics struct {
 	Stored prometheus.Counter
 	// Redeliveries counts messages delivered more than once.
 	Redeliveries prometheus.Counter
+	// Mentions counts mention events published (one per stored message
+	// and mentioned user).
+	Mentions prometheus.Counter
 	// Undecodable counts stream messages that are not room messages (each
 	// is also parked with reason undecodable).
 	Undecodable prometheus.Counter
@@ -68,6 +71,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Messages inserted (duplicates excluded)."}),
 		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redeliveries_total",
 			Help: "Messages the consumer delivered more than once."}),
+		Mentions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "mentions_published_total",
+			Help: "Mention events published on chat.mention.<user> (one per stored message and mentioned user)."}),
 		Undecodable: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "undecodable_total",
 			Help: "Stream messages that are not room messages (parked with reason undecodable)."}),
 		Parked: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "ingest_parked_total",
@@ -94,6 +99,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.InsertErrors = register(reg, m.InsertErrors, &err)
 	m.Stored = register(reg, m.Stored, &err)
 	m.Redeliveries = register(reg, m.Redeliveries, &err)
+	m.Mentions = register(reg, m.Mentions, &err)
 	m.Undecodable = register(reg, m.Undecodable, &err)
 	m.Parked = register(reg, m.Parked, &err)
 	m.IngestLag = register(reg, m.IngestLag, &err)

@@ -63,6 +63,7 @@ func TestNewSharesInstruments(t *testing.T) {
 		m.InsertSeconds.Observe(0.01)
 		m.InsertErrors.Inc()
 		m.Redeliveries.Inc()
+		m.Mentions.Inc()
 		m.Undecodable.Inc()
 		m.Parked.WithLabelValues("invalid").Inc()
 		m.IngestLag.Set(1.5)
@@ -78,6 +79,7 @@ func TestNewSharesInstruments(t *testing.T) {
 		"hubbub_history_insert_seconds_count":                           2,
 		"hubbub_history_insert_errors_total":                            2,
 		"hubbub_history_redeliveries_total":                             2,
+		"hubbub_history_mentions_published_total":                       2,
 		"hubbub_history_undecodable_total":                              2,
 		`hubbub_history_ingest_parked_total{reason="invalid"}`:          2,
 		"hubbub_history_ingest_lag_seconds":                             1.5,

@@ -5,6 +5,7 @@
 package reply
 
 import (
+	"encoding/json"
 	"strconv"
 	"unicode/utf8"
 
@@ -32,11 +33,31 @@ func AppendPage(dst []byte, p wire.Page) []byte {
 	dst = strconv.AppendBool(dst, p.HasMore)
 	dst = append(dst, `,"recovered":`...)
 	dst = strconv.AppendBool(dst, p.Recovered)
+	dst = append(dst, `,"last":`...)
+	dst = strconv.AppendUint(dst, p.Last, 10)
 	return append(dst, '}')
 }
 
-// AppendMessage appends the JSON encoding of m to dst.
+// plain reports whether m has none of the fields after CID (a chat or
+// system message with no reply, mentions or changes folded in): the
+// common case, appended field by field.
+func plain(m *wire.Message) bool {
+	return m.ReplyTo == 0 && len(m.Mentions) == 0 && m.Target == 0 && m.Emoji == "" && m.On == nil &&
+		m.Edited == 0 && !m.Deleted && len(m.Reactions) == 0 && m.Reply == nil
+}
+
+// AppendMessage appends the JSON encoding of m to dst. A message with
+// conversation fields (reply, mentions, a change event's target, folded
+// edits and reactions) is rarer and goes through encoding/json.
 func AppendMessage(dst []byte, m *wire.Message) []byte {
+	if !plain(m) {
+		b, err := json.Marshal(m)
+		if err == nil {
+			return append(dst, b...)
+		}
+		// A wire.Message always marshals; were it not to, the plain
+		// fields still make a valid message.
+	}
 	dst = append(dst, `{"id":`...)
 	dst = strconv.AppendUint(dst, m.ID, 10)
 	dst = append(dst, `,"prev":`...)

@@ -20,6 +20,13 @@ func TestAppendPage(t *testing.T) {
 			{ID: 7, Prev: 3, Room: "general", User: "alice", Body: "hi", Kind: wire.KindMessage, TS: 1764000000123, CID: "k3j2"},
 			{ID: 1<<64 - 1, Prev: 7, Room: "general", User: "bob", Body: "no cid", Kind: wire.KindSystem, TS: -1},
 		}}},
+		{"conversation", wire.Page{Room: "r", Last: 42, Recovered: true, Items: []wire.Message{
+			{ID: 7, Prev: 3, Room: "r", User: "alice", Body: "hi @bob <3", Kind: wire.KindMessage, TS: 5, ReplyTo: 2,
+				Mentions: []string{"bob"}, Edited: 9, Reactions: []wire.Reaction{{Emoji: "👍", Count: 2, Users: []string{"bob", "carol"}}},
+				Reply: &wire.Quote{ID: 2, User: "bob", Body: "q&a"}},
+			{ID: 8, Prev: 7, Room: "r", User: "bob", Kind: wire.KindMessage, TS: 6, Deleted: true, Mentions: []string{}},
+			{ID: 9, Prev: 8, Room: "r", User: "bob", Kind: wire.KindReaction, TS: 6, Target: 7, Emoji: "👍", On: new(bool)},
+		}}},
 		{"escapes", wire.Page{Room: "r", Items: []wire.Message{{ID: 1, User: "\"quoted\" \\ back", Body: "<b>&amp;</b>\n\t\r\b\f\x00\x1f\x7f",
 			Kind: "é\u2028\u2029\U0001F600", CID: "\xff\xfe bad utf8 \xe2\x82"}}}},
 	}
@@ -43,9 +50,13 @@ func FuzzAppendPage(f *testing.F) {
 		f.Add(s, s+"x", uint64(1), int64(-5))
 	}
 	f.Fuzz(func(t *testing.T, a, b string, id uint64, ts int64) {
-		p := wire.Page{Room: a, HasMore: id%2 == 0, Recovered: ts%2 == 0, Items: []wire.Message{
+		on := ts%3 == 0
+		p := wire.Page{Room: a, HasMore: id%2 == 0, Recovered: ts%2 == 0, Last: id ^ uint64(ts), Items: []wire.Message{
 			{ID: id, Prev: id / 2, Room: a, User: b, Body: a + b, Kind: b, TS: ts, CID: a},
 			{ID: id + 1, Room: b, User: a, Body: b, Kind: a, TS: -ts, CID: b},
+			{ID: id + 2, Room: a, User: b, Body: a, Kind: wire.KindMessage, TS: ts, ReplyTo: id, Mentions: []string{a, b},
+				Edited: ts, Reactions: []wire.Reaction{{Emoji: b, Count: 1, Users: []string{a}}}, Reply: &wire.Quote{ID: id, User: b, Body: a}},
+			{ID: id + 3, Room: a, User: b, Kind: wire.KindReaction, TS: ts, Target: id, Emoji: a, On: &on, Deleted: on},
 		}}
 		want, err := json.Marshal(p)
 		if err != nil {

@@ -1,6 +1,6 @@
 // Package request decodes and validates the bodies of history's
 // request-reply endpoints (wire.RecentRequest, wire.SinceRequest,
-// wire.LobbyRequest). Anything that fails here is answered with a 400.
+// wire.LobbyRequest, wire.MessageRequest, wire.UnreadRequest). Anything that fails here is answered with a 400.
 package request
 
 import (
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hubbub-chat/hubbub/services/history/internal/store"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
@@ -26,11 +27,19 @@ const (
 	MaxLobby = 200
 	// MaxBody is the largest request body accepted.
 	MaxBody = 4096
+	// MaxUnreadBody is the largest unread request body accepted: it
+	// lists up to MaxUnreadRooms read marks.
+	MaxUnreadBody = 128 << 10
+	// MaxUnreadRooms is the most rooms one unread request may ask about
+	// (the store's bound).
+	MaxUnreadRooms = store.MaxUnreadRooms
 )
 
-func decode(data []byte, v any) error {
-	if len(data) > MaxBody {
-		return fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrBadRequest, len(data), MaxBody)
+func decode(data []byte, v any) error { return decodeN(data, v, MaxBody) }
+
+func decodeN(data []byte, v any, maxBody int) error {
+	if len(data) > maxBody {
+		return fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrBadRequest, len(data), maxBody)
 	}
 	// Unmarshal refuses trailing data after the value, as it must.
 	if err := json.Unmarshal(data, v); err != nil {
@@ -98,6 +107,45 @@ func Lobby(data []byte) (wire.LobbyRequest, error) {
 	var err error
 	if r.Limit, err = limit(r.Limit, DefaultLimit, MaxLobby); err != nil {
 		return r, err
+	}
+	return r, nil
+}
+
+// Message decodes a message request: the room normalised, the id not 0.
+func Message(data []byte) (wire.MessageRequest, error) {
+	var r wire.MessageRequest
+	if err := decode(data, &r); err != nil {
+		return r, err
+	}
+	var err error
+	if r.Room, err = room(r.Room); err != nil {
+		return r, err
+	}
+	if r.ID == 0 {
+		return r, fmt.Errorf("%w: id is 0", ErrBadRequest)
+	}
+	return r, nil
+}
+
+// Unread decodes an unread request: a valid user and at most
+// MaxUnreadRooms rooms, each normalised.
+func Unread(data []byte) (wire.UnreadRequest, error) {
+	var r wire.UnreadRequest
+	if err := decodeN(data, &r, MaxUnreadBody); err != nil {
+		return r, err
+	}
+	u, err := names.User(r.User)
+	if err != nil {
+		return r, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	r.User = u
+	if len(r.Rooms) > MaxUnreadRooms {
+		return r, fmt.Errorf("%w: %d rooms, the limit is %d", ErrBadRequest, len(r.Rooms), MaxUnreadRooms)
+	}
+	for i := range r.Rooms {
+		if r.Rooms[i].Room, err = room(r.Rooms[i].Room); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }

@@ -2,6 +2,7 @@ package request_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/hubbub-chat/hubbub/services/history/internal/request"
@@ -95,6 +96,8 @@ func FuzzRequests(f *testing.F) {
 	for _, s := range []string{
 		`{"room":"general"}`, `{"room":"#General","before":10,"limit":3}`, `{"room":"g","after":5,"limit":200}`,
 		`{"limit":5}`, ``, `{}`, `[]`, `null`, `{"room":"a.b.>"}`, `{"room":"a","limit":-1}`, "{\"room\":\"\xff\"}",
+		`{"room":"general","id":42}`, `{"room":"general","id":0}`, `{"user":"bob","rooms":[{"room":"General","read":3}]}`,
+		`{"user":"","rooms":[]}`, `{"user":"bob","rooms":[{"room":"a.b"}]}`, `{"user":"bob\u0000"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -120,5 +123,46 @@ func FuzzRequests(f *testing.F) {
 		} else if !errors.Is(err, request.ErrBadRequest) {
 			t.Fatalf("lobby: %v", err)
 		}
+		if r, err := request.Message(data); err == nil {
+			if !names.ValidRoom(r.Room) || r.ID == 0 {
+				t.Fatalf("message accepted %+v", r)
+			}
+		} else if !errors.Is(err, request.ErrBadRequest) {
+			t.Fatalf("message: %v", err)
+		}
+		if r, err := request.Unread(data); err == nil {
+			if _, err := names.User(r.User); err != nil || len(r.Rooms) > request.MaxUnreadRooms {
+				t.Fatalf("unread accepted %+v", r)
+			}
+			for _, m := range r.Rooms {
+				if !names.ValidRoom(m.Room) {
+					t.Fatalf("unread accepted room %q", m.Room)
+				}
+			}
+		} else if !errors.Is(err, request.ErrBadRequest) {
+			t.Fatalf("unread: %v", err)
+		}
 	})
+}
+
+func TestMessageAndUnread(t *testing.T) {
+	m, err := request.Message([]byte(`{"room":"#General","id":42}`))
+	if err != nil || m.Room != "general" || m.ID != 42 {
+		t.Fatalf("message: %+v %v", m, err)
+	}
+	for _, bad := range []string{`{"room":"general"}`, `{"room":"a.b","id":1}`, `{"id":1}`, `nope`} {
+		if _, err := request.Message([]byte(bad)); !errors.Is(err, request.ErrBadRequest) {
+			t.Errorf("message %s: %v, want ErrBadRequest", bad, err)
+		}
+	}
+	u, err := request.Unread([]byte(`{"user":"bob","rooms":[{"room":"General","read":3},{"room":"dev"}]}`))
+	if err != nil || u.User != "bob" || len(u.Rooms) != 2 || u.Rooms[0] != (wire.ReadMark{Room: "general", Read: 3}) {
+		t.Fatalf("unread: %+v %v", u, err)
+	}
+	many := `{"user":"bob","rooms":[` + strings.Repeat(`{"room":"r"},`, request.MaxUnreadRooms) + `{"room":"r"}]}`
+	for _, bad := range []string{`{"rooms":[]}`, `{"user":"bob","rooms":[{"room":"a b"}]}`, many} {
+		if _, err := request.Unread([]byte(bad)); !errors.Is(err, request.ErrBadRequest) {
+			t.Errorf("unread %.60s: %v, want ErrBadRequest", bad, err)
+		}
+	}
 }

@@ -131,3 +131,46 @@ func BenchmarkSince(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInsertChanges is BenchmarkInsert with a share of the rows
+// change events (half reactions, half edits by the author) targeting
+// messages of the previous batch: the cost of folding on insert.
+func BenchmarkInsertChanges(b *testing.B) {
+	const batch = 500
+	for _, be := range benchBackends {
+		for _, pct := range []int{0, 20} {
+			b.Run(fmt.Sprintf("%s/batch=%d/changes=%d%%", be.name, batch, pct), func(b *testing.B) {
+				s := benchStore(b, be.open)
+				ctx := context.Background()
+				next := uint64(1)
+				on := true
+				first := benchMessages(next, batch)
+				if _, err := s.Insert(ctx, first); err != nil {
+					b.Fatal(err)
+				}
+				next += batch
+				b.ResetTimer()
+				for b.Loop() {
+					msgs := benchMessages(next, batch)
+					for i := range msgs {
+						if i%100 >= pct {
+							continue
+						}
+						target := msgs[i].ID - batch
+						author := "user-" + fmt.Sprint(target%997)
+						if i%2 == 0 {
+							msgs[i].Kind, msgs[i].Target, msgs[i].User, msgs[i].Body = wire.KindEdit, target, author, "edited"
+						} else {
+							msgs[i].Kind, msgs[i].Target, msgs[i].Body, msgs[i].Emoji, msgs[i].On = wire.KindReaction, target, "", "👍", &on
+						}
+					}
+					next += batch
+					if _, err := s.Insert(ctx, msgs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	}
+}

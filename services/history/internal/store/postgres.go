@@ -111,6 +111,11 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 // no other session state either: no LISTEN/NOTIFY, no temporary tables,
 // no SET outside a transaction, no session-level advisory locks.
 func OpenPostgresWith(ctx context.Context, url string, o PostgresOptions) (*Postgres, error) {
+	return openPostgres(ctx, url, o, 0)
+}
+
+// openPostgres is OpenPostgresWith migrating up to version upTo (0: all).
+func openPostgres(ctx context.Context, url string, o PostgresOptions, upTo int) (*Postgres, error) {
 	pooled, err := pooler(o.Pooler)
 	if err != nil {
 		return nil, err
@@ -138,7 +143,7 @@ func OpenPostgresWith(ctx context.Context, url string, o PostgresOptions) (*Post
 	}
 	p := &Postgres{w: w}
 	p.pages = pages{p}
-	if err := p.migrate(ctx); err != nil {
+	if err := p.migrate(ctx, upTo); err != nil {
 		w.Close()
 		return nil, poolerHint(pooled, err)
 	}
@@ -223,6 +228,7 @@ type newestReq struct {
 
 type newestRes struct {
 	msgs []wire.Message
+	last uint64
 	err  error
 }
 
@@ -234,8 +240,7 @@ const (
 	pipelineTimeout = 10 * time.Second
 )
 
-const pgNewest = `SELECT ` + pgRoomCols + ` FROM messages
-		WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3`
+const pgNewest = newestA + `$1 AND id < $2` + newestB + `$3` + newestC + `$1 AND id < $2` + newestD
 
 // pipeline serves newest queries until Close: it takes one, adds
 // whatever others are already waiting (never waiting for more), and sends
@@ -279,16 +284,20 @@ func (p *Postgres) sendNewest(batch []*newestReq) {
 			r.out <- newestRes{err: fmt.Errorf("postgres recent: %w", err)}
 			continue
 		}
-		msgs, err := scanRoomPG(rows, r.room)
-		r.out <- newestRes{msgs: msgs, err: err}
+		msgs, last, err := readNewest(rows, "postgres recent")
+		rows.Close()
+		r.out <- newestRes{msgs: msgs, last: last, err: err}
 	}
 	_ = br.Close()
 }
 
-func (p *Postgres) migrate(ctx context.Context) error {
+func (p *Postgres) migrate(ctx context.Context, upTo int) error {
 	ms, err := migrations("postgres")
 	if err != nil {
 		return err
+	}
+	if upTo > 0 {
+		ms = ms[:min(upTo, len(ms))]
 	}
 	return pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('hubbub_history_migrate'))`); err != nil {
@@ -357,22 +366,33 @@ func (p *Postgres) Bind(ctx context.Context, id Identity) (bool, error) {
 
 // pgInsert stores a batch and updates room summaries in one statement:
 // rows already stored (or below the room's retention watermark) are
-// skipped, and only rows actually inserted count towards the summaries.
+// skipped, and only rows actually inserted count towards the summaries,
+// which are of chat messages (kind message) only: a room whose inserted
+// rows hold none gets (or keeps) its row with a zero summary. It returns
+// the ids inserted.
 const pgInsert = `
 WITH input AS (
-	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
-		AS u(id, room, user_id, body, kind, ts, cid)
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
+			$8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::text[])
+		AS u(id, room, user_id, body, kind, ts, cid, reply_to, target, emoji, react_on, mentions)
 ), ins AS (
-	INSERT INTO messages (id, room, user_id, body, kind, ts, cid)
-	SELECT u.id, u.room, u.user_id, u.body, u.kind, u.ts, u.cid FROM input u
+	INSERT INTO messages (id, room, user_id, body, kind, ts, cid, reply_to, target, emoji, react_on, mentions)
+	SELECT u.id, u.room, u.user_id, u.body, u.kind, u.ts, u.cid, u.reply_to, u.target, u.emoji, u.react_on, u.mentions
+	FROM input u
 	WHERE NOT EXISTS (SELECT 1 FROM rooms r WHERE r.room = u.room AND r.trimmed_through >= u.id)
 	ORDER BY u.id
 	ON CONFLICT (id) DO NOTHING
 	RETURNING id, room, user_id, body, kind, ts, cid
 ), agg AS (
-	SELECT DISTINCT ON (room) room, id, ts, user_id, body, kind, cid,
-		count(*) OVER (PARTITION BY room) AS n
-	FROM ins ORDER BY room, id DESC
+	SELECT DISTINCT ON (room) room,
+		CASE WHEN kind = 'message' THEN id ELSE 0 END AS id,
+		CASE WHEN kind = 'message' THEN ts ELSE 0 END AS ts,
+		CASE WHEN kind = 'message' THEN user_id ELSE '' END AS user_id,
+		CASE WHEN kind = 'message' THEN body ELSE '' END AS body,
+		CASE WHEN kind = 'message' THEN kind ELSE '' END AS kind,
+		CASE WHEN kind = 'message' THEN cid ELSE '' END AS cid,
+		count(*) FILTER (WHERE kind = 'message') OVER (PARTITION BY room) AS n
+	FROM ins ORDER BY room, (kind = 'message') DESC, id DESC
 ), up AS (
 	INSERT INTO rooms AS r (room, last_id, last_ts, message_count, last_user, last_body, last_kind, last_cid)
 	SELECT room, id, ts, n, user_id, body, kind, cid FROM agg ORDER BY room
@@ -386,29 +406,84 @@ WITH input AS (
 		last_id   = GREATEST(r.last_id, excluded.last_id)
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)`
+SELECT COALESCE((SELECT array_agg(id) FROM ins), '{}'::bigint[]), (SELECT count(*) FROM up)`
 
 // Insert implements Store. The batch travels as arrays in one statement
-// (one round trip, one implicit transaction).
-func (p *Postgres) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
+// (one round trip); when it inserts chat messages with mentions or change
+// events, their mentions rows and folds follow in the same transaction.
+func (p *Postgres) Insert(ctx context.Context, msgs []wire.Message) ([]wire.Message, error) {
 	if len(msgs) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	if err := validateBatch(msgs); err != nil {
-		return 0, err
+		return nil, err
 	}
 	msgs = sortedUnique(msgs)
 	n := len(msgs)
-	ids, tss := make([]int64, n), make([]int64, n)
+	ids, tss, replies, targets, ons := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	rooms, users, bodies, kinds, cids := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	emojis, mentions := make([]string, n), make([]string, n)
 	for i, m := range msgs {
 		ids[i], rooms[i], users[i], bodies[i], kinds[i], tss[i], cids[i] = int64(m.ID), m.Room, m.User, m.Body, m.Kind, m.TS, m.CID
+		replies[i], targets[i], emojis[i], ons[i], mentions[i] = idArg(m.ReplyTo), idArg(m.Target), m.Emoji, onCol(m.On), mentionsCol(m.Mentions)
 	}
-	var inserted, updated int64
-	if err := p.w.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids).Scan(&inserted, &updated); err != nil {
-		return 0, fmt.Errorf("postgres insert: %w", classifyPG(err))
+	var inserted []wire.Message
+	run := func(ctx context.Context, q querier, tx writeTx) error {
+		var (
+			got     []int64
+			updated int64
+		)
+		if err := q.QueryRow(ctx, pgInsert, ids, rooms, users, bodies, kinds, tss, cids,
+			replies, targets, emojis, ons, mentions).Scan(&got, &updated); err != nil {
+			return err
+		}
+		slices.Sort(got)
+		inserted = make([]wire.Message, 0, len(got))
+		for i, j := 0, 0; i < len(msgs) && j < len(got); i++ {
+			if int64(msgs[i].ID) == got[j] {
+				inserted = append(inserted, msgs[i])
+				j++
+			}
+		}
+		if tx == nil {
+			return nil
+		}
+		return afterInsert(ctx, tx, inserted)
 	}
-	return int(inserted), nil
+	var err error
+	if slices.ContainsFunc(msgs, needsFold) {
+		err = pgx.BeginFunc(ctx, p.w, func(tx pgx.Tx) error { return run(ctx, tx, pgTx{tx}) })
+	} else {
+		// Nothing to do after the insert: one statement, its own
+		// transaction, one round trip.
+		err = run(ctx, p.w, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres insert: %w", classifyPG(err))
+	}
+	return inserted, nil
+}
+
+// querier runs the insert statement: the pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// pgTx is Postgres's writeTx.
+type pgTx struct{ tx pgx.Tx }
+
+func (t pgTx) exec(ctx context.Context, q string, args ...any) error {
+	_, err := t.tx.Exec(ctx, dollar(q), args...)
+	return err
+}
+
+func (t pgTx) query(ctx context.Context, q string, fn func(resultRows) error, args ...any) error {
+	rows, err := t.tx.Query(ctx, dollar(q), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	return fn(rows)
 }
 
 // classifyPG wraps err in ErrRejected when PostgreSQL refused a statement
@@ -498,47 +573,73 @@ func scanPG(rows pgx.Rows) ([]wire.Message, error) {
 	return readRows(rows, "postgres", nil, scanMessage)
 }
 
-// pgRoomCols are the columns read for one room's pages: the room is known.
-const pgRoomCols = `id, user_id, body, kind, ts, cid`
-
-// scanRoomPG reads rows of pgRoomCols, all of room.
-func scanRoomPG(rows pgx.Rows, room string) ([]wire.Message, error) {
-	defer rows.Close()
-	return readRows(rows, "postgres", nil, func(rs resultRows, m *wire.Message) error {
-		var id int64
-		if err := rs.Scan(&id, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
-			return err
-		}
-		m.ID, m.Room = uint64(id), room
-		return nil
-	})
-}
-
-func (p *Postgres) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error) {
+func (p *Postgres) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, uint64, error) {
 	r := &newestReq{room: room, before: bound(before), n: n, out: make(chan newestRes, 1)}
 	select {
 	case p.newestq <- r:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("postgres recent: %w", ctx.Err())
+		return nil, 0, fmt.Errorf("postgres recent: %w", ctx.Err())
 	}
 	select {
 	case res := <-r.out:
-		return res.msgs, res.err
+		return res.msgs, res.last, res.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("postgres recent: %w", ctx.Err())
+		return nil, 0, fmt.Errorf("postgres recent: %w", ctx.Err())
 	}
 }
 
+func (p *Postgres) reactions(ctx context.Context, room string, lo, hi uint64) (map[uint64][]wire.Reaction, error) {
+	rows, err := p.r.Query(ctx, dollar(sqlReactions), room, idArg(lo), idArg(hi))
+	if err != nil {
+		return nil, fmt.Errorf("postgres reactions: %w", err)
+	}
+	defer rows.Close()
+	return readReactions(rows)
+}
+
+func (p *Postgres) rows(ctx context.Context, room string, ids []uint64) (map[uint64]wire.Message, error) {
+	args := make([]int64, len(ids))
+	for i, id := range ids {
+		args[i] = idArg(id)
+	}
+	rows, err := p.r.Query(ctx, `SELECT `+messageCols+` FROM messages
+		WHERE room = $1 AND kind IN ('message', 'system') AND id = ANY($2::bigint[])`, room, args)
+	if err != nil {
+		return nil, fmt.Errorf("postgres messages: %w", err)
+	}
+	ms, err := scanPG(rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uint64]wire.Message, len(ms))
+	for _, m := range ms {
+		out[m.ID] = m
+	}
+	return out, nil
+}
+
+func (p *Postgres) unread(ctx context.Context, user string, mark wire.ReadMark) (int, int, error) {
+	var c, n int
+	if err := p.r.QueryRow(ctx, dollar(sqlUnreadCount),
+		mark.Room, idArg(mark.Read), user, wire.MaxUnread).Scan(&c); err != nil {
+		return 0, 0, fmt.Errorf("postgres unread: %w", err)
+	}
+	if err := p.r.QueryRow(ctx, dollar(sqlUnreadMentions), user, mark.Room, idArg(mark.Read), wire.MaxUnread).Scan(&n); err != nil {
+		return 0, 0, fmt.Errorf("postgres unread mentions: %w", err)
+	}
+	return c, n, nil
+}
+
 func (p *Postgres) oldest(ctx context.Context, room string, after uint64, n int) (uint64, []wire.Message, error) {
-	rows, err := p.r.Query(ctx, `(SELECT `+pgRoomCols+` FROM messages
+	rows, err := p.r.Query(ctx, `(SELECT `+messageCols+` FROM messages
 			WHERE room = $1 AND id <= $2 ORDER BY id DESC LIMIT 1)
 		UNION ALL
-		(SELECT `+pgRoomCols+` FROM messages WHERE room = $1 AND id > $2 ORDER BY id LIMIT $3)`,
+		(SELECT `+messageCols+` FROM messages WHERE room = $1 AND id > $2 ORDER BY id LIMIT $3)`,
 		room, idArg(after), n)
 	if err != nil {
 		return 0, nil, fmt.Errorf("postgres since: %w", err)
 	}
-	ms, err := scanRoomPG(rows, room)
+	ms, err := scanPG(rows)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -626,7 +727,12 @@ func (t pgTrim) head(ctx context.Context, batch int) ([]wire.Message, error) {
 }
 
 func (t pgTrim) deleteThrough(ctx context.Context, id uint64) (map[string]roomTrim, int, error) {
-	del, err := t.tx.Query(ctx, `DELETE FROM messages WHERE id <= $1 RETURNING room, id`, int64(id))
+	for _, q := range []string{`DELETE FROM reactions WHERE target <= $1`, `DELETE FROM mentions WHERE id <= $1`} {
+		if _, err := t.tx.Exec(ctx, q, int64(id)); err != nil {
+			return nil, 0, fmt.Errorf("postgres trim delete: %w", err)
+		}
+	}
+	del, err := t.tx.Query(ctx, `DELETE FROM messages WHERE id <= $1 RETURNING room, id, kind`, int64(id))
 	if err != nil {
 		return nil, 0, fmt.Errorf("postgres trim delete: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -31,13 +32,12 @@ type SQLite struct {
 	// Read statements, prepared once (per pooled connection, by
 	// database/sql): parsing SQL on every request cost a sixth of the
 	// CPU of a recent page.
-	qNewest, qOldest, qBelow, qTrimmed *sql.Stmt
+	qNewest, qOldest, qBelow, qTrimmed, qReactions, qUnreadCount, qUnreadMentions *sql.Stmt
 }
 
 // SQLite read statements.
 const (
-	sqlNewest = `SELECT ` + messageCols + ` FROM messages
-		WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?`
+	sqlNewest = newestA + `?1 AND id < ?2` + newestB + `?3` + newestC + `?1 AND id < ?2` + newestD
 	// One statement, one snapshot: the newest row at or below after (for
 	// the first row's prev) and the page above it.
 	sqlOldest = `SELECT * FROM (SELECT ` + messageCols + ` FROM messages
@@ -58,10 +58,17 @@ const sqliteReaders = 4
 
 // OpenSQLite opens or creates the database file at path and migrates it.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	return openSQLite(ctx, path, 0)
+}
+
+// openSQLite is OpenSQLite migrating up to version upTo (0: all).
+func openSQLite(ctx context.Context, path string, upTo int) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	base := "file:" + filepath.ToSlash(path) + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
+	// The path goes into a file: URI: %, ? and # in it are escaped.
+	uriPath := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	base := "file:" + uriPath + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
 	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -72,9 +79,12 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	w.SetConnMaxIdleTime(0)
 	s := &SQLite{w: w}
 	s.pages = pages{s}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, upTo); err != nil {
 		_ = w.Close()
 		return nil, err
+	}
+	if upTo > 0 {
+		return s, nil // an old schema: this build's reads would not prepare; only Close is valid
 	}
 	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
 	if err != nil {
@@ -87,7 +97,8 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	for _, q := range []struct {
 		stmt **sql.Stmt
 		sql  string
-	}{{&s.qNewest, sqlNewest}, {&s.qOldest, sqlOldest}, {&s.qBelow, sqlBelow}, {&s.qTrimmed, sqlTrimmed}} {
+	}{{&s.qNewest, sqlNewest}, {&s.qOldest, sqlOldest}, {&s.qBelow, sqlBelow}, {&s.qTrimmed, sqlTrimmed},
+		{&s.qReactions, sqlReactions}, {&s.qUnreadCount, sqlUnreadCount}, {&s.qUnreadMentions, sqlUnreadMentions}} {
 		if *q.stmt, err = r.PrepareContext(ctx, q.sql); err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("prepare sqlite read: %w", err)
@@ -96,10 +107,13 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	return s, nil
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
+func (s *SQLite) migrate(ctx context.Context, upTo int) error {
 	ms, err := migrations("sqlite")
 	if err != nil {
 		return err
+	}
+	if upTo > 0 {
+		ms = ms[:min(upTo, len(ms))]
 	}
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
@@ -133,7 +147,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // Close implements Store.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.qNewest, s.qOldest, s.qBelow, s.qTrimmed} {
+	for _, st := range []*sql.Stmt{s.qNewest, s.qOldest, s.qBelow, s.qTrimmed, s.qReactions, s.qUnreadCount, s.qUnreadMentions} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -181,24 +195,24 @@ func (s *SQLite) Bind(ctx context.Context, id Identity) (bool, error) {
 }
 
 // Insert implements Store.
-func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
+func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) ([]wire.Message, error) {
 	if len(msgs) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	if err := validateBatch(msgs); err != nil {
-		return 0, err
+		return nil, err
 	}
 	msgs = sortedUnique(msgs)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite insert: %w", err)
+		return nil, fmt.Errorf("sqlite insert: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 
 	trimmed := map[string]uint64{}
 	tstmt, err := tx.PrepareContext(ctx, `SELECT trimmed_through FROM rooms WHERE room = ?`)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite insert: %w", err)
+		return nil, fmt.Errorf("sqlite insert: %w", err)
 	}
 	defer func() { _ = tstmt.Close() }()
 	for _, m := range msgs {
@@ -207,15 +221,16 @@ func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
 		}
 		var t int64
 		if err := tstmt.QueryRowContext(ctx, m.Room).Scan(&t); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return 0, fmt.Errorf("sqlite insert: %w", err)
+			return nil, fmt.Errorf("sqlite insert: %w", err)
 		}
 		trimmed[m.Room] = uint64(t)
 	}
 
-	istmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (id, room, user_id, body, kind, ts, cid)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	istmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (id, room, user_id, body, kind, ts, cid,
+			reply_to, target, emoji, react_on, mentions)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite insert: %w", err)
+		return nil, fmt.Errorf("sqlite insert: %w", err)
 	}
 	defer func() { _ = istmt.Close() }()
 	inserted := make([]wire.Message, 0, len(msgs))
@@ -223,12 +238,13 @@ func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
 		if m.ID <= trimmed[m.Room] {
 			continue
 		}
-		res, err := istmt.ExecContext(ctx, int64(m.ID), m.Room, m.User, m.Body, m.Kind, m.TS, m.CID)
+		res, err := istmt.ExecContext(ctx, int64(m.ID), m.Room, m.User, m.Body, m.Kind, m.TS, m.CID,
+			idArg(m.ReplyTo), idArg(m.Target), m.Emoji, onCol(m.On), mentionsCol(m.Mentions))
 		if err != nil {
-			return 0, fmt.Errorf("sqlite insert %d: %w", m.ID, classifySQLite(err))
+			return nil, fmt.Errorf("sqlite insert %d: %w", m.ID, classifySQLite(err))
 		}
 		if n, err := res.RowsAffected(); err != nil {
-			return 0, fmt.Errorf("sqlite insert %d: %w", m.ID, err)
+			return nil, fmt.Errorf("sqlite insert %d: %w", m.ID, err)
 		} else if n == 1 {
 			inserted = append(inserted, m)
 		}
@@ -247,13 +263,36 @@ func (s *SQLite) Insert(ctx context.Context, msgs []wire.Message) (int, error) {
 				last_cid  = CASE WHEN excluded.last_id > rooms.last_id THEN excluded.last_cid  ELSE rooms.last_cid  END,
 				last_id   = MAX(rooms.last_id, excluded.last_id)`,
 			u.room, int64(l.ID), l.TS, u.count, l.User, l.Body, l.Kind, l.CID); err != nil {
-			return 0, fmt.Errorf("sqlite insert room %s: %w", u.room, classifySQLite(err))
+			return nil, fmt.Errorf("sqlite insert room %s: %w", u.room, classifySQLite(err))
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("sqlite insert commit: %w", err)
+	if err := afterInsert(ctx, sqliteTx{tx}, inserted); err != nil {
+		return nil, fmt.Errorf("sqlite insert: %w", classifySQLite(err))
 	}
-	return len(inserted), nil
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite insert commit: %w", err)
+	}
+	return inserted, nil
+}
+
+// sqliteTx is SQLite's writeTx.
+type sqliteTx struct{ tx *sql.Tx }
+
+func (t sqliteTx) exec(ctx context.Context, q string, args ...any) error {
+	_, err := t.tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+func (t sqliteTx) query(ctx context.Context, q string, fn func(resultRows) error, args ...any) error {
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	err = fn(rows)
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // classifySQLite wraps err in ErrRejected when SQLite refused a statement
@@ -367,12 +406,56 @@ func idArg(id uint64) int64 {
 	return int64(id)
 }
 
-func (s *SQLite) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error) {
+func (s *SQLite) newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, uint64, error) {
 	rows, err := s.qNewest.QueryContext(ctx, room, bound(before), n)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite recent: %w", err)
+		return nil, 0, fmt.Errorf("sqlite recent: %w", err)
 	}
-	return scanSQLite(rows)
+	defer func() { _ = rows.Close() }()
+	return readNewest(rows, "sqlite recent")
+}
+
+func (s *SQLite) reactions(ctx context.Context, room string, lo, hi uint64) (map[uint64][]wire.Reaction, error) {
+	rows, err := s.qReactions.QueryContext(ctx, room, idArg(lo), idArg(hi))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite reactions: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	return readReactions(rows)
+}
+
+func (s *SQLite) rows(ctx context.Context, room string, ids []uint64) (map[uint64]wire.Message, error) {
+	q := `SELECT ` + messageCols + ` FROM messages WHERE room = ? AND kind IN ('message', 'system') AND id IN (?` +
+		strings.Repeat(", ?", len(ids)-1) + `)`
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, room)
+	for _, id := range ids {
+		args = append(args, idArg(id))
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite messages: %w", err)
+	}
+	ms, err := scanSQLite(rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uint64]wire.Message, len(ms))
+	for _, m := range ms {
+		out[m.ID] = m
+	}
+	return out, nil
+}
+
+func (s *SQLite) unread(ctx context.Context, user string, mark wire.ReadMark) (int, int, error) {
+	var c, n int
+	if err := s.qUnreadCount.QueryRowContext(ctx, mark.Room, idArg(mark.Read), user, wire.MaxUnread).Scan(&c); err != nil {
+		return 0, 0, fmt.Errorf("sqlite unread: %w", err)
+	}
+	if err := s.qUnreadMentions.QueryRowContext(ctx, user, mark.Room, idArg(mark.Read), wire.MaxUnread).Scan(&n); err != nil {
+		return 0, 0, fmt.Errorf("sqlite unread mentions: %w", err)
+	}
+	return c, n, nil
 }
 
 func (s *SQLite) oldest(ctx context.Context, room string, after uint64, n int) (uint64, []wire.Message, error) {
@@ -456,7 +539,12 @@ func (t sqliteTrim) head(ctx context.Context, batch int) ([]wire.Message, error)
 }
 
 func (t sqliteTrim) deleteThrough(ctx context.Context, id uint64) (map[string]roomTrim, int, error) {
-	del, err := t.tx.QueryContext(ctx, `DELETE FROM messages WHERE id <= ? RETURNING room, id`, int64(id))
+	for _, q := range []string{`DELETE FROM reactions WHERE target <= ?`, `DELETE FROM mentions WHERE id <= ?`} {
+		if _, err := t.tx.ExecContext(ctx, q, int64(id)); err != nil {
+			return nil, 0, fmt.Errorf("sqlite trim delete: %w", err)
+		}
+	}
+	del, err := t.tx.QueryContext(ctx, `DELETE FROM messages WHERE id <= ? RETURNING room, id, kind`, int64(id))
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite trim delete: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hubbub-chat/hubbub/shared/roomlog"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -29,6 +30,10 @@ var ErrStreamMismatch = errors.New("store belongs to a different stream")
 // ErrInvalidArgument is returned for a request no store can answer (an
 // empty room, a non-positive limit).
 var ErrInvalidArgument = errors.New("invalid store argument")
+
+// ErrNotFound is returned by Message when the id is not a message of the
+// room that the store keeps (roomlog.ErrNotFound: Pages answers the same).
+var ErrNotFound = roomlog.ErrNotFound
 
 // ErrRejected marks a write the database refused because of the data it
 // carried: a value no column of that type can hold (U+0000 or invalid
@@ -84,24 +89,44 @@ type Store interface {
 	// fresh true) and returns an error wrapping ErrStreamMismatch if the
 	// store belongs to another.
 	Bind(ctx context.Context, id Identity) (fresh bool, err error)
-	// Insert stores msgs (ID, Room, User, Body, Kind, TS, CID; Prev is
-	// ignored) in one transaction, skipping ids already stored or already
-	// trimmed by retention, and updates the room summaries for the rows
-	// actually inserted. It returns how many rows were inserted.
-	Insert(ctx context.Context, msgs []wire.Message) (int, error)
-	// Recent returns the newest limit messages of room with id < before
-	// (before 0: no bound) in ascending order, Prev filled in. HasMore is
-	// set when older messages are stored. Recovered is always true.
+	// Insert stores msgs (every field of wire.Post, by ID; Prev and the
+	// folded fields are ignored) in one transaction, skipping ids already
+	// stored or already trimmed by retention, and returns the rows it
+	// actually inserted, in id order. In the same transaction it folds
+	// each change event it inserts (in id order, so a message and its
+	// edit may share a batch) into its target with roomlog.Apply: a
+	// change whose target is not stored, or that Apply refuses, is stored
+	// as an event and changes nothing; an event already stored is never
+	// applied again. A delete removes the target's text, that of its
+	// edits, its mentions and its reactions. The room summaries count
+	// chat messages (KindMessage) only.
+	Insert(ctx context.Context, msgs []wire.Message) ([]wire.Message, error)
+	// Recent returns the newest limit messages (KindMessage, KindSystem)
+	// of room with id < before (before 0: no bound) in ascending order,
+	// folded (Edited, Deleted, Reactions, Reply), each Prev the message
+	// before it. HasMore is set when older messages are stored; Last is
+	// the newest stored event id (any kind) below before, or the room's
+	// retention watermark if none is stored. Recovered is always true.
 	Recent(ctx context.Context, room string, before uint64, limit int) (wire.Page, error)
-	// Since returns the oldest limit messages of room with id > after in
-	// ascending order, Prev filled in; HasMore when more follow. When after
-	// is older than the room's retention watermark, it returns the newest
-	// page with Recovered false instead.
+	// Since returns the oldest limit events (every kind, as stored) of
+	// room with id > after in ascending order, Prev filled in; HasMore
+	// when more follow; Last the last item's id (after when empty). When
+	// after is older than the room's retention watermark, it returns the
+	// newest (Recent) page with Recovered false instead.
 	Since(ctx context.Context, room string, after uint64, limit int) (wire.Page, error)
-	// Prev returns the id of the newest stored message of room with id <
+	// Prev returns the id of the newest stored event of room with id <
 	// below, or the room's retention watermark if none is stored (0 for a
 	// room never trimmed).
 	Prev(ctx context.Context, room string, below uint64) (uint64, error)
+	// Message returns message id of room (KindMessage or KindSystem),
+	// folded as Recent shows it (Prev unset), or an error wrapping
+	// ErrNotFound when no such message is stored.
+	Message(ctx context.Context, room string, id uint64) (wire.Message, error)
+	// Unread answers, for user, each read mark: Count is the chat
+	// messages (KindMessage, not deleted) by other users with an id above
+	// Read, Mentions those of them that mention user, both capped at
+	// wire.MaxUnread. At most MaxUnreadRooms marks.
+	Unread(ctx context.Context, user string, marks []wire.ReadMark) ([]wire.UnreadCount, error)
 	// Lobby returns up to limit rooms, most recently active first.
 	Lobby(ctx context.Context, limit int) ([]wire.RoomSummary, error)
 	// Trim deletes, in one short transaction, up to batch of the oldest
@@ -164,16 +189,20 @@ func Open(ctx context.Context, o Options) (Store, error) {
 // each database implements; the page logic built from them (pages) is
 // shared.
 type pageQueries interface {
-	// newest returns up to n messages of room with id < before (0: no
-	// bound), newest first, Prev unset.
-	newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, error)
-	// oldest returns up to n messages of room with id > after, oldest
+	decorator
+	// newest returns up to n messages (KindMessage, KindSystem) of room
+	// with id < before (0: no bound), newest first, Prev unset, and the
+	// newest stored id of any kind below before (0 if none).
+	newest(ctx context.Context, room string, before uint64, n int) ([]wire.Message, uint64, error)
+	// oldest returns up to n events of room with id > after, oldest
 	// first, Prev unset, and the newest stored id <= after (0 if none).
 	oldest(ctx context.Context, room string, after uint64, n int) (floor uint64, msgs []wire.Message, err error)
 	// below returns the newest stored id of room below id (0 if none).
 	below(ctx context.Context, room string, id uint64) (uint64, error)
 	// trimmed returns the room's retention watermark.
 	trimmed(ctx context.Context, room string) (uint64, error)
+	// unread counts, for user, what follows mark (see Store.Unread).
+	unread(ctx context.Context, user string, mark wire.ReadMark) (count, mentions int, err error)
 }
 
 func checkArgs(room string, limit int) error {
@@ -199,14 +228,11 @@ func (ps pages) Recent(ctx context.Context, room string, before uint64, limit in
 	if err := checkArgs(room, limit); err != nil {
 		return wire.Page{}, err
 	}
-	rows, err := q.newest(ctx, room, before, limit+1)
+	rows, last, err := q.newest(ctx, room, before, limit+1)
 	if err != nil {
 		return wire.Page{}, err
 	}
-	page := wire.Page{Room: room, Items: []wire.Message{}, Recovered: true}
-	if len(rows) == 0 {
-		return page, nil
-	}
+	page := wire.Page{Room: room, Items: []wire.Message{}, Recovered: true, Last: last}
 	var floor uint64
 	if len(rows) > limit {
 		page.HasMore = true
@@ -216,6 +242,12 @@ func (ps pages) Recent(ctx context.Context, room string, before uint64, limit in
 		t, err := q.trimmed(ctx, room)
 		if err != nil {
 			return wire.Page{}, err
+		}
+		if before == 0 || t < before {
+			page.Last = max(page.Last, t)
+		}
+		if len(rows) == 0 {
+			return page, nil
 		}
 		if t >= rows[len(rows)-1].ID {
 			// Retention trimmed the oldest of these rows after we read
@@ -235,6 +267,9 @@ func (ps pages) Recent(ctx context.Context, room string, before uint64, limit in
 	}
 	slices.Reverse(rows)
 	page.Items = chain(rows, floor)
+	if err := decorate(ctx, q, room, page.Items); err != nil {
+		return wire.Page{}, err
+	}
 	return page, nil
 }
 
@@ -263,7 +298,47 @@ func (ps pages) Since(ctx context.Context, room string, after uint64, limit int)
 		rows = rows[:limit]
 	}
 	page.Items = chain(rows, max(floor, t))
+	page.Last = after
+	if len(page.Items) > 0 {
+		page.Last = page.Items[len(page.Items)-1].ID
+	}
 	return page, nil
+}
+
+// Message implements Store.Message.
+func (ps pages) Message(ctx context.Context, room string, id uint64) (wire.Message, error) {
+	if room == "" {
+		return wire.Message{}, fmt.Errorf("%w: empty room", ErrInvalidArgument)
+	}
+	rows, err := ps.q.rows(ctx, room, []uint64{id})
+	if err != nil {
+		return wire.Message{}, err
+	}
+	m, ok := rows[id]
+	if !ok {
+		return wire.Message{}, fmt.Errorf("%w: message %d of room %s", ErrNotFound, id, room)
+	}
+	items := []wire.Message{m}
+	if err := decorate(ctx, ps.q, room, items); err != nil {
+		return wire.Message{}, err
+	}
+	return items[0], nil
+}
+
+// Unread implements Store.Unread.
+func (ps pages) Unread(ctx context.Context, user string, marks []wire.ReadMark) ([]wire.UnreadCount, error) {
+	if err := checkUnread(user, marks); err != nil {
+		return nil, err
+	}
+	out := make([]wire.UnreadCount, 0, len(marks))
+	for _, m := range marks {
+		c, n, err := ps.q.unread(ctx, user, m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wire.UnreadCount{Room: m.Room, Read: m.Read, Count: c, Mentions: n})
+	}
+	return out, nil
 }
 
 // Prev implements Store.Prev.
@@ -307,7 +382,8 @@ type roomUpdate struct {
 	last  wire.Message
 }
 
-// aggregate groups inserted rows by room, sorted by room name so that
+// aggregate groups inserted rows by room (count and last of the chat
+// messages, KindMessage; a room with none gets a zero summary), sorted by room name so that
 // concurrent writers lock room rows in the same order.
 func aggregate(inserted []wire.Message) []roomUpdate {
 	idx := map[string]int{}
@@ -318,6 +394,9 @@ func aggregate(inserted []wire.Message) []roomUpdate {
 			i = len(out)
 			idx[m.Room] = i
 			out = append(out, roomUpdate{room: m.Room})
+		}
+		if m.Kind != wire.KindMessage {
+			continue // the room's row exists (its watermark); its summary is of chat messages
 		}
 		out[i].count++
 		if m.ID > out[i].last.ID {
@@ -355,8 +434,12 @@ func validateBatch(msgs []wire.Message) error {
 		if m.Room == "" {
 			return fmt.Errorf("%w: %w: message %d has no room", ErrInvalidArgument, ErrRejected, m.ID)
 		}
+		if m.ReplyTo > 1<<63-1 || m.Target > 1<<63-1 {
+			return fmt.Errorf("%w: %w: message %d: reply_to or target out of range", ErrInvalidArgument, ErrRejected, m.ID)
+		}
 		for _, f := range []struct{ name, v string }{
 			{"room", m.Room}, {"user", m.User}, {"body", m.Body}, {"kind", m.Kind}, {"cid", m.CID},
+			{"emoji", m.Emoji}, {"mentions", mentionsCol(m.Mentions)},
 		} {
 			if !Holdable(f.v) {
 				return fmt.Errorf("%w: message %d: %s holds U+0000 or invalid UTF-8", ErrRejected, m.ID, f.name)
@@ -478,16 +561,75 @@ func readRows[T any](rs resultRows, what string, out []T, scan func(resultRows, 
 }
 
 // messageCols are the columns scanMessage reads, in its order.
-const messageCols = `id, room, user_id, body, kind, ts, cid`
+const messageCols = `id, room, user_id, body, kind, ts, cid, reply_to, target, emoji, react_on, edited, deleted, mentions`
 
 // scanMessage reads one row of messageCols.
 func scanMessage(rs resultRows, m *wire.Message) error {
-	var id int64
-	if err := rs.Scan(&id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID); err != nil {
+	var c convCols
+	if err := rs.Scan(&c.id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID,
+		&c.replyTo, &c.target, &m.Emoji, &c.on, &m.Edited, &c.deleted, &c.mentions); err != nil {
 		return err
 	}
-	m.ID = uint64(id)
+	c.fill(m)
 	return nil
+}
+
+// convCols are the integer-coded columns of a message row.
+type convCols struct {
+	id, replyTo, target, on, deleted int64
+	mentions                         string
+}
+
+// fill sets m's fields from c.
+func (c convCols) fill(m *wire.Message) {
+	m.ID, m.ReplyTo, m.Target = uint64(c.id), uint64(c.replyTo), uint64(c.target)
+	m.On, m.Deleted, m.Mentions = onOf(c.on), c.deleted != 0, mentionsOf(c.mentions)
+}
+
+// The newest query selects, in one statement (one snapshot), the newest
+// n messages (KindMessage, KindSystem) of a room below an id (part 0) and
+// its newest event of any kind below it (part 1: the page's Last). Its
+// parameters are room, bound and n.
+const (
+	newestA = `SELECT * FROM (SELECT 0 AS part, ` + messageCols + ` FROM messages
+			WHERE room = `
+	newestB = ` AND kind IN ('message', 'system') ORDER BY id DESC LIMIT `
+	newestC = `) a
+		UNION ALL
+		SELECT * FROM (SELECT 1 AS part, ` + messageCols + ` FROM messages
+			WHERE room = `
+	newestD = ` ORDER BY id DESC LIMIT 1) b`
+)
+
+// readNewest reads the rows of newestQuery: the messages newest first and
+// the Last id.
+func readNewest(rs resultRows, what string) ([]wire.Message, uint64, error) {
+	var (
+		ms   []wire.Message
+		last uint64
+	)
+	for rs.Next() {
+		var (
+			part int64
+			m    wire.Message
+			c    convCols
+		)
+		if err := rs.Scan(&part, &c.id, &m.Room, &m.User, &m.Body, &m.Kind, &m.TS, &m.CID,
+			&c.replyTo, &c.target, &m.Emoji, &c.on, &m.Edited, &c.deleted, &c.mentions); err != nil {
+			return nil, 0, fmt.Errorf("%s scan: %w", what, err)
+		}
+		c.fill(&m)
+		if part == 1 {
+			last = m.ID
+			continue
+		}
+		ms = append(ms, m)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, 0, fmt.Errorf("%s rows: %w", what, err)
+	}
+	slices.SortFunc(ms, func(a, b wire.Message) int { return cmpID(b.ID, a.ID) })
+	return ms, last, nil
 }
 
 // lobbyQuery selects the lobby, most recently active room first; limit
@@ -496,7 +638,7 @@ func lobbyQuery(limit string) string {
 	return `SELECT r.room, r.last_id, r.last_ts, r.message_count,
 			r.last_user, r.last_body, r.last_kind, r.last_cid,
 			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
-		FROM rooms r ORDER BY r.last_id DESC LIMIT ` + limit
+		FROM rooms r WHERE r.last_id > 0 ORDER BY r.last_id DESC LIMIT ` + limit
 }
 
 // scanSummary reads one row of lobbyQuery.

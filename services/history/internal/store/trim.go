@@ -70,26 +70,29 @@ type roomTrim struct {
 	count   int64
 }
 
-// tallyTrim adds one deleted row to the per-room tally.
-func tallyTrim(t map[string]roomTrim, room string, id uint64) {
+// tallyTrim adds one deleted row to the per-room tally (the count is of
+// chat messages, as the room summary's).
+func tallyTrim(t map[string]roomTrim, room string, id uint64, kind string) {
 	rt := t[room]
 	rt.through = max(rt.through, id)
-	rt.count++
+	if kind == wire.KindMessage {
+		rt.count++
+	}
 	t[room] = rt
 }
 
-// tallyDeleted reads the (room, id) rows a trim deleted into per-room
+// tallyDeleted reads the (room, id, kind) rows a trim deleted into per-room
 // tallies and returns them with the number of rows.
 func tallyDeleted(rs resultRows, what string) (map[string]roomTrim, int, error) {
 	tally := map[string]roomTrim{}
 	n := 0
 	for rs.Next() {
-		var room string
+		var room, kind string
 		var id int64
-		if err := rs.Scan(&room, &id); err != nil {
+		if err := rs.Scan(&room, &id, &kind); err != nil {
 			return nil, 0, fmt.Errorf("%s: %w", what, err)
 		}
-		tallyTrim(tally, room, uint64(id))
+		tallyTrim(tally, room, uint64(id), kind)
 		n++
 	}
 	if err := rs.Err(); err != nil {
