@@ -104,6 +104,9 @@ type Deps struct {
 	Obs Observer
 	// Done is closed when the edge drains: SSE streams end.
 	Done <-chan struct{}
+	// Reads keeps read marks and counts unread (nil: the lobby counts
+	// none and PUT …/read answers 503).
+	Reads Reads
 }
 
 // API serves the HTTP endpoints.
@@ -118,6 +121,7 @@ type API struct {
 	log      *slog.Logger
 	obs      Observer
 	done     <-chan struct{}
+	reads    Reads
 }
 
 // New returns the API.
@@ -129,6 +133,7 @@ func New(cfg Config, deps Deps) *API {
 	return &API{
 		cfg: cfg.WithDefaults(), pages: deps.Pages, roster: deps.Presence, sessions: deps.Sessions,
 		authn: deps.Auth, gate: deps.Gate, origins: origins, log: deps.Log, obs: deps.Obs, done: deps.Done,
+		reads: deps.Reads,
 	}
 }
 
@@ -139,6 +144,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/rooms/{room}/messages", a.post)
 	mux.HandleFunc("GET /api/rooms/{room}/presence", a.presence)
 	mux.HandleFunc("GET /api/rooms/{room}/events", a.events)
+	mux.HandleFunc("PUT /api/rooms/{room}/read", a.read)
 }
 
 func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
@@ -174,6 +180,7 @@ func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	a.addUnread(r.Context(), id.User, lobby.Rooms)
 	writeJSON(w, http.StatusOK, lobby)
 }
 

@@ -77,6 +77,7 @@ func (s *Session) joinRoom(ctx context.Context, room string, since *uint64) *wir
 	// presence registration (retried in the background while presence is
 	// unavailable) is followed by the roster frame.
 	s.env.Presence.Register(s.connEvent(room), func(ctx context.Context) { s.sendRoster(ctx, room) })
+	s.readJoined(room)
 	return nil
 }
 
