@@ -105,7 +105,7 @@ func (s *Service) wire(deps Deps, reg prometheus.Registerer) error {
 	s.lease = lease.New(roomLog.JetStream(), cfg.EdgeID, s.ln.Addr().String(), cfg.LeaseTTL, log)
 	s.lease.OnLost(s.rejoin)
 	s.reads = readstate.New(cfg.Reads, readstate.Deps{
-		JS: roomLog.JetStream(), Req: req, Domain: deps.JSDomain, LastID: roomLog.LastID, Log: log,
+		JS: roomLog.JetStream(), Req: req, LastID: roomLog.LastID, Log: log,
 	})
 	s.env = &session.Env{
 		Config: cfg.Session,

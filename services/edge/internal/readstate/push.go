@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -66,28 +67,21 @@ func (q *pushQueue) take(j job) uint64 {
 	return h
 }
 
-// kvPrefix is the subject prefix puts to the reads bucket travel on: the
-// KV's own subject, under the JetStream API prefix of a domain (nats.go's
-// Put with a domain publishes to "$JS.<domain>.API.$KV.<bucket>.<key>").
-func (s *Service) kvPrefix() string {
-	p := "$KV." + subjects.BucketReads + "."
-	if s.domain != "" {
-		p = "$JS." + s.domain + ".API." + p
-	}
-	return p
-}
-
-// Run subscribes to the reads bucket's subject and to the mention
-// subjects and computes pushes until ctx ends. started, if not nil, is
-// closed once the subscriptions are in place at the server.
+// Run watches the reads bucket (updates only: an ordered consumer, so it
+// works under a JetStream domain and resumes across NATS reconnects) and
+// subscribes to the mention subjects, and computes pushes until ctx ends.
+// started, if not nil, is closed once both are in place at the server.
 func (s *Service) Run(ctx context.Context, started chan<- struct{}) error {
 	nc := s.req.Conn()
-	prefix := s.kvPrefix()
-	rsub, err := nc.Subscribe(prefix+">", func(m *nats.Msg) { s.onRead(prefix, m) })
+	reads, _, err := s.buckets(ctx)
 	if err != nil {
-		return fmt.Errorf("readstate: subscribe %s>: %w", prefix, err)
+		return fmt.Errorf("readstate: %w", err)
 	}
-	defer func() { _ = rsub.Unsubscribe() }()
+	w, err := reads.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("readstate: watch %s: %w", subjects.BucketReads, nreq.Classify(subjects.BucketReads, err))
+	}
+	defer func() { _ = w.Stop() }()
 	msub, err := nc.Subscribe(subjects.MentionAll, s.onMention)
 	if err != nil {
 		return fmt.Errorf("readstate: subscribe %s: %w", subjects.MentionAll, err)
@@ -103,20 +97,26 @@ func (s *Service) Run(ctx context.Context, started chan<- struct{}) error {
 	for range s.cfg.Workers {
 		wg.Go(func() { s.work(ctx) })
 	}
+	wg.Go(func() {
+		for e := range w.Updates() {
+			if e != nil {
+				s.onRead(e.Key(), e.Value())
+			}
+		}
+	})
 	wg.Wait()
 	return nil
 }
 
-// onRead queues a push for a put (or delete) of a mark of a user with a
-// connection here. The value is the hint: the core message may arrive
-// before the bucket stored it.
-func (s *Service) onRead(prefix string, m *nats.Msg) {
-	tok, room, ok := strings.Cut(strings.TrimPrefix(m.Subject, prefix), ".")
+// onRead queues a push for a stored mark (key "<usertoken>.<room>") of a
+// user with a connection here; the mark is the job's hint.
+func (s *Service) onRead(key string, value []byte) {
+	tok, room, ok := strings.Cut(key, ".")
 	if !ok || !names.ValidRoom(room) || !s.idx.here(tok) {
 		return
 	}
 	var st wire.ReadState
-	_ = json.Unmarshal(m.Data, &st) // a delete or a foreign value: no hint
+	_ = json.Unmarshal(value, &st) // a foreign value: no hint
 	s.enqueue(job{tok: tok, room: room}, st.Read)
 }
 

@@ -71,16 +71,13 @@ func (c Config) WithDefaults() Config {
 // pages.Log.LastID.
 type LastIDFunc func(ctx context.Context, room string) (uint64, error)
 
-// Deps are the Service's collaborators; all are required but Domain.
+// Deps are the Service's collaborators; all are required.
 type Deps struct {
 	// JS is the JetStream of the buckets (natsconn.NewJetStream).
 	JS jetstream.JetStream
 	// Req asks history for counts; its connection carries the
 	// subscriptions.
 	Req *nreq.Client
-	// Domain is the JetStream domain JS uses ("" for none): puts then
-	// travel on "$JS.<domain>.API.$KV.<bucket>.<key>".
-	Domain string
 	// LastID caps marks at the room's newest event and starts a first
 	// join's mark there.
 	LastID LastIDFunc
@@ -93,7 +90,6 @@ type Service struct {
 	cfg    Config
 	js     jetstream.JetStream
 	req    *nreq.Client
-	domain string
 	lastID LastIDFunc
 	log    *slog.Logger
 
@@ -109,7 +105,7 @@ type Service struct {
 func New(cfg Config, deps Deps) *Service {
 	cfg = cfg.WithDefaults()
 	return &Service{
-		cfg: cfg, js: deps.JS, req: deps.Req, domain: deps.Domain, lastID: deps.LastID, log: deps.Log,
+		cfg: cfg, js: deps.JS, req: deps.Req, lastID: deps.LastID, log: deps.Log,
 		idx:   index{users: make(map[string]*user)},
 		queue: newPushQueue(cfg.MaxPending),
 	}

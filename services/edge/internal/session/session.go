@@ -273,7 +273,9 @@ func (s *Session) dispatch(ctx context.Context, f wire.ClientFrame) {
 	case wire.TypeJoin:
 		s.join(ctx, f)
 	case wire.TypeMessage:
-		s.message(f)
+		s.message(ctx, f)
+	case wire.TypeEdit, wire.TypeDelete, wire.TypeReact:
+		s.change(ctx, f)
 	case wire.TypeTyping:
 		s.typing(f)
 	case wire.TypeHistory:
