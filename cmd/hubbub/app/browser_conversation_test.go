@@ -283,6 +283,9 @@ func TestBrowserConversation(t *testing.T) {
 		let n = d.nextElementSibling; while (n && !n.classList.contains('msg')) n = n.nextElementSibling;
 		return !!n && n.querySelector('.msg-body').textContent === '@bob are you there?'; })()`)
 	bob.waitFor("badge cleared", `Array.from(document.querySelectorAll('#room-list .room-item')).every(li => li.querySelector('.badge').hidden && li.querySelector('.mention-badge').hidden)`)
+	mentionID := eval[int](bob, liByBody("@bob are you there?")+`.dataset.id | 0`)
+	bob.waitFor("the read mark stored", `(() => { const li = Array.from(document.querySelectorAll('#room-list .room-item')).find(li => li.querySelector('.room-name').textContent === '#team');
+		return Number(li.dataset.read) >= `+strconv.Itoa(mentionID)+`; })()`)
 
 	// After the reload the page came folded: the edit, the tombstone,
 	// the reactions and the quotes are as they were live.

@@ -254,6 +254,7 @@
     lobby: [],
     lobbyTimer: 0,
     lobbyRender: 0,
+    lobbySoon: 0,
     rosterHidden: storage.get(STORE_ROSTER) === 'hidden' || window.matchMedia('(max-width: 1000px)').matches,
   };
 
@@ -381,8 +382,11 @@
     }
 
     updateBadge() {
-      const n = this.unread;
-      const k = this.mentions;
+      // The room being read (shown, newest message in view) has no badge:
+      // its read marker is on its way.
+      const reading = state.active === this.name && !document.hidden && this.atBottom && this.synced;
+      const n = reading ? 0 : this.unread;
+      const k = reading ? 0 : this.mentions;
       const cap = (x) => (x >= MAX_UNREAD ? MAX_UNREAD + '+' : x > 99 ? '99+' : String(x));
       this.badge.hidden = n === 0;
       this.badge.textContent = cap(n);
@@ -1785,6 +1789,7 @@
       }
     }
     room.read = Math.max(room.read, read);
+    room.item.dataset.read = String(read); // the server's read mark, as last pushed
     room.unread = count;
     room.mentions = mentions;
     room.unreadAt = Date.now();
@@ -2184,6 +2189,7 @@
     const room = activeRoom();
     for (const r of state.rooms.values()) {
       r.timeline.hidden = r !== room;
+      r.updateBadge();
       r.item.classList.toggle('active', r === room);
       if (r === room) r.link.setAttribute('aria-current', 'page');
       else r.link.removeAttribute('aria-current');
@@ -2274,7 +2280,9 @@
 
   function onTimelineScroll(room) {
     const tl = room.timeline;
+    const was = room.atBottom;
     room.atBottom = tl.scrollHeight - tl.scrollTop - tl.clientHeight < 40;
+    if (was !== room.atBottom) room.updateBadge();
     if (state.active === room.name) {
       if (room.atBottom) ui.jump.hidden = true;
       markRead(room);
@@ -2319,7 +2327,12 @@
         // room's own unread frame comes (the join's, then pushes): the
         // lobby may lag behind the messages this page has seen.
         for (const r of state.lobby) {
+          // A joined room's newest message may be newer than the list's.
           const room = state.rooms.get(r.room);
+          const e = room && room.msgs.get(room.newestId());
+          if (e && e.m.id > (Number(r.last_message && r.last_message.id) || 0)) {
+            r.last_message = { id: e.m.id, user: e.m.user, body: e.m.body, kind: e.m.kind, ts: e.m.ts, deleted: e.m.deleted };
+          }
           if (!room || room.readKnown || room.unreadAt > asked || !Number.isFinite(r.unread)) continue;
           if (state.active === room.name && !document.hidden && room.atBottom) continue;
           room.unread = Math.max(0, r.unread);
@@ -2342,7 +2355,11 @@
    */
   function touchLobby(name, m, added) {
     const r = state.lobby.find((x) => x.room === name);
-    if (!r) return;
+    if (!r) {
+      // Not listed yet (it was empty or new): ask for the list again soon.
+      if (added && !state.lobbySoon) state.lobbySoon = setTimeout(() => { state.lobbySoon = 0; loadLobby(); }, 1000);
+      return;
+    }
     const lm = r.last_message;
     if (added) {
       if (lm && Number(lm.id) >= m.id) return;
@@ -2381,11 +2398,6 @@
         if (lm.deleted) prev.classList.add('deleted');
         b.append(prev);
       }
-      const mine = state.rooms.get(r.room);
-      const unread = mine ? mine.unread : Number(r.unread) || 0;
-      const mentions = mine ? mine.mentions : Number(r.mentions) || 0;
-      if (mentions > 0) b.append(el('span', 'badge mention-badge lobby-badge', '@' + mentions));
-      else if (unread > 0) b.append(el('span', 'badge lobby-badge', String(unread)));
       b.setAttribute('aria-label', '#' + r.room + ', ' + online + ' online, ' + metaParts.join(', '));
       b.addEventListener('click', () => { joinRoom(r.room); closeSidebar(); });
       li.append(b);
