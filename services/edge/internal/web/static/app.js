@@ -1508,7 +1508,16 @@
       const li = ev.target.closest('li.msg');
       if (li && !ev.target.closest('.msg-editor')) attachToolbar(li);
     });
-    // A long press on a phone (contextmenu) shows the actions.
+    // A long press on a phone shows the actions: contextmenu where the
+    // browser fires it for a long press, a timer where it does not.
+    let press = 0;
+    list.addEventListener('touchstart', (ev) => {
+      clearTimeout(press);
+      const li = ev.target.closest('li.msg');
+      if (!li || ev.target.closest('a, button, textarea') || ev.touches.length > 1) return;
+      press = setTimeout(() => showActions(li), 550);
+    }, { passive: true });
+    for (const type of ['touchend', 'touchmove', 'touchcancel']) list.addEventListener(type, () => clearTimeout(press), { passive: true });
     list.addEventListener('contextmenu', (ev) => {
       const li = ev.target.closest('li.msg');
       if (!li || ev.target.closest('a, textarea') || li.classList.contains('system') || li.classList.contains('deleted')) return;
