@@ -19,8 +19,13 @@ import (
 )
 
 // rawJoiner opens a WebSocket, joins rooms and then never reads again: a
-// killed tab whose socket the edge still writes to.
-func rawJoiner(t *testing.T, url string, rooms []string) net.Conn {
+// killed tab whose socket the edge still writes to. It keeps writing a
+// ping every keepalive (until the socket fails) so that the edge's silence
+// rule (nothing read for two ping intervals ends a connection) does not
+// end it before the test resets it: without that, ghosts dialled more than
+// two ping intervals apart (a loaded machine) were never all connected at
+// once.
+func rawJoiner(t *testing.T, url string, rooms []string, keepalive time.Duration) net.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -37,6 +42,14 @@ func rawJoiner(t *testing.T, url string, rooms []string) net.Conn {
 			t.Fatalf("join: %v", err)
 		}
 	}
+	go func() {
+		for {
+			time.Sleep(keepalive)
+			if err := wsutil.WriteClientMessage(c, gws.OpPing, nil); err != nil {
+				return // reset or closed
+			}
+		}
+	}()
 	return c
 }
 
@@ -79,7 +92,7 @@ func TestResetConnectionsAreReleased(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := rawJoiner(t, te.wsURL(fmt.Sprintf("ghost-%d", i%20)), rooms)
+			c := rawJoiner(t, te.wsURL(fmt.Sprintf("ghost-%d", i%20)), rooms, ping/4)
 			mu.Lock()
 			socks = append(socks, c)
 			mu.Unlock()

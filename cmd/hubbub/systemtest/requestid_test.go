@@ -24,6 +24,9 @@ func TestRequestIDsReachNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	if err := e.NC.Flush(); err != nil { // the tap is in place before the first request
+		t.Fatal(err)
+	}
 	awaitID := func(match func(string) bool) {
 		t.Helper()
 		deadline := time.After(10 * time.Second)

@@ -75,10 +75,16 @@ func (s *Service) Run(ctx context.Context, started chan<- struct{}) error {
 	nc := s.req.Conn()
 	reads, _, err := s.buckets(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("readstate: %w", err)
 	}
 	w, err := reads.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("readstate: watch %s: %w", subjects.BucketReads, nreq.Classify(subjects.BucketReads, err))
 	}
 	defer func() { _ = w.Stop() }()
