@@ -30,20 +30,21 @@ func (s *Service) handleAccess(ctx context.Context, req *microsvc.Request) (any,
 
 // handleRooms lists the private rooms and DMs a user may read
 // (wire.RoomsRequest → wire.RoomsReply), for the lobby: the user's grant
-// keys ("*.<usertoken>"), each decided again.
+// keys ("*.<usertoken>"), each decided again; and the rooms the request
+// names that have a record the user may read (titles, topics).
 func (s *Service) handleRooms(ctx context.Context, req *microsvc.Request) (any, error) {
 	r, werr := parseRooms(req.Data)
 	if werr != nil {
 		return nil, refuse(werr)
 	}
-	rooms, err := s.userRooms(ctx, r.User)
+	rooms, err := s.userRooms(ctx, r.User, r.Rooms)
 	if err != nil {
 		return nil, s.roomFailure("rooms", err)
 	}
 	return wire.RoomsReply{Rooms: rooms}, nil
 }
 
-func (s *Service) userRooms(ctx context.Context, user string) ([]wire.RoomFrame, error) {
+func (s *Service) userRooms(ctx context.Context, user string, describe []string) ([]wire.RoomFrame, error) {
 	lister, err := s.rooms.ListKeysFiltered(ctx, subjects.GrantKey("*", names.UserToken(user)))
 	if err != nil {
 		return nil, fmt.Errorf("list grants of %s: %w", user, err)
@@ -54,17 +55,33 @@ func (s *Service) userRooms(ctx context.Context, user string) ([]wire.RoomFrame,
 	}
 	_ = lister.Stop() // the lister stopped itself at the end (Stop then errs)
 	rooms := []wire.RoomFrame{}
+	seen := map[string]bool{}
+	add := func(room string, privateOnly bool) error {
+		if seen[room] {
+			return nil
+		}
+		seen[room] = true
+		a, rec, _, err := s.access(ctx, room, user)
+		if err != nil {
+			return err
+		}
+		if rec != nil && (rec.Private || !privateOnly) && a.MayRead {
+			rooms = append(rooms, frame(rec, a.Role))
+		}
+		return nil
+	}
 	for _, k := range keys {
 		room, _, _ := strings.Cut(k, ".")
 		if !names.ValidRoom(room) {
 			continue // the quota key
 		}
-		a, rec, _, err := s.access(ctx, room, user)
-		if err != nil {
+		if err := add(room, true); err != nil {
 			return nil, err
 		}
-		if rec != nil && rec.Private && a.MayRead {
-			rooms = append(rooms, frame(rec, a.Role))
+	}
+	for _, room := range describe {
+		if err := add(room, false); err != nil {
+			return nil, err
 		}
 	}
 	return rooms, nil

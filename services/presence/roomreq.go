@@ -95,6 +95,14 @@ func parseRooms(data []byte) (wire.RoomsRequest, *wire.Error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return r, wire.Errorf(wire.CodeBadJSON, "rooms request: %v", err)
 	}
+	if len(r.Rooms) > wire.MaxDescribeRooms {
+		return r, wire.Errorf(wire.CodeInvalidLimit, "at most %d rooms to describe", wire.MaxDescribeRooms)
+	}
+	for _, room := range r.Rooms {
+		if werr := checkRoom(room); werr != nil {
+			return r, werr
+		}
+	}
 	return r, checkUser("user", r.User)
 }
 

@@ -324,6 +324,13 @@ func TestDirectMessages(t *testing.T) {
 	if got := lobby("carol"); !slices.Equal(got, []string{"carols/owner"}) {
 		t.Errorf("carol's rooms %v", got)
 	}
+	// Described on request: public rooms with a record (titles), never
+	// others' private rooms or DMs.
+	mustRoom[wire.RoomFrame](t, e, subjects.PresenceRoomCreate, wire.CreateRoomRequest{By: "carol", Room: "plaza", Title: "The Plaza"})
+	rep := mustRoom[wire.RoomsReply](t, e, subjects.PresenceRooms, wire.RoomsRequest{User: "bob", Rooms: []string{"plaza", "carols", note.Room, "lounge"}})
+	if len(rep.Rooms) != 2 || rep.Rooms[0].Room != dm || rep.Rooms[1].Room != "plaza" || rep.Rooms[1].Title != "The Plaza" || rep.Rooms[1].Role != "" {
+		t.Errorf("bob's rooms with plaza, carols, alice's notes, lounge described: %+v", rep.Rooms)
+	}
 }
 
 // Roles: a member cannot moderate; the owner makes moderators (only the

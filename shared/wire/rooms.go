@@ -192,10 +192,16 @@ type Access struct {
 	Rev         uint64 `json:"rev"`
 }
 
-// RoomsRequest lists the private rooms and DMs User may read.
+// RoomsRequest lists the private rooms and DMs User may read and, for
+// the lobby's titles and topics, describes the rooms named in Rooms that
+// have a record and User may read (at most MaxDescribeRooms).
 type RoomsRequest struct {
-	User string `json:"user"`
+	User  string   `json:"user"`
+	Rooms []string `json:"rooms,omitempty"`
 }
+
+// MaxDescribeRooms bounds RoomsRequest.Rooms.
+const MaxDescribeRooms = 500
 
 // RoomsReply lists rooms, each with the caller's role.
 type RoomsReply struct {
