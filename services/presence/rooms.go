@@ -245,6 +245,7 @@ func (s *Service) publishAudit(ctx context.Context, room, actor, body, msgID str
 // cached decisions and, on kick or ban, end the user's subscriptions).
 // Losing it is not fatal: decisions also carry revisions.
 func (s *Service) publishAccess(ev wire.AccessEvent) {
+	s.metrics.roomChanges.WithLabelValues(ev.Action).Inc()
 	b, err := json.Marshal(ev)
 	if err == nil {
 		err = s.nc.Publish(subjects.Access(ev.Room), b)

@@ -143,6 +143,9 @@ func TestPrivateRoomInviteKick(t *testing.T) {
 	}
 	refused(t, "non-member joins", e.tryJoin("secret", "bob"), "403", wire.CodeForbidden)
 	e.join("secret", "alice", "c-alice", "edge-a")
+	if r, err := e.roster("secret", "", 10); err != nil || !slices.Equal(r.Users, []string{"alice"}) {
+		t.Errorf("roster after a refused join: %+v %v, want alice only", r, err)
+	}
 
 	g := mustRoom[wire.RoomGrant](t, e, subjects.PresenceRoomInvite, wire.RoomUserRequest{By: "alice", Room: "secret", User: "bob"})
 	if !g.Invited || g.By != "alice" || g.Action != wire.ActionInvite || g.Rev == 0 {
