@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -522,5 +523,50 @@ func TestTopic(t *testing.T) {
 	want := []string{"alice|alice renamed the room to The News", "alice|alice set the topic: new"}
 	if got := audits(e.stored("news")); !slices.Equal(got, want) {
 		t.Errorf("audit messages %q, want %q", got, want)
+	}
+}
+
+// A replica that wrote a ban and died before the rest: the moderator's
+// retry finishes it (audit line stored, membership ended, event
+// published), and a second retry stores nothing more.
+func TestModerationRetryFinishes(t *testing.T) {
+	e := newEnv(t, shortProvision())
+	e.start(short())
+	events := e.watchAccess("den")
+	mustRoom[wire.RoomFrame](t, e, subjects.PresenceRoomCreate, wire.CreateRoomRequest{By: "alice", Room: "den"})
+	e.join("den", "bob", "c-bob", "edge-a")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, subjects.BucketRooms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(wire.RoomGrant{Room: "den", User: "bob", Banned: true, Action: wire.ActionBan, By: "alice", At: time.Now().UnixMilli()})
+	if _, err := kv.Create(ctx, subjects.GrantKey("den", names.UserToken("bob")), b); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.access(t, "den", "bob"); !a.Banned || !a.Member {
+		t.Fatalf("half-done ban: %+v", a)
+	}
+	for range 2 {
+		if err := e.moderate("den", "alice", "bob", wire.ActionBan); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events.find(t, "bob", wire.ActionBan)
+	if a := e.access(t, "den", "bob"); !a.Banned || a.Member || a.MayRead {
+		t.Errorf("finished ban: %+v", a)
+	}
+	if got := audits(e.stored("den")); !slices.Equal(got, []string{"alice|bob was banned by alice"}) {
+		t.Errorf("audit messages %q, want the ban once", got)
+	}
+	// Another moderator's ban of the banned changes nothing.
+	mustRoom[wire.RoomGrant](t, e, subjects.PresenceRoomRole, wire.RoleRequest{By: "alice", Room: "den", User: "carol", Role: wire.RoleModerator})
+	if err := e.moderate("den", "carol", "bob", wire.ActionBan); err != nil {
+		t.Fatal(err)
+	}
+	if got := audits(e.stored("den")); len(got) != 2 {
+		t.Errorf("audit messages %q, want the ban and carol's role only", got)
 	}
 }
