@@ -257,7 +257,7 @@ func (s *Service) dm(ctx context.Context, r wire.DMRequest) (wire.RoomFrame, err
 	return frame(rec, wire.RoleMember), nil
 }
 
-// handleTopic sets a room's topic and optionally its title
+// handleTopic sets a room's topic and/or its title
 // (wire.TopicRequest → wire.RoomFrame): owner or moderator, not in a DM,
 // only rooms with a record. The change is stored as "alice set the topic:
 // …" / "alice renamed the room to …" and announced to the whole room.
@@ -292,7 +292,9 @@ func (s *Service) topic(ctx context.Context, r wire.TopicRequest) (wire.RoomFram
 			return wire.RoomFrame{}, fmt.Errorf("get room %s: %w", r.Room, err)
 		}
 		nr := *rec
-		nr.Topic = r.Topic
+		if r.Topic != nil {
+			nr.Topic = *r.Topic
+		}
 		if r.Title != nil {
 			nr.Title = *r.Title
 		}

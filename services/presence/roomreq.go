@@ -72,7 +72,10 @@ func parseModerate(data []byte) (wire.ModerateRequest, *wire.Error) {
 func parseTopic(data []byte) (wire.TopicRequest, *wire.Error) {
 	r, werr := decodeInRoom(data, "topic request", func(r *wire.TopicRequest) string { return r.Room })
 	if werr == nil {
-		werr = firstError(checkUser("by", r.By), checkText("topic", r.Topic, wire.MaxTopicLen))
+		werr = checkUser("by", r.By)
+	}
+	if werr == nil && r.Topic != nil {
+		werr = checkText("topic", *r.Topic, wire.MaxTopicLen)
 	}
 	if werr == nil && r.Title != nil {
 		werr = checkText("title", *r.Title, wire.MaxTitleLen)

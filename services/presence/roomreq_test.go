@@ -76,7 +76,9 @@ func FuzzRoomRequests(f *testing.F) {
 		}
 		if r, werr := parseTopic(data); werr == nil {
 			room(r.Room)
-			text(r.Topic, wire.MaxTopicLen)
+			if r.Topic != nil {
+				text(*r.Topic, wire.MaxTopicLen)
+			}
 			if r.Title != nil {
 				text(*r.Title, wire.MaxTitleLen)
 			}

@@ -509,16 +509,22 @@ func TestTopic(t *testing.T) {
 	e := newEnv(t, shortProvision())
 	e.start(short())
 	mustRoom[wire.RoomFrame](t, e, subjects.PresenceRoomCreate, wire.CreateRoomRequest{By: "alice", Room: "news", Topic: "old"})
-	title := "The News"
-	f := mustRoom[wire.RoomFrame](t, e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "alice", Room: "news", Topic: "new", Title: &title})
+	title, topic := "The News", "new"
+	f := mustRoom[wire.RoomFrame](t, e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "alice", Room: "news", Topic: &topic, Title: &title})
 	if f.Topic != "new" || f.Title != title {
 		t.Errorf("topic answered %+v", f)
 	}
-	_, err := roomReq[wire.RoomFrame](e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "bob", Room: "news", Topic: "mine"})
+	// A title alone keeps the topic; the same values again store nothing.
+	f = mustRoom[wire.RoomFrame](t, e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "alice", Room: "news", Title: &title})
+	if f.Topic != "new" || f.Title != title {
+		t.Errorf("title-only answered %+v", f)
+	}
+	str := func(s string) *string { return &s }
+	_, err := roomReq[wire.RoomFrame](e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "bob", Room: "news", Topic: str("mine")})
 	refused(t, "non-moderator sets the topic", err, "403", wire.CodeForbidden)
-	_, err = roomReq[wire.RoomFrame](e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "bob", Room: "nowhere", Topic: "x"})
+	_, err = roomReq[wire.RoomFrame](e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "bob", Room: "nowhere", Topic: str("x")})
 	refused(t, "topic of a record-less room", err, "404", wire.CodeNotFound)
-	_, err = roomReq[wire.RoomFrame](e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "alice", Room: "news", Topic: "bad\u202etext"})
+	_, err = roomReq[wire.RoomFrame](e, subjects.PresenceRoomTopic, wire.TopicRequest{By: "alice", Room: "news", Topic: str("bad\u202etext")})
 	refused(t, "bidi override in a topic", err, "400", wire.CodeInvalidBody)
 	want := []string{"alice|alice renamed the room to The News", "alice|alice set the topic: new"}
 	if got := audits(e.stored("news")); !slices.Equal(got, want) {

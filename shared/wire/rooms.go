@@ -150,12 +150,12 @@ type ModerateRequest struct {
 	Action string `json:"action"`
 }
 
-// TopicRequest sets Room's topic and, when Title is not nil, its display
-// name; owner or moderator.
+// TopicRequest sets Room's topic and/or its display name (nil: left as it
+// is; "" clears it); owner or moderator.
 type TopicRequest struct {
 	By    string  `json:"by"`
 	Room  string  `json:"room"`
-	Topic string  `json:"topic"`
+	Topic *string `json:"topic,omitempty"`
 	Title *string `json:"title,omitempty"`
 }
 
@@ -178,7 +178,10 @@ type Access struct {
 	Private bool   `json:"private"`
 	DM      bool   `json:"dm"`
 	Role    string `json:"role,omitempty"`
-	// Member: the user has joined the room and not left it (members bucket).
+	// Member: the user has joined the room and not left it (members
+	// bucket). Informational: joins and leaves announce no access event
+	// and do not change Rev, so a cached Member may be stale; the May*
+	// decisions do not depend on it.
 	Member  bool `json:"member"`
 	Invited bool `json:"invited"`
 	Muted   bool `json:"muted"`
