@@ -299,9 +299,12 @@ func TestPublishPermissions(t *testing.T) {
 		{"edge", "hubbub.history.recent", true},
 		{"edge", "hubbub.presence.join", true},
 		{"edge", "$KV.hubbub_edges.edge-1", true},
-		{"edge", "chat.live.general", false},     // live delivery only comes from the stream
-		{"edge", "chat.presence.general", false}, // presence diffs only come from presence
-		{"edge", "_INBOX.abc.def", false},        // cannot forge a reply to anyone
+		{"edge", "$KV.hubbub_reads.YWxpY2U.general", true},
+		{"edge", "$KV.hubbub_members.general.YWxpY2U", false}, // memberships are presence's
+		{"edge", "chat.mention.YWxpY2U", false},               // mentions only come from history
+		{"edge", "chat.live.general", false},                  // live delivery only comes from the stream
+		{"edge", "chat.presence.general", false},              // presence diffs only come from presence
+		{"edge", "_INBOX.abc.def", false},                     // cannot forge a reply to anyone
 		{"edge", "_INBOX_history.abc.def", false},
 		{"edge", "_INBOX_edge.abc.def", false}, // its own inbox is subscribe-only
 		{"edge", "$KV.hubbub_roster.general.x", false},
@@ -322,6 +325,8 @@ func TestPublishPermissions(t *testing.T) {
 		{"history", "_INBOX_edge.abc.def", false},
 		{"history", "$KV.hubbub_roster.general.x", false},
 		{"history", "$KV.hubbub_edges.edge-1", false},
+		{"history", "chat.mention.YWxpY2U", true},
+		{"history", "$KV.hubbub_reads.YWxpY2U.general", false},
 		{"history", "$JS.ACK.CHAT.history.1.1.1.1.1.1", true},
 		{"history", "$JS.API.CONSUMER.CREATE.CHAT.evil", false},
 		{"history", "$JS.API.CONSUMER.DELETE.CHAT.history", true}, // a fresh database replays the stream
@@ -334,6 +339,8 @@ func TestPublishPermissions(t *testing.T) {
 		{"presence", "chat.typing.general", true},
 		{"presence", "$KV.hubbub_roster.general.x", true},
 		{"presence", "$KV.hubbub_typing.general.x", true},
+		{"presence", "$KV.hubbub_members.general.YWxpY2U", true},
+		{"presence", "$KV.hubbub_reads.YWxpY2U.general", false}, // read marks are the edges'
 		{"presence", "chat.live.general", false},
 		{"presence", "$KV.hubbub_edges.edge-1", false}, // cannot forge or renew a lease
 		{"presence", "hubbub.history.recent", false},
@@ -397,6 +404,9 @@ func TestSubscribePermissions(t *testing.T) {
 		{"edge", "chat.typing.general", "", "chat.typing.general", true},
 		{"edge", "chat.presence.*", "", "chat.presence.general", true},
 		{"edge", "_INBOX_edge.x.*", "", "_INBOX_edge.x.y", true},
+		{"edge", "$KV.hubbub_reads.>", "", "", false}, // marks reach edges by a watch, not core
+		{"edge", "chat.mention.*", "", "chat.mention.YWxpY2U", true},
+		{"edge", "$KV.hubbub_members.>", "", "", false},
 		{"edge", "_INBOX.>", "", "", false},            // no reply of anyone else:
 		{"edge", "_INBOX_history.>", "", "", false},    // not history's,
 		{"edge", "_INBOX_presence.x.*", "", "", false}, // not presence's
@@ -531,6 +541,35 @@ func TestServicesWorkWithTheirPermissions(t *testing.T) {
 		if _, err := kv.Put(within(t), "edge-2", lease); err != nil {
 			t.Fatalf("put lease: %v", err)
 		}
+	})
+
+	t.Run("edge keeps read marks and reads memberships", func(t *testing.T) {
+		reads, err := edge.js.KeyValue(within(t), subjects.BucketReads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := subjects.ReadKey("YWxpY2U", "general")
+		rev, err := reads.Create(within(t), key, []byte(`{"read":1}`))
+		if err != nil {
+			t.Fatalf("create mark: %v", err)
+		}
+		if _, err := reads.Update(within(t), key, []byte(`{"read":2}`), rev); err != nil {
+			t.Fatalf("move mark: %v", err)
+		}
+		if _, err := reads.Get(within(t), key); err != nil {
+			t.Fatalf("get mark: %v", err)
+		}
+		members, err := edge.js.KeyValue(within(t), subjects.BucketMembers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := members.Get(within(t), subjects.MemberKey("general", "YWxpY2U")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("get membership: %v, want not found", err)
+		}
+		edge.deniedOp(t, "$KV."+subjects.BucketMembers+".", func(ctx context.Context) error {
+			_, err := members.Put(ctx, "general.x", []byte(`{}`))
+			return err
+		})
 	})
 
 	t.Run("edge cannot read or write rosters and typing state", func(t *testing.T) {

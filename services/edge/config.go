@@ -14,6 +14,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/readstate"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/web"
@@ -75,6 +76,10 @@ type Config struct {
 	// MaxBody defaults to Session.MaxBody and its PaceBytes to
 	// WS.SoftQueue.
 	Fanout fanout.Config
+
+	// Reads tunes the unread pushes: workers computing them at once and
+	// the bound on pushes waiting for one.
+	Reads readstate.Config
 
 	// MaxPendingPosts bounds the messages awaiting their PubAck on the
 	// whole edge (publish.DefaultMaxPending): beyond it messages are

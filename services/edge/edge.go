@@ -28,6 +28,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/metrics"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/pages"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/readstate"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/registry"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/ws"
@@ -76,6 +77,7 @@ type Service struct {
 	env       *session.Env
 	lease     *lease.Lease
 	gate      *admit.Gate
+	reads     *readstate.Service
 
 	draining atomic.Bool
 	drainCh  chan struct{} // closed when draining starts
@@ -123,7 +125,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // The background jobs are a loops.Group, stopped in the reverse order of
 // their start: the HTTP servers drain first (drain.go), then the
 // publisher reports its last outcomes while NATS is still there, then the
-// pinger, the lease renewal and the hub stop.
+// pinger, the lease renewal, the read state pushes and the hub stop.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.stop()
 	s.acquireLease(ctx)
@@ -131,6 +133,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g := loops.New(ctx)
 	g.Go("metrics http", s.serveMetrics)
 	g.Go("hub", s.hub.Run)
+	g.Go("reads", func(ctx context.Context) error { return s.reads.Run(ctx, nil) })
 	g.Go("lease", s.lease.Run)
 	g.Go("pinger", s.pinger)
 	g.Go("publisher", s.closePublisherOnStop)

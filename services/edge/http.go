@@ -23,6 +23,7 @@ func (s *Service) routes() {
 	api.New(s.cfg.API, api.Deps{
 		Gate: s.gate, Origins: s.origins, Pages: s.pages, Presence: s.presence,
 		Sessions: s.env, Auth: s.authn, Log: s.log, Obs: s.metrics, Done: s.drainCh,
+		Reads: s.reads,
 	}).Register(mux)
 	live := []ops.Check{ops.NATSAlive(s.nc)}
 	ready := []ops.Check{s.readyCheck}
@@ -138,3 +139,7 @@ func (s *Service) Connections() int {
 	defer s.mu.Unlock()
 	return len(s.sessions)
 }
+
+// ReadStateUsers is the number of users with a WebSocket here that unread
+// pushes reach (0 once every connection ended).
+func (s *Service) ReadStateUsers() int { return s.reads.Users() }

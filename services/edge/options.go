@@ -7,6 +7,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/api"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/readstate"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/ws"
@@ -59,6 +60,9 @@ type SessionConfig = session.Config
 
 // APIConfig tunes the HTTP API and SSE (Config.API).
 type APIConfig = api.Config
+
+// ReadsConfig tunes the unread pushes (Config.Reads).
+type ReadsConfig = readstate.Config
 
 // FanoutConfig tunes the fan-out hub (Config.Fanout).
 type FanoutConfig = fanout.Config

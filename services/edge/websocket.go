@@ -89,6 +89,8 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	sess.Start()
+	// After the welcome (the first frame), before Closed can run.
+	h.unreads = s.reads.Register(id.User, conn)
 	s.transport.Serve(conn, h)
 }
 
@@ -99,6 +101,9 @@ type served struct {
 	s    *Service
 	sess *session.Session
 	conn *ws.Conn
+	// unreads ends the connection's place among the user's connections
+	// that unread frames reach.
+	unreads func()
 }
 
 // Message implements ws.Handler.
@@ -118,6 +123,7 @@ func (h *served) Closed() {
 	defer s.wg.Done()
 	h.conn.Finish()
 	h.sess.End(h.conn.CloseReason())
+	h.unreads()
 	s.mu.Lock()
 	delete(s.sessions, h)
 	s.mu.Unlock()

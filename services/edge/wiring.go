@@ -14,6 +14,7 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/pages"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/readstate"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/registry"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
@@ -73,7 +74,7 @@ func (s *Service) newMetrics(reg prometheus.Registerer) (prometheus.Registerer, 
 
 // wire builds the edge's collaborators: the NATS side (nreq, the presence
 // registry, the publisher, the room log), the WebSocket transport, the
-// fan-out hub, the lease and what every session shares.
+// fan-out hub, the lease, the read state and what every session shares.
 func (s *Service) wire(deps Deps, reg prometheus.Registerer) error {
 	cfg, log := s.cfg, s.log
 	authn, err := auth.New(cfg.Auth)
@@ -103,11 +104,14 @@ func (s *Service) wire(deps Deps, reg prometheus.Registerer) error {
 	s.gate = admit.New(cfg.Admit)
 	s.lease = lease.New(roomLog.JetStream(), cfg.EdgeID, s.ln.Addr().String(), cfg.LeaseTTL, log)
 	s.lease.OnLost(s.rejoin)
+	s.reads = readstate.New(cfg.Reads, readstate.Deps{
+		JS: roomLog.JetStream(), Req: req, LastID: roomLog.LastID, Log: log,
+	})
 	s.env = &session.Env{
 		Config: cfg.Session,
 		Hub:    session.FanoutHub(s.hub), Presence: s.presence, Pages: roomLog,
 		Typing: publish.NewTypist(deps.NC), Publisher: session.PublisherLanes(s.publisher),
-		Users: userlimit.New(cfg.UserLimits), NewID: s.newConnID,
+		Users: userlimit.New(cfg.UserLimits), NewID: s.newConnID, Reads: s.reads,
 		Log: log, Obs: s.metrics,
 	}
 	s.pages = roomLog

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"testing"
 	"time"
 
@@ -236,7 +237,7 @@ func TestMessages(t *testing.T) {
 				t.Errorf("%s got %+v for %s", who, f, st.cid)
 			}
 			got.TS = 0
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("%s got message %+v, want %+v", who, got, want)
 			}
 		}

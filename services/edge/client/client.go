@@ -286,10 +286,42 @@ func (c *Client) Join(ctx context.Context, room string, since *uint64) (wire.His
 // cid), returning the id. Other frames that arrive meanwhile stay queued,
 // in order, for Next: messages from others are not lost to a Say.
 func (c *Client) Say(ctx context.Context, room, body, cid string) (uint64, error) {
-	if err := c.Send(wire.ClientFrame{Type: wire.TypeMessage, Room: room, Body: body, CID: cid}); err != nil {
+	return c.Write(ctx, wire.ClientFrame{Type: wire.TypeMessage, Room: room, Body: body, CID: cid})
+}
+
+// Reply sends a message answering message replyTo of room, as Say.
+func (c *Client) Reply(ctx context.Context, room string, replyTo uint64, body, cid string) (uint64, error) {
+	return c.Write(ctx, wire.ClientFrame{Type: wire.TypeMessage, Room: room, Body: body, CID: cid, ReplyTo: replyTo})
+}
+
+// Edit replaces the body of message id (the user's own) of room, as Say:
+// it returns the edit event's id.
+func (c *Client) Edit(ctx context.Context, room string, id uint64, body, cid string) (uint64, error) {
+	return c.Write(ctx, wire.ClientFrame{Type: wire.TypeEdit, Room: room, ID: id, Body: body, CID: cid})
+}
+
+// Delete deletes message id of room, as Say: it returns the delete
+// event's id.
+func (c *Client) Delete(ctx context.Context, room string, id uint64, cid string) (uint64, error) {
+	return c.Write(ctx, wire.ClientFrame{Type: wire.TypeDelete, Room: room, ID: id, CID: cid})
+}
+
+// React gives (on) or takes back (!on) emoji on message id of room, as
+// Say: it returns the reaction event's id.
+func (c *Client) React(ctx context.Context, room string, id uint64, emoji string, on bool, cid string) (uint64, error) {
+	return c.Write(ctx, wire.ClientFrame{Type: wire.TypeReact, Room: room, ID: id, Emoji: emoji, On: &on, CID: cid})
+}
+
+// Write sends f, a write with a cid (message, edit, delete, react), and
+// waits for its ack or the error frame with its cid (returned as a
+// *wire.Error), returning the acked id. Other frames that arrive
+// meanwhile stay queued, in order, for Next.
+func (c *Client) Write(ctx context.Context, f wire.ClientFrame) (uint64, error) {
+	if err := c.Send(f); err != nil {
 		return 0, err
 	}
-	f, err := c.take(ctx, func(f Frame) bool {
+	cid := f.CID
+	got, err := c.take(ctx, func(f Frame) bool {
 		if f.Type != wire.TypeAck && f.Type != wire.TypeError {
 			return false
 		}
@@ -301,13 +333,13 @@ func (c *Client) Say(ctx context.Context, room, body, cid string) (uint64, error
 	if err != nil {
 		return 0, err
 	}
-	if f.Type == wire.TypeError {
+	if got.Type == wire.TypeError {
 		var e wire.ErrorFrame
-		_ = f.Decode(&e)
+		_ = got.Decode(&e)
 		return 0, &wire.Error{Code: e.Code, Message: e.Message}
 	}
 	var a wire.Ack
-	return a.ID, f.Decode(&a)
+	return a.ID, got.Decode(&a)
 }
 
 // CloseStatus reports whether the server closed the connection, and with

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -190,4 +191,85 @@ func startEdge(ctx context.Context) (addr string, stop func(), err error) {
 		}
 	}
 	return svc.Addr(), stop, nil
+}
+
+// ExampleClient_Write is a conversation: each write (a message, a reply,
+// an edit, a reaction, a delete) is acked with its own event id, and every
+// member gets each event live, on the room's one chain. A page folds them
+// (a join after them shows the edited message with its reaction, and the
+// deleted reply as a tombstone) and its last is the newest event.
+func ExampleClient_Write() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, stop, err := startEdge(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	dial := func(user string) *client.Client {
+		c, err := client.Dial(ctx, "ws://"+addr+"/ws?user="+user, client.Options{})
+		if err != nil {
+			panic(err)
+		}
+		if _, err := c.Join(ctx, "general", nil); err != nil {
+			panic(err)
+		}
+		return c
+	}
+	alice, bob := dial("alice"), dial("bob")
+	defer alice.Close()
+	defer bob.Close()
+
+	must := func(id uint64, err error) uint64 {
+		if err != nil {
+			panic(err)
+		}
+		return id
+	}
+	hello := must(alice.Say(ctx, "general", "hello @bob", "c1"))
+	reply := must(bob.Reply(ctx, "general", hello, "hi!", "c2"))
+	must(alice.Edit(ctx, "general", hello, "hello @bob, welcome", "c3"))
+	must(bob.React(ctx, "general", hello, "👋", true, "c4"))
+	must(bob.Delete(ctx, "general", reply, "c5"))
+	// Editing someone else's message is refused; the connection goes on.
+	_, err = bob.Edit(ctx, "general", hello, "hijacked", "c6")
+	fmt.Println("bob's edit of alice's message:", err)
+
+	for range 5 {
+		f, err := alice.Await(ctx, wire.TypeMessage)
+		if err != nil {
+			panic(err)
+		}
+		var m wire.MessageFrame
+		if err := f.Decode(&m); err != nil {
+			panic(err)
+		}
+		ev := m.Message
+		fmt.Println(strings.TrimSpace(fmt.Sprintf("%d (after %d) %s %s target=%d %q %s", ev.ID, ev.Prev, ev.User, ev.Kind, ev.Target, ev.Body, ev.Emoji)))
+	}
+	// A page folds the changes into the messages they change.
+	carol, err := client.Dial(ctx, "ws://"+addr+"/ws?user=carol", client.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer carol.Close()
+	page, err := carol.Join(ctx, "general", nil)
+	if err != nil {
+		panic(err)
+	}
+	for _, m := range page.Items {
+		fmt.Printf("page: %d %s %q edited=%v deleted=%v reactions=%v reply_to=%d\n", m.ID, m.User, m.Body, m.Edited != 0, m.Deleted, m.Reactions, m.ReplyTo)
+	}
+	fmt.Println("page last:", page.Last)
+	// Output:
+	// bob's edit of alice's message: forbidden: only its author may edit a message
+	// 1 (after 0) alice message target=0 "hello @bob"
+	// 2 (after 1) bob message target=0 "hi!"
+	// 3 (after 2) alice edit target=1 "hello @bob, welcome"
+	// 4 (after 3) bob reaction target=1 "" 👋
+	// 5 (after 4) bob delete target=2 ""
+	// page: 1 alice "hello @bob, welcome" edited=true deleted=false reactions=[{👋 1 [bob]}] reply_to=0
+	// page: 2 bob "" edited=false deleted=true reactions=[] reply_to=1
+	// page last: 5
 }

@@ -1,5 +1,6 @@
 // Package api serves the edge's HTTP API: the lobby, a room's messages and
-// presence, posting a message, and a room's live events as Server-Sent
+// presence, posting, editing and deleting a message and reacting to one,
+// and a room's live events as Server-Sent
 // Events that resume gaplessly from Last-Event-ID.
 package api
 
@@ -104,6 +105,9 @@ type Deps struct {
 	Obs Observer
 	// Done is closed when the edge drains: SSE streams end.
 	Done <-chan struct{}
+	// Reads keeps read marks and counts unread (nil: the lobby counts
+	// none and PUT …/read answers 503).
+	Reads Reads
 }
 
 // API serves the HTTP endpoints.
@@ -118,6 +122,7 @@ type API struct {
 	log      *slog.Logger
 	obs      Observer
 	done     <-chan struct{}
+	reads    Reads
 }
 
 // New returns the API.
@@ -129,6 +134,7 @@ func New(cfg Config, deps Deps) *API {
 	return &API{
 		cfg: cfg.WithDefaults(), pages: deps.Pages, roster: deps.Presence, sessions: deps.Sessions,
 		authn: deps.Auth, gate: deps.Gate, origins: origins, log: deps.Log, obs: deps.Obs, done: deps.Done,
+		reads: deps.Reads,
 	}
 }
 
@@ -137,8 +143,13 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/lobby", a.lobby)
 	mux.HandleFunc("GET /api/rooms/{room}/messages", a.messages)
 	mux.HandleFunc("POST /api/rooms/{room}/messages", a.post)
+	mux.HandleFunc("PATCH /api/rooms/{room}/messages/{id}", a.edit)
+	mux.HandleFunc("DELETE /api/rooms/{room}/messages/{id}", a.delete)
+	mux.HandleFunc("PUT /api/rooms/{room}/messages/{id}/reactions/{emoji}", a.react)
+	mux.HandleFunc("DELETE /api/rooms/{room}/messages/{id}/reactions/{emoji}", a.react)
 	mux.HandleFunc("GET /api/rooms/{room}/presence", a.presence)
 	mux.HandleFunc("GET /api/rooms/{room}/events", a.events)
+	mux.HandleFunc("PUT /api/rooms/{room}/read", a.read)
 }
 
 func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
@@ -174,6 +185,7 @@ func (a *API) lobby(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	a.addUnread(r.Context(), id.User, lobby.Rooms)
 	writeJSON(w, http.StatusOK, lobby)
 }
 
@@ -228,42 +240,103 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rr)
 }
 
-// PostRequest is the body of POST /api/rooms/{room}/messages.
+// PostRequest is the body of POST /api/rooms/{room}/messages (ReplyTo:
+// the id of the message answered, optional) and of PATCH
+// /api/rooms/{room}/messages/{id} (an edit: Body, CID).
 type PostRequest struct {
-	Body string `json:"body"`
-	CID  string `json:"cid"`
+	Body    string `json:"body"`
+	CID     string `json:"cid"`
+	ReplyTo uint64 `json:"reply_to,omitempty"`
 }
 
 // MaxPostBytes bounds the body of a post request.
 const MaxPostBytes = 64 << 10
 
 func (a *API) post(w http.ResponseWriter, r *http.Request) {
+	a.write(w, r, true, func(req PostRequest, _ uint64) wire.ClientFrame {
+		return wire.ClientFrame{Type: wire.TypeMessage, Body: req.Body, CID: req.CID, ReplyTo: req.ReplyTo}
+	})
+}
+
+func (a *API) edit(w http.ResponseWriter, r *http.Request) {
+	a.write(w, r, true, func(req PostRequest, id uint64) wire.ClientFrame {
+		return wire.ClientFrame{Type: wire.TypeEdit, ID: id, Body: req.Body, CID: req.CID}
+	})
+}
+
+// delete deletes a message; its cid comes from the cid query parameter
+// (generated when absent).
+func (a *API) delete(w http.ResponseWriter, r *http.Request) {
+	a.write(w, r, false, func(req PostRequest, id uint64) wire.ClientFrame {
+		return wire.ClientFrame{Type: wire.TypeDelete, ID: id, CID: req.CID}
+	})
+}
+
+// react gives (PUT) or takes back (DELETE) the path's emoji (path-escaped)
+// on a message; the cid as for delete.
+func (a *API) react(w http.ResponseWriter, r *http.Request) {
+	on := r.Method == http.MethodPut
+	a.write(w, r, false, func(req PostRequest, id uint64) wire.ClientFrame {
+		return wire.ClientFrame{Type: wire.TypeReact, ID: id, Emoji: r.PathValue("emoji"), On: &on, CID: req.CID}
+	})
+}
+
+// write serves every state change of a room's messages: it authenticates
+// r, applies the CSRF rules to cookie authentication (sameSite; the JSON
+// content type only where the request has a JSON body), reads the body
+// (withBody) or the cid query parameter, builds the client frame with the
+// path's message id and hands it to the session's one write path
+// (session.Env.Write: the path of the same WebSocket frame). The answer is
+// a wire.PostReply, or the refusal's status (Status).
+func (a *API) write(w http.ResponseWriter, r *http.Request, withBody bool, build func(req PostRequest, id uint64) wire.ClientFrame) {
 	id, ok := a.identity(w, r)
 	if !ok {
 		return
 	}
-	if id.Ambient && !a.sameSite(w, r) {
-		return
-	}
-	var req PostRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPostBytes))
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, wire.Errorf(wire.CodeInvalidBody, "request body is over %d bytes", MaxPostBytes))
+	if id.Ambient {
+		csrf := a.sameOrigin
+		if withBody {
+			csrf = a.sameSite
+		}
+		if !csrf(w, r) {
 			return
 		}
-		writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "body must be a JSON object {\"body\",\"cid\"}"))
-		return
+	}
+	var msgID uint64
+	if r.PathValue("id") != "" {
+		n, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+		if err != nil || n == 0 {
+			writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeInvalidID, "the path's id must be a message id"))
+			return
+		}
+		msgID = n
+	}
+	var req PostRequest
+	if withBody {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPostBytes))
+		if err := dec.Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, http.StatusRequestEntityTooLarge, wire.Errorf(wire.CodeInvalidBody, "request body is over %d bytes", MaxPostBytes))
+				return
+			}
+			writeError(w, http.StatusBadRequest, wire.Errorf(wire.CodeBadJSON, "body must be a JSON object {\"body\",\"cid\"}"))
+			return
+		}
+	} else {
+		req.CID = r.URL.Query().Get("cid")
 	}
 	if req.CID == "" {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
 		req.CID = hex.EncodeToString(b[:])
 	}
-	// The path of a WebSocket message frame: validation, room rule,
-	// budgets, the bounded publish; its refusals map to statuses.
-	res, err := a.sessions.Post(r.Context(), id, r.PathValue("room"), req.Body, req.CID)
+	f := build(req, msgID)
+	f.Room = r.PathValue("room")
+	// The path of the WebSocket frame: validation, room rule, budgets,
+	// the target's rule, the bounded publish; its refusals map to
+	// statuses.
+	res, err := a.sessions.Write(r.Context(), id, f)
 	var we *wire.Error
 	switch {
 	case err == nil:
@@ -273,23 +346,27 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, context.Canceled):
 		// the client went away; resending with the same cid is safe
 	default:
-		a.log.Warn("post failed", "err", err)
+		a.log.Warn(f.Type+" failed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, wire.Errorf(wire.CodeUnavailable, "service unavailable; try again"))
 	}
 }
 
 // Status is the HTTP status that answers a refusal with error code code,
 // the code a WebSocket client would get in an error frame: 400 for bad
-// input, 403 forbidden, 429 rate_limited (and too_many_rooms), 503
+// input (invalid_emoji and invalid_id included), 403 forbidden, 404
+// not_found, 429 rate_limited (and too_many_rooms), 503
 // unavailable (a backing service, or the edge's bound on messages awaiting
 // storage), 500 otherwise.
 func Status(code string) int {
 	switch code {
 	case wire.CodeBadJSON, wire.CodeUnknownType, wire.CodeInvalidRoom, wire.CodeInvalidBody,
-		wire.CodeInvalidCID, wire.CodeInvalidState, wire.CodeInvalidLimit:
+		wire.CodeInvalidCID, wire.CodeInvalidState, wire.CodeInvalidLimit,
+		wire.CodeInvalidEmoji, wire.CodeInvalidID:
 		return http.StatusBadRequest
 	case wire.CodeForbidden:
 		return http.StatusForbidden
+	case wire.CodeNotFound:
+		return http.StatusNotFound
 	case wire.CodeRateLimited, wire.CodeTooManyRooms:
 		return http.StatusTooManyRequests
 	case wire.CodeUnavailable:
@@ -327,23 +404,35 @@ func (a *API) readableRoom(w http.ResponseWriter, r *http.Request) (string, auth
 	return room, id, true
 }
 
-// sameSite applies the CSRF rules to a state change authenticated by a
-// cookie (which browsers attach to other sites' requests too): a browser's
-// Origin must be allowed ("null" never is), and the body must be declared
-// JSON, which a cross-site form or a "simple" fetch cannot send without a
-// CORS preflight. It answers 403/415 itself.
+// sameSite applies the CSRF rules to a state change with a JSON body
+// authenticated by a cookie (which browsers attach to other sites'
+// requests too): the Origin rule (sameOrigin), and the body must be
+// declared JSON, which a cross-site form or a "simple" fetch cannot send
+// without a CORS preflight. It answers 403/415 itself.
 func (a *API) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if !a.sameOrigin(w, r) {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, wire.Errorf(wire.CodeBadJSON, "a cookie-authenticated post must have Content-Type: application/json"))
+		return false
+	}
+	return true
+}
+
+// sameOrigin applies the Origin rule to a state change authenticated by
+// a cookie: a browser's Origin must be allowed ("null" never is), and a
+// cross-site request must say where it comes from. A request without a
+// body (PUT, DELETE: never "simple", so a foreign page cannot send them
+// without a CORS preflight) needs no more. It answers 403 itself.
+func (a *API) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
 	if o := r.Header.Get("Origin"); o != "" && !a.origins.AllowedOrigin(o, r.Host) {
 		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "origin not allowed for a cookie-authenticated request"))
 		return false
 	}
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Origin") == "" {
 		writeError(w, http.StatusForbidden, wire.Errorf(wire.CodeOriginRefused, "cross-site request refused"))
-		return false
-	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, wire.Errorf(wire.CodeBadJSON, "a cookie-authenticated post must have Content-Type: application/json"))
 		return false
 	}
 	return true

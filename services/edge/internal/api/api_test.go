@@ -205,6 +205,7 @@ func TestStatus(t *testing.T) {
 		wire.CodeInvalidBody: 400, wire.CodeBadJSON: 400, wire.CodeInvalidRoom: 400, wire.CodeInvalidCID: 400,
 		wire.CodeForbidden: 403, wire.CodeRateLimited: 429, wire.CodeTooManyRooms: 429,
 		wire.CodeUnavailable: 503, wire.CodeInternal: 500,
+		wire.CodeNotFound: 404, wire.CodeInvalidEmoji: 400, wire.CodeInvalidID: 400,
 	} {
 		if got := api.Status(code); got != want {
 			t.Errorf("Status(%s) = %d, want %d", code, got, want)

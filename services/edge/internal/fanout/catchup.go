@@ -73,7 +73,7 @@ func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err erro
 		if err != nil {
 			return false, err
 		}
-		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, true)
+		return false, c.sendHistory(ctx, histPage{items: p.Items, last: p.Last, hasMore: p.HasMore, splitMore: p.HasMore, recovered: true})
 	}
 	c.r.mu.Lock()
 	newest := c.m.bufFrom // the room's newest id when the join began
@@ -86,7 +86,7 @@ func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err erro
 		if err != nil {
 			return false, err
 		}
-		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, false)
+		return false, c.sendHistory(ctx, histPage{items: p.Items, last: p.Last, hasMore: p.HasMore, splitMore: p.HasMore})
 	}
 	c.last = *since
 	p, err := c.since(ctx, *since)
@@ -97,10 +97,10 @@ func (c *catchUp) first(ctx context.Context, since *uint64) (more bool, err erro
 		// since is older than what history keeps: the newest page
 		// instead, and the member resets its view.
 		c.last = 0
-		return false, c.sendHistory(ctx, p.Items, p.HasMore, p.HasMore, false)
+		return false, c.sendHistory(ctx, histPage{items: p.Items, last: p.Last, hasMore: p.HasMore, splitMore: p.HasMore})
 	}
 	items := roomlog.Unseen(p.Items, c.last, roomlog.MessageID)
-	return p.HasMore && len(items) > 0, c.sendHistory(ctx, items, p.HasMore, true, true)
+	return p.HasMore && len(items) > 0, c.sendHistory(ctx, histPage{items: items, last: p.Last, hasMore: p.HasMore, splitMore: true, recovered: true})
 }
 
 // recent is the room's newest page (the room log decides where from:
@@ -127,7 +127,7 @@ func (c *catchUp) next(ctx context.Context) (more, progressed bool, err error) {
 	if !p.Recovered || len(items) == 0 {
 		return false, false, nil
 	}
-	if err := c.sendHistory(ctx, items, p.HasMore, true, true); err != nil {
+	if err := c.sendHistory(ctx, histPage{items: items, last: p.Last, hasMore: p.HasMore, splitMore: true, recovered: true}); err != nil {
 		return false, false, err
 	}
 	return p.HasMore, true, nil
@@ -202,20 +202,21 @@ func (c *catchUp) sendBuffered(ctx context.Context, pending []*frame.Frame) erro
 	return nil
 }
 
-// sendHistory sends items (ascending, after the member's view): as history
-// frames of at most FrameBytes each while the catch-up is in its history
-// part, as message frames once live messages went out. hasMore is the
-// last frame's has_more, splitMore that of the frames before it.
-func (c *catchUp) sendHistory(ctx context.Context, items []wire.Message, hasMore, splitMore, recovered bool) error {
+// sendHistory sends p's items (ascending, after the member's view): as
+// history frames of at most FrameBytes each while the catch-up is in its
+// history part, as message frames once live messages went out. The
+// member's view then ends at the page's chain cursor (p.last), which a
+// folded page's last item need not be.
+func (c *catchUp) sendHistory(ctx context.Context, p histPage) error {
 	if c.live {
-		for _, it := range items {
+		for _, it := range p.items {
 			if err := c.send(ctx, MessageFrame(it)); err != nil {
 				return err
 			}
 		}
-		c.h.obs.Delivered(wire.TypeMessage, len(items))
+		c.h.obs.Delivered(wire.TypeMessage, len(p.items))
 	} else {
-		frames := c.h.historyFrames(c.r.name, items, hasMore, splitMore, recovered)
+		frames := c.h.historyFrames(c.r.name, p)
 		for _, f := range frames {
 			if err := c.send(ctx, f); err != nil {
 				return err
@@ -223,8 +224,9 @@ func (c *catchUp) sendHistory(ctx context.Context, items []wire.Message, hasMore
 		}
 		c.h.obs.Delivered(wire.TypeHistory, len(frames))
 	}
-	if n := len(items); n > 0 {
-		c.last = items[n-1].ID
+	c.last = max(c.last, p.last)
+	if n := len(p.items); n > 0 {
+		c.last = max(c.last, p.items[n-1].ID)
 	}
 	return nil
 }

@@ -152,10 +152,23 @@ func (f *fakeLog) linkedLocked(history bool) []wire.Message {
 	return roomlog.Link(slices.Clone(out), 0)
 }
 
+// recentLocked is the newest page, folded as history folds (change events
+// applied to their targets, not items); Last is the newest event.
 func (f *fakeLog) recentLocked(history bool, limit int) wire.Page {
-	all := f.linkedLocked(history)
+	all, last := roomlog.Fold(f.linkedLocked(history))
 	start := max(len(all)-limit, 0)
-	return wire.Page{Room: f.room, Items: slices.Clone(all[start:]), HasMore: start > 0, Recovered: true}
+	return wire.Page{Room: f.room, Items: slices.Clone(all[start:]), HasMore: start > 0, Recovered: true, Last: last}
+}
+
+// addChange appends an edit of target to the log without publishing it
+// live and returns it.
+func (f *fakeLog) addChange(target wire.Message, body string) wire.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := wire.Message{ID: f.nextID, Room: f.room, User: target.User, Body: body, Kind: wire.KindEdit, TS: 2, Target: target.ID}
+	f.nextID += f.stepLocked()
+	f.msgs = append(f.msgs, m)
+	return m
 }
 
 func (f *fakeLog) sinceLocked(history bool, after uint64, limit int) wire.Page {
@@ -174,6 +187,10 @@ func (f *fakeLog) sinceLocked(history bool, after uint64, limit int) wire.Page {
 			break
 		}
 		p.Items = append(p.Items, m)
+	}
+	p.Last = after
+	if n := len(p.Items); n > 0 {
+		p.Last = p.Items[n-1].ID
 	}
 	return p
 }

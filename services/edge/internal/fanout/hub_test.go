@@ -429,8 +429,8 @@ func TestHistoryFramesSplit(t *testing.T) {
 				if len(f.JSON) > 400 && len(hf.Items) > 1 {
 					t.Fatalf("a %d-byte frame of %d items", len(f.JSON), len(hf.Items))
 				}
-				if f.ID != hf.Items[len(hf.Items)-1].ID {
-					t.Fatalf("frame id %d, last item %d", f.ID, hf.Items[len(hf.Items)-1].ID)
+				if f.ID != hf.Last || hf.Last != hf.Items[len(hf.Items)-1].ID {
+					t.Fatalf("frame id %d, last %d, last item %d", f.ID, hf.Last, hf.Items[len(hf.Items)-1].ID)
 				}
 			}
 		})
@@ -456,5 +456,57 @@ func TestCatchUpStallsOnASinkThatDoesNotRead(t *testing.T) {
 	}
 	if h.Rooms() != 0 {
 		t.Fatal("a stalled join still holds the room")
+	}
+}
+
+// A folded page's cursor is its last, not its last item: after a newest
+// page whose newest event is a change (folded into an older message), the
+// member's view continues from the change, so the next live message (prev:
+// the change) is delivered as is — no gap fill, no change sent again —
+// and the history frame's last and SSE id are the change's id. Split
+// frames carry the cursor of what each accounts for.
+func TestHistoryFrameLastIsTheCursor(t *testing.T) {
+	for _, frameBytes := range []int{0, 300} {
+		t.Run(fmt.Sprintf("frame bytes %d", frameBytes), func(t *testing.T) {
+			be := newFakeLog(t, "r")
+			var msgs []wire.Message
+			for i := range 4 {
+				msgs = append(msgs, be.add(strings.Repeat("x", 80)+fmt.Sprint(i)))
+			}
+			edit := be.addChange(msgs[0], "fixed")
+			obs := newObserver()
+			h := startHub(t, fanout.Config{FrameBytes: frameBytes}, be, obs)
+			s := &sink{}
+			join(t, h, "r", "amy", nil, s)
+			v := s.view(t)
+			if n := len(v.histories); n == 0 || (frameBytes > 0) != (n > 1) {
+				t.Fatalf("%d history frames", n)
+			}
+			if !slices.Equal(ids(v.msgs), ids(msgs)) || v.msgs[0].Body != "fixed" || v.msgs[0].Edited == 0 {
+				t.Fatalf("page %+v, want the 4 messages, the first edited", v.msgs)
+			}
+			frames := s.got()
+			for i, hf := range v.histories {
+				want := hf.Items[len(hf.Items)-1].ID
+				if i == len(v.histories)-1 {
+					want = edit.ID
+				}
+				if hf.Last != want || frames[i].ID != want {
+					t.Fatalf("history frame %d: last %d, id %d; want %d", i, hf.Last, frames[i].ID, want)
+				}
+			}
+			next := be.publish(t, "live")
+			if next.Prev != edit.ID {
+				t.Fatalf("live prev %d, want the edit %d", next.Prev, edit.ID)
+			}
+			natstest.Until(t, wait, "the live message", func() bool { return len(s.view(t).live) > 0 })
+			lastDelivered(t, h, "r", next.ID)
+			if live := s.view(t).live; len(live) != 1 || live[0].ID != next.ID {
+				t.Fatalf("live %v, want only %d (the edit was accounted for by the page)", ids(live), next.ID)
+			}
+			if n := obs.gapFilled(); n != 0 {
+				t.Fatalf("%d messages gap-filled after a folded page", n)
+			}
+		})
 	}
 }

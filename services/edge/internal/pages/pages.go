@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -55,6 +56,91 @@ func (l *Log) Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, er
 	}, "room", req.Room)
 }
 
+// ErrNotFound is returned by Message when the id is not a message
+// (KindMessage or KindSystem) of the room.
+var ErrNotFound = errors.New("no such message in the room")
+
+// Message is the message id of room, folded (what a page shows for it):
+// history's (hubbub.history.message), or, while history does not answer,
+// the stream's. ErrNotFound when id is not a message of room.
+//
+// The stream fallback reads the event stored at id (a direct get), checks
+// it is a message of room and folds into it (roomlog.Apply) the room's
+// changes stored after it, scanning at most StreamFoldScan events: in a
+// room busier than that since the message, later changes are not seen (a
+// message deleted or edited after them reads as before). A change decided
+// on such a stale read is still published; the fold rule ignores it
+// wherever the room is read (an edit of a tombstone changes nothing).
+func (l *Log) Message(ctx context.Context, room string, id uint64) (wire.Message, error) {
+	m, err := nreq.Request[wire.Message](ctx, l.req, subjects.HistoryMessage, wire.MessageRequest{Room: room, ID: id})
+	switch {
+	case err == nil:
+		if m.ID != id || m.Room != room || wire.IsChange(m.Kind) {
+			return wire.Message{}, fmt.Errorf("message %d of %s: %w", id, room, ErrNotFound)
+		}
+		return m, nil
+	case notFound(err):
+		return wire.Message{}, fmt.Errorf("message %d of %s: %w: %w", id, room, ErrNotFound, err)
+	case ctx.Err() != nil || nreq.Refusal(err) || errors.Is(err, context.Canceled):
+		return wire.Message{}, err
+	}
+	l.log.Warn("history unavailable: message read from the stream", "room", room, "id", id, "err", err)
+	m, serr := l.streamMessage(ctx, room, id)
+	if serr != nil && !errors.Is(serr, ErrNotFound) {
+		return wire.Message{}, fmt.Errorf("history: %w; stream: %w", err, serr)
+	}
+	return m, serr
+}
+
+// notFound reports whether err is history's not_found answer: a 404
+// refusal, or a refusal whose description starts with the wire code.
+func notFound(err error) bool {
+	var se *nreq.ServiceError
+	return errors.As(err, &se) && (se.Code == 404 || se.Code >= 400 && se.Code < 500 && strings.HasPrefix(se.Description, wire.CodeNotFound))
+}
+
+// streamMessage reads the event stored at id from the CHAT stream and
+// returns it when it is a message (KindMessage, KindSystem) of room that
+// the decoder accepts, unfolded (see Message).
+func (l *Log) streamMessage(ctx context.Context, room string, id uint64) (wire.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.req.Timeout())
+	defer cancel()
+	st, err := l.js.Stream(ctx, subjects.Stream)
+	if err != nil {
+		return wire.Message{}, nreq.Classify(subjects.Stream, err)
+	}
+	// A direct get when the stream allows them (CHAT does): any replica
+	// answers, no consumer is made.
+	raw, err := st.GetMsg(ctx, id)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return wire.Message{}, fmt.Errorf("message %d of %s: %w", id, room, ErrNotFound)
+	}
+	if err != nil {
+		return wire.Message{}, nreq.Classify(subjects.Room(room), err)
+	}
+	if raw.Subject != subjects.Room(room) {
+		return wire.Message{}, fmt.Errorf("message %d of %s: %w (it is on %s)", id, room, ErrNotFound, raw.Subject)
+	}
+	m, err := l.dec.Decode(raw.Sequence, raw.Subject, raw.Data, raw.Time)
+	if err != nil || wire.IsChange(m.Kind) {
+		return wire.Message{}, fmt.Errorf("message %d of %s: %w", id, room, ErrNotFound)
+	}
+	err = roomlog.NewReader(l.req.Conn(), l.js, subjects.Stream).ScanRoom(ctx, l.dec, room, id+1, StreamFoldScan, func(ev wire.Message) bool {
+		if ev.Target == id {
+			roomlog.Apply(&m, ev)
+		}
+		return true
+	})
+	if err != nil && !errors.Is(err, roomlog.ErrScanLimit) {
+		return wire.Message{}, nreq.Classify(subjects.Room(room), err)
+	}
+	return m, nil
+}
+
+// StreamFoldScan bounds the events Message reads after a message, from
+// the stream, to fold its changes in.
+const StreamFoldScan = 10000
+
 // Since is the page of req.Room's messages after req.After: history's,
 // or the stream's while history does not answer.
 func (l *Log) Since(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
@@ -83,12 +169,28 @@ func (l *Log) orStream(ctx context.Context, read string, p wire.Page, err error,
 // HistoryRecent asks history alone for a page of messages before
 // req.Before.
 func (l *Log) HistoryRecent(ctx context.Context, req wire.RecentRequest) (wire.Page, error) {
-	return nreq.Request[wire.Page](ctx, l.req, subjects.HistoryRecent, req)
+	p, err := nreq.Request[wire.Page](ctx, l.req, subjects.HistoryRecent, req)
+	return withLast(p, 0), err
 }
 
 // HistorySince asks history alone for messages after req.After.
 func (l *Log) HistorySince(ctx context.Context, req wire.SinceRequest) (wire.Page, error) {
-	return nreq.Request[wire.Page](ctx, l.req, subjects.HistorySince, req)
+	p, err := nreq.Request[wire.Page](ctx, l.req, subjects.HistorySince, req)
+	if p.Recovered {
+		return withLast(p, req.After), err
+	}
+	return withLast(p, 0), err
+}
+
+// withLast makes sure p.Last accounts for p's items and floor (a page's
+// cursor is never before its newest item, nor before the since cursor it
+// continues), for a history that does not send Last.
+func withLast(p wire.Page, floor uint64) wire.Page {
+	p.Last = max(p.Last, floor)
+	if n := len(p.Items); n > 0 {
+		p.Last = max(p.Last, p.Items[n-1].ID)
+	}
+	return p
 }
 
 // Lobby asks history for the most recently active rooms (the stream has

@@ -137,3 +137,92 @@ func TestHistoryAnswers(t *testing.T) {
 		t.Fatalf("lobby %+v, %v", lobby, err)
 	}
 }
+
+// Message asks history for one folded message; history's not_found is
+// ErrNotFound. While history does not answer, the stream serves it: an
+// event of another room, a change event and an id past the stream are
+// not found.
+func TestMessage(t *testing.T) {
+	l, nc, ids := setup(t)
+	ctx := context.Background()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(room string, p wire.Post) uint64 {
+		t.Helper()
+		b, _ := json.Marshal(p)
+		ack, err := js.Publish(ctx, subjects.Room(room), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	other := publish("b", wire.Post{Room: "b", User: "bob", Body: "in b", Kind: wire.KindMessage, CID: "x"})
+	edit := publish("a", wire.Post{Room: "a", User: "ann", Body: "m0 fixed", Kind: wire.KindEdit, CID: "e", Target: ids[0]})
+
+	t.Run("history down", func(t *testing.T) {
+		m, err := l.Message(ctx, "a", ids[1])
+		if err != nil || m.ID != ids[1] || m.Body != "m1" || m.Room != "a" || m.User != "ann" || m.Kind != wire.KindMessage {
+			t.Fatalf("message from the stream: %+v, %v", m, err)
+		}
+		for name, id := range map[string]uint64{"another room's": other, "a change event": edit, "past the stream": edit + 100} {
+			if _, err := l.Message(ctx, "a", id); !errors.Is(err, pages.ErrNotFound) {
+				t.Errorf("%s id %d: %v, want ErrNotFound", name, id, err)
+			}
+		}
+	})
+	t.Run("history down: the changes folded", func(t *testing.T) {
+		m, err := l.Message(ctx, "a", ids[0])
+		if err != nil || m.Body != "m0 fixed" || m.Edited == 0 {
+			t.Fatalf("edited message from the stream: %+v, %v", m, err)
+		}
+		publish("a", wire.Post{Room: "a", User: "ann", Kind: wire.KindDelete, CID: "d", Target: ids[0]})
+		if m, err = l.Message(ctx, "a", ids[0]); err != nil || !m.Deleted || m.Body != "" {
+			t.Fatalf("deleted message from the stream: %+v, %v", m, err)
+		}
+	})
+	t.Run("history answers", func(t *testing.T) {
+		serve(t, nc, subjects.HistoryMessage, fmt.Sprintf(`{"id":%d,"room":"a","user":"ann","body":"m0 fixed","kind":"message","edited":5}`, ids[0]), "")
+		m, err := l.Message(ctx, "a", ids[0])
+		if err != nil || m.Body != "m0 fixed" || m.Edited != 5 {
+			t.Fatalf("message from history: %+v, %v", m, err)
+		}
+	})
+	t.Run("history says not found", func(t *testing.T) {
+		l2, nc2, ids2 := setup(t)
+		serve(t, nc2, subjects.HistoryMessage, "not_found: no message 1 in a", "404")
+		if _, err := l2.Message(ctx, "a", ids2[0]); !errors.Is(err, pages.ErrNotFound) {
+			t.Fatalf("history's 404: %v, want ErrNotFound (not the stream's message)", err)
+		}
+	})
+}
+
+// Pages read from the stream carry the chain cursor: a recent page is
+// folded (the edit applied, the change not an item) and its last is the
+// change's id; a since page is raw and ends at its last event.
+func TestStreamPagesLast(t *testing.T) {
+	l, nc, ids := setup(t)
+	ctx := context.Background()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(wire.Post{Room: "a", User: "ann", Body: "m1 fixed", Kind: wire.KindEdit, CID: "e", Target: ids[1]})
+	ack, err := js.Publish(ctx, subjects.Room("a"), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Recent(ctx, wire.RecentRequest{Room: "a", Limit: 10})
+	if err != nil || len(p.Items) != 3 || p.Items[1].Body != "m1 fixed" || p.Items[1].Edited == 0 || p.Last != ack.Sequence {
+		t.Fatalf("recent: %+v, %v; want 3 messages, the second edited, last %d", p, err, ack.Sequence)
+	}
+	p, err = l.Since(ctx, wire.SinceRequest{Room: "a", After: ids[2], Limit: 10})
+	if err != nil || len(p.Items) != 1 || p.Items[0].Kind != wire.KindEdit || p.Last != ack.Sequence {
+		t.Fatalf("since: %+v, %v; want the raw edit, last %d", p, err, ack.Sequence)
+	}
+	p, err = l.Since(ctx, wire.SinceRequest{Room: "a", After: ack.Sequence, Limit: 10})
+	if err != nil || len(p.Items) != 0 || p.Last != ack.Sequence {
+		t.Fatalf("since the newest: %+v, %v; want empty, last %d", p, err, ack.Sequence)
+	}
+}

@@ -23,9 +23,10 @@ const StreamRecentWindow = 20
 // page can end a message or two before the leader's newest one; the
 // edge's gap filling covers that as it covers any gap.
 
-// StreamSince reads up to limit messages of room after id directly from
-// the CHAT stream: the fallback while history does not answer. Stored
-// messages dec refuses are skipped, as history skips them (dec must be
+// StreamSince reads up to limit events of room after id directly from
+// the CHAT stream, raw (messages and change events, as a since page is):
+// the fallback while history does not answer. Last is the newest event
+// read (after when none). Stored messages dec refuses are skipped, as history skips them (dec must be
 // history's decoder: the body limit is the edges' MaxBody). The page
 // is chained from after (its first item's prev is after) and recovered,
 // unless the stream no longer holds the messages right after after: then
@@ -48,15 +49,23 @@ func (l *Log) StreamSince(ctx context.Context, dec roomlog.Decoder, room string,
 	if err != nil {
 		return wire.Page{}, err
 	}
-	return wire.Page{Room: room, Items: roomlog.Link(items, after), HasMore: more, Recovered: true}, nil
+	last := after
+	if n := len(items); n > 0 {
+		last = items[n-1].ID
+	}
+	return wire.Page{Room: room, Items: roomlog.Link(items, after), HasMore: more, Recovered: true, Last: last}, nil
 }
 
 // StreamRecent reads the newest messages of room (at most limit) directly
 // from the CHAT stream: the fallback while history does not answer,
-// decoded by dec as StreamSince decodes. It scans at most StreamRecentWindow×limit sequences back from the room's
-// newest message, so in a busy stream the page may hold fewer; HasMore
-// then says earlier messages may exist. The first item's prev is 0
-// (unknown).
+// decoded by dec as StreamSince decodes, and folded as history folds
+// (roomlog.Fold: the page holds messages with the changes of the run
+// applied; a change whose target is older than the run is not shown). It
+// scans at most StreamRecentWindow×limit sequences back from the room's
+// newest event, so in a busy stream the page may hold fewer; HasMore then
+// says earlier messages may exist. Last is the newest event read. Each
+// item's prev is the event before it in the room (changes included), the
+// run's first event's 0 (unknown).
 func (l *Log) StreamRecent(ctx context.Context, dec roomlog.Decoder, room string, limit int) (wire.Page, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.req.Timeout())
 	defer cancel()
@@ -72,15 +81,16 @@ func (l *Log) StreamRecent(ctx context.Context, dec roomlog.Decoder, room string
 	if last > window {
 		start = last - window + 1
 	}
-	items, _, err := l.streamRead(ctx, dec, room, start, int(window))
+	events, _, err := l.streamRead(ctx, dec, room, start, int(window))
 	if err != nil {
 		return wire.Page{}, err
 	}
+	items, folded := roomlog.Fold(roomlog.Link(events, 0))
 	hasMore := start > 1
 	if len(items) > limit {
 		items, hasMore = items[len(items)-limit:], true
 	}
-	return wire.Page{Room: room, Items: roomlog.Link(items, 0), HasMore: hasMore, Recovered: true}, nil
+	return wire.Page{Room: room, Items: items, HasMore: hasMore, Recovered: true, Last: folded}, nil
 }
 
 // streamRead reads up to limit messages of room from sequence start on

@@ -182,8 +182,8 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p.Items) != 0 || p.HasMore || !p.Recovered {
-			t.Fatalf("page %v has_more=%v recovered=%v, want empty, recovered", ids(p), p.HasMore, p.Recovered)
+		if len(p.Items) != 0 || p.HasMore || !p.Recovered || p.Last != roomA[len(roomA)-1] {
+			t.Fatalf("page %v has_more=%v recovered=%v last %d, want empty, recovered, last %d", ids(p), p.HasMore, p.Recovered, p.Last, roomA[len(roomA)-1])
 		}
 	})
 
@@ -195,8 +195,10 @@ func TestStreamFallbackWithoutConsumers(t *testing.T) {
 		if want := roomA[len(roomA)-50:]; !slices.Equal(ids(p), want) {
 			t.Fatalf("recent %v, want %v", ids(p), want)
 		}
-		if !p.HasMore || !p.Recovered || p.Items[0].Prev != 0 {
-			t.Fatalf("has_more=%v recovered=%v first prev %d", p.HasMore, p.Recovered, p.Items[0].Prev)
+		// The first item's prev is the room's event before it (read with
+		// the window), the page's last the newest event.
+		if !p.HasMore || !p.Recovered || p.Items[0].Prev != roomA[len(roomA)-51] || p.Last != roomA[len(roomA)-1] {
+			t.Fatalf("has_more=%v recovered=%v first prev %d (want %d) last %d", p.HasMore, p.Recovered, p.Items[0].Prev, roomA[len(roomA)-51], p.Last)
 		}
 		for i := 1; i < len(p.Items); i++ {
 			if p.Items[i].Prev != p.Items[i-1].ID {

@@ -120,19 +120,29 @@ type Lane struct {
 // NewLane returns a lane for one connection's posts.
 func (p *Publisher) NewLane() *Lane { return &Lane{p: p} }
 
-// Post publishes a user message (room normalised, body validated) to the
-// CHAT stream with its de-duplication id and returns at once. done gets
-// the outcome later, after the outcomes of the lane's earlier posts,
-// unless Post returns an error: ErrBusy when the edge has too many
-// publishes pending, ErrPublisherClosed, or a publish failure (wrapping
-// nreq.ErrUnavailable when NATS cannot take it).
-func (l *Lane) Post(room, user, body, cid string, done PostDone) error {
-	data, err := json.Marshal(wire.Post{Room: room, User: user, Body: body, Kind: wire.KindMessage, TS: time.Now().UnixMilli(), CID: cid})
+// Post publishes p, a user's event (a message, an edit, a delete or a
+// reaction: room normalised, fields validated by the caller, p.TS set
+// now when zero), to the CHAT stream with its de-duplication id
+// (MsgID(p.Room, p.User, p.CID): a resent cid stores nothing new and is
+// acked with the original id) and returns at once. done gets the outcome
+// later, after the outcomes of the lane's earlier posts, unless Post
+// returns an error: ErrBusy when the edge has too many publishes pending,
+// ErrPublisherClosed, or a publish failure (wrapping nreq.ErrUnavailable
+// when NATS cannot take it).
+func (l *Lane) Post(post wire.Post, done PostDone) error {
+	if post.TS == 0 {
+		post.TS = time.Now().UnixMilli()
+	}
+	if post.Kind == "" {
+		post.Kind = wire.KindMessage
+	}
+	room := post.Room
+	data, err := json.Marshal(post)
 	if err != nil {
 		return fmt.Errorf("marshal post: %w", err)
 	}
 	msg := &nats.Msg{Subject: subjects.Room(room), Data: data, Header: nats.Header{}}
-	msg.Header.Set(subjects.HeaderMsgID, MsgID(room, user, cid))
+	msg.Header.Set(subjects.HeaderMsgID, MsgID(room, post.User, post.CID))
 
 	p := l.p
 	p.mu.Lock()

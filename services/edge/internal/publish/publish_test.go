@@ -2,7 +2,9 @@ package publish
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,8 @@ import (
 	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
 	"github.com/hubbub-chat/hubbub/shared/provision"
+	"github.com/hubbub-chat/hubbub/shared/subjects"
+	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
 // lossyJS is the real JetStream client, except that the PubAck of the
@@ -93,7 +97,7 @@ func TestLostPubAckDelaysOnlyItsLane(t *testing.T) {
 		{bob, "bob", "b1"},
 		{bob, "bob", "b2"},
 	} {
-		if err := post.lane.Post("general", post.user, "hello", post.cid, record(post.cid)); err != nil {
+		if err := post.lane.Post(msg("general", post.user, "hello", post.cid), record(post.cid)); err != nil {
 			t.Fatalf("post %s: %v", post.cid, err)
 		}
 	}
@@ -122,7 +126,7 @@ func TestLostPubAckDelaysOnlyItsLane(t *testing.T) {
 	if n := p.Pending(); n != 0 {
 		t.Fatalf("pending after close %d", n)
 	}
-	if err := alice.Post("general", "alice", "late", "a3", record("a3")); !errors.Is(err, ErrPublisherClosed) {
+	if err := alice.Post(msg("general", "alice", "late", "a3"), record("a3")); !errors.Is(err, ErrPublisherClosed) {
 		t.Fatalf("post after close: %v, want ErrPublisherClosed", err)
 	}
 }
@@ -132,7 +136,7 @@ func TestCloseWaitsForLostAck(t *testing.T) {
 	js := startJS(t)
 	p := newPublisher(lossyJS{JetStream: js, lose: func(*nats.Msg) bool { return true }}, time.Second, 100)
 	reported := make(chan struct{})
-	if err := p.NewLane().Post("general", "carol", "hello", "c1", func(_ PostResult, err error) {
+	if err := p.NewLane().Post(msg("general", "carol", "hello", "c1"), func(_ PostResult, err error) {
 		if !errors.Is(err, nreq.ErrUnavailable) {
 			t.Errorf("outcome %v, want nreq.ErrUnavailable", err)
 		}
@@ -155,15 +159,101 @@ func TestPendingBoundAcrossLanes(t *testing.T) {
 	done := func(PostResult, error) {}
 	lanes := []*Lane{p.NewLane(), p.NewLane(), p.NewLane()}
 	for i, l := range lanes {
-		if err := l.Post("general", "u", "m", "c"+string(rune('0'+i)), done); err != nil {
+		if err := l.Post(msg("general", "u", "m", "c"+string(rune('0'+i))), done); err != nil {
 			t.Fatalf("post %d: %v", i, err)
 		}
 	}
-	if err := p.NewLane().Post("general", "u", "m", "c9", done); !errors.Is(err, ErrBusy) {
+	if err := p.NewLane().Post(msg("general", "u", "m", "c9"), done); !errors.Is(err, ErrBusy) {
 		t.Fatalf("fourth post: %v, want ErrBusy", err)
 	}
 	p.Close()
 	if n := p.Pending(); n != 0 {
 		t.Fatalf("pending after close %d", n)
+	}
+}
+
+// msg is a chat message post.
+func msg(room, user, body, cid string) wire.Post {
+	return wire.Post{Room: room, User: user, Body: body, Kind: wire.KindMessage, CID: cid}
+}
+
+// Every kind of post is stored as published (its fields in the stream
+// payload), and its cid de-duplicates per room and user: the same cid
+// again stores nothing and is answered with the original id.
+func TestPostKindsAndDedup(t *testing.T) {
+	js := startJS(t)
+	p := newPublisher(js, 5*time.Second, 100)
+	on := true
+	post := func(l *Lane, pp wire.Post) PostResult {
+		t.Helper()
+		out := make(chan PostResult, 1)
+		if err := l.Post(pp, func(res PostResult, err error) {
+			if err != nil {
+				t.Errorf("post %s: %v", pp.CID, err)
+			}
+			out <- res
+		}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case res := <-out:
+			return res
+		case <-time.After(10 * time.Second):
+			t.Fatal("no outcome")
+		}
+		return PostResult{}
+	}
+	l := p.NewLane()
+	first := post(l, wire.Post{Room: "general", User: "alice", Body: "hi @bob", Kind: wire.KindMessage, CID: "m1", Mentions: []string{"bob"}, ReplyTo: 7})
+	posts := []wire.Post{
+		{Room: "general", User: "alice", Body: "fixed", Kind: wire.KindEdit, CID: "e1", Target: first.ID},
+		{Room: "general", User: "alice", Kind: wire.KindReaction, CID: "r1", Target: first.ID, Emoji: "👍", On: &on},
+		{Room: "general", User: "alice", Kind: wire.KindDelete, CID: "d1", Target: first.ID},
+	}
+	ids := []uint64{first.ID}
+	for _, pp := range posts {
+		ids = append(ids, post(l, pp).ID)
+	}
+	// The edit's cid again (another body): the original id, nothing stored.
+	dup := post(l, wire.Post{Room: "general", User: "alice", Body: "other", Kind: wire.KindEdit, CID: "e1", Target: first.ID})
+	if !dup.Duplicate || dup.ID != ids[1] {
+		t.Fatalf("resent cid: %+v, want duplicate of %d", dup, ids[1])
+	}
+	// Another user's same cid is not a duplicate.
+	if res := post(p.NewLane(), wire.Post{Room: "general", User: "bob", Body: "mine", Kind: wire.KindMessage, CID: "e1"}); res.Duplicate {
+		t.Fatalf("bob's cid e1 was taken as alice's duplicate: %+v", res)
+	}
+	p.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, subjects.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 5 {
+		t.Fatalf("stream holds %d messages, want 5", info.State.Msgs)
+	}
+	want := append([]wire.Post{{Room: "general", User: "alice", Body: "hi @bob", Kind: wire.KindMessage, CID: "m1", Mentions: []string{"bob"}, ReplyTo: 7}}, posts...)
+	for i, id := range ids {
+		m, err := st.GetMsg(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got wire.Post
+		if err := json.Unmarshal(m.Data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.TS == 0 {
+			t.Errorf("post %d has no ts", id)
+		}
+		got.TS = 0
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("stored %d: %+v, want %+v", id, got, want[i])
+		}
 	}
 }

@@ -70,6 +70,9 @@ type Presence interface {
 type Pages interface {
 	// Recent is a page of a room's messages before req.Before.
 	Recent(ctx context.Context, req wire.RecentRequest) (wire.Page, error)
+	// Message is one message of room, folded; pages.ErrNotFound when id
+	// is not a message (KindMessage, KindSystem) of room.
+	Message(ctx context.Context, room string, id uint64) (wire.Message, error)
 }
 
 // Typist publishes typing events (publish.Typist implements it).
@@ -85,12 +88,13 @@ type Publisher interface {
 	NewLane() Lane
 }
 
-// Lane publishes one client's messages without waiting; outcomes arrive in
-// publish order (see publish.Lane.Post). Post fails at once with
-// publish.ErrBusy when the edge's pending bound is reached.
+// Lane publishes one client's events (messages and changes) without
+// waiting; outcomes arrive in publish order (see publish.Lane.Post). Post
+// fails at once with publish.ErrBusy when the edge's pending bound is
+// reached.
 type Lane interface {
-	// Post publishes a message; done gets its outcome.
-	Post(room, user, body, cid string, done publish.PostDone) error
+	// Post publishes p; done gets its outcome.
+	Post(p wire.Post, done publish.PostDone) error
 }
 
 // PublisherLanes adapts a publish.Publisher to Publisher.

@@ -2,22 +2,17 @@ package session
 
 import (
 	"context"
-	"fmt"
-	"time"
 
-	"github.com/hubbub-chat/hubbub/services/edge/internal/auth"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/nreq"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
-	"github.com/hubbub-chat/hubbub/services/edge/internal/userlimit"
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
-// This file holds one method per client frame type, and the two entry
-// points of transports without inbound frames (JoinRoom for SSE, Post for
-// HTTP posts), which take the same paths.
+// This file holds one method per client frame type (the writes — message,
+// edit, delete, react — are in write.go), and JoinRoom, the join of
+// transports without inbound frames (SSE), which takes the same path.
 
 func (s *Session) join(ctx context.Context, f wire.ClientFrame) {
 	if e := s.joinRoom(ctx, f.Room, f.Since); e != nil {
@@ -77,6 +72,7 @@ func (s *Session) joinRoom(ctx context.Context, room string, since *uint64) *wir
 	// presence registration (retried in the background while presence is
 	// unavailable) is followed by the roster frame.
 	s.env.Presence.Register(s.connEvent(room), func(ctx context.Context) { s.sendRoster(ctx, room) })
+	s.readJoined(room)
 	return nil
 }
 
@@ -93,118 +89,6 @@ func (s *Session) sendRoster(ctx context.Context, room string) {
 	}
 	s.send(frame.Must(wire.TypeRoster, wire.Roster{Type: wire.TypeRoster, Room: room, Users: users, Online: r.Online, More: r.Next != ""}, frame.Essential))
 }
-
-func (s *Session) message(f wire.ClientFrame) {
-	ms, ok := s.rooms.get(f.Room)
-	if !ok {
-		s.sendError(wire.Errorf(wire.CodeNotJoined, "join the room before sending to it"), f.CID, f.Room)
-		return
-	}
-	room, cid := f.Room, f.CID
-	// The publish is asynchronous: reading goes on while JetStream stores
-	// the message; the ack (or the error) follows when the PubAck arrives.
-	e := s.publish(f, func(res publish.PostResult, e *wire.Error) {
-		if e != nil {
-			s.sendError(e, cid, room)
-			return
-		}
-		s.send(frame.Must(wire.TypeAck, wire.Ack{Type: wire.TypeAck, CID: cid, ID: res.ID}, frame.Essential))
-	})
-	if e != nil {
-		s.sendError(e, cid, room)
-		return
-	}
-	if ms.typing {
-		ms.typing = false
-		s.publishTyping(room, wire.TypingOff)
-	}
-}
-
-// publish is the one path a chat message takes to the stream, whatever
-// the transport: the token's room rule, the connection's and the user's
-// message budgets, the connection's pending bound, then the lane, whose
-// publisher bounds the edge's pending messages. f is valid (wire). done
-// gets the outcome exactly once, on a publisher goroutine, unless publish
-// refuses the message (then it returns why and done is never called).
-func (s *Session) publish(f wire.ClientFrame, done func(publish.PostResult, *wire.Error)) *wire.Error {
-	if !s.ident.Allows(f.Room) {
-		return wire.Errorf(wire.CodeForbidden, "the token does not allow this room")
-	}
-	if !s.allowMessage() {
-		return wire.Errorf(wire.CodeRateLimited, "too many messages; slow down")
-	}
-	if int(s.posting.Add(1)) > s.env.Config.MaxPendingPosts {
-		s.posting.Add(-1)
-		return wire.Errorf(wire.CodeRateLimited, "too many messages awaiting storage; slow down")
-	}
-	start := time.Now()
-	if s.lane == nil {
-		s.lane = s.env.Publisher.NewLane()
-	}
-	room := f.Room
-	err := s.lane.Post(room, s.ident.User, f.Body, f.CID, func(res publish.PostResult, err error) {
-		s.posting.Add(-1)
-		if err != nil {
-			s.env.Log.Warn("publish failed", "room", room, "err", err)
-			done(publish.PostResult{}, unavailable(err, "message not stored; resend it with the same cid"))
-			return
-		}
-		s.env.Obs.Published(time.Since(start))
-		done(res, nil)
-	})
-	if err != nil {
-		s.posting.Add(-1)
-		s.env.Log.Warn("publish refused", "room", room, "err", err)
-		return unavailable(err, "message not stored; resend it with the same cid")
-	}
-	return nil
-}
-
-// Post stores one chat message for a client that holds no connection (an
-// HTTP post), through the path of a message frame: the same validation
-// (wire.CheckClientFrame), the token's room rule, the user's message
-// budget (shared with the user's connections, whether or not one is open)
-// and the bounded publish. It waits for the outcome (bounded by the
-// publisher's timeout) or ctx. A refusal or a failed publish is a
-// *wire.Error, the error frame a WebSocket client would get.
-func (e *Env) Post(ctx context.Context, id auth.Identity, room, body, cid string) (publish.PostResult, error) {
-	f, perr := wire.CheckClientFrame(wire.ClientFrame{Type: wire.TypeMessage, Room: room, Body: body, CID: cid}, e.Config.Limits)
-	if perr != nil {
-		return publish.PostResult{}, perr
-	}
-	s := &Session{env: e, ident: id}
-	if e.Users != nil {
-		s.quota = postBudget{e.Users, id.User}
-	}
-	type outcome struct {
-		res publish.PostResult
-		err *wire.Error
-	}
-	out := make(chan outcome, 1)
-	if werr := s.publish(f, func(res publish.PostResult, werr *wire.Error) { out <- outcome{res, werr} }); werr != nil {
-		return publish.PostResult{}, werr
-	}
-	select {
-	case o := <-out:
-		if o.err != nil {
-			return publish.PostResult{}, o.err
-		}
-		return o.res, nil
-	case <-ctx.Done():
-		return publish.PostResult{}, fmt.Errorf("post to %s: %w", f.Room, ctx.Err())
-	}
-}
-
-// postBudget is the user's budget as a post draws on it: messages only,
-// without holding a connection.
-type postBudget struct {
-	l    *userlimit.Limits
-	user string
-}
-
-func (b postBudget) AllowMessage() bool { return b.l.AllowMessage(b.user) }
-func (postBudget) AllowJoin() bool      { return true }
-func (postBudget) AllowTyping() bool    { return true }
 
 func (s *Session) typing(f wire.ClientFrame) {
 	ms, ok := s.rooms.get(f.Room)
@@ -249,7 +133,9 @@ func (s *Session) history(ctx context.Context, f wire.ClientFrame) {
 	if items == nil {
 		items = []wire.Message{}
 	}
-	s.send(frame.Must(wire.TypeHistory, wire.History{Type: wire.TypeHistory, Room: f.Room, Items: items, HasMore: p.HasMore, Recovered: true}, frame.Essential))
+	// Last: the chain cursor after the page (pages.Log sets it), not
+	// necessarily the last item's id.
+	s.send(frame.Must(wire.TypeHistory, wire.History{Type: wire.TypeHistory, Room: f.Room, Items: items, HasMore: p.HasMore, Recovered: true, Last: p.Last}, frame.Essential))
 }
 
 func (s *Session) leave(f wire.ClientFrame) {

@@ -93,7 +93,7 @@ func (c Config) WithDefaults() Config {
 }
 
 // Env is what sessions share: configuration and collaborators. Every
-// field but Users and NewID is required.
+// field but Users, NewID and Reads is required.
 type Env struct {
 	Config    Config
 	Hub       Hub
@@ -101,6 +101,8 @@ type Env struct {
 	Pages     Pages
 	Typing    Typist
 	Publisher Publisher
+	// Reads keeps read marks and pushes unread frames (nil: none).
+	Reads Reads
 	// Users holds the limits shared by all of a user's connections on
 	// this edge (nil: none).
 	Users *userlimit.Limits
@@ -271,13 +273,17 @@ func (s *Session) dispatch(ctx context.Context, f wire.ClientFrame) {
 	case wire.TypeJoin:
 		s.join(ctx, f)
 	case wire.TypeMessage:
-		s.message(f)
+		s.message(ctx, f)
+	case wire.TypeEdit, wire.TypeDelete, wire.TypeReact:
+		s.change(ctx, f)
 	case wire.TypeTyping:
 		s.typing(f)
 	case wire.TypeHistory:
 		s.history(ctx, f)
 	case wire.TypeLeave:
 		s.leave(f)
+	case wire.TypeRead:
+		s.read(ctx, f)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -265,10 +266,10 @@ func TestTyping(t *testing.T) {
 func TestHistory(t *testing.T) {
 	f := open(t, nil, nil)
 	f.do(`{"type":"join","room":"a"}`)
-	f.Pages.Set(wire.Page{Items: []wire.Message{{ID: 3, Room: "a"}}, HasMore: true}, nil)
+	f.Pages.Set(wire.Page{Items: []wire.Message{{ID: 3, Room: "a"}}, HasMore: true, Last: 5}, nil)
 	f.do(`{"type":"history","room":"a","before":9}`)
 	var h wire.History
-	if err := json.Unmarshal(f.sink.Await(t, wire.TypeHistory, 1).JSON, &h); err != nil || len(h.Items) != 1 || !h.HasMore || !h.Recovered {
+	if err := json.Unmarshal(f.sink.Await(t, wire.TypeHistory, 1).JSON, &h); err != nil || len(h.Items) != 1 || !h.HasMore || !h.Recovered || h.Last != 5 {
 		t.Fatalf("history %+v (%v)", h, err)
 	}
 	if reqs := f.Pages.Requests(); len(reqs) != 1 || reqs[0].Before != 9 || reqs[0].Limit != wire.DefaultPage {
@@ -525,4 +526,123 @@ func TestPostGivesUpWithContext(t *testing.T) {
 		t.Fatalf("Post after cancel: %v", err)
 	}
 	fk.Publisher.Complete(1) // the late outcome goes nowhere, without blocking
+}
+
+// The writes' rules, decided on the target the room log answers: each
+// refusal is an error frame with the cid, each accepted write becomes the
+// post of its kind; changes draw on the message budget.
+func TestWrites(t *testing.T) {
+	on := true
+	tests := []struct {
+		name  string
+		frame string
+		code  string
+		post  wire.Post // the post published when code is ""
+	}{
+		{"message with mentions", `{"type":"message","room":"a","body":"hi @bob and @carol.","cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindMessage, Body: "hi @bob and @carol.", CID: "c", Mentions: []string{"bob", "carol"}}},
+		{"reply", `{"type":"message","room":"a","body":"yes","cid":"c","reply_to":2}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindMessage, Body: "yes", CID: "c", ReplyTo: 2}},
+		{"reply to a system message", `{"type":"message","room":"a","body":"yes","cid":"c","reply_to":4}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindMessage, Body: "yes", CID: "c", ReplyTo: 4}},
+		{"reply to another room's", `{"type":"message","room":"a","body":"yes","cid":"c","reply_to":6}`, wire.CodeNotFound, wire.Post{}},
+		{"edit", `{"type":"edit","room":"a","id":1,"body":" fixed ","cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindEdit, Body: "fixed", CID: "c", Target: 1}},
+		{"edit with mentions", `{"type":"edit","room":"a","id":1,"body":"cc @dan","cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindEdit, Body: "cc @dan", CID: "c", Target: 1, Mentions: []string{"dan"}}},
+		{"edit of bob's", `{"type":"edit","room":"a","id":2,"body":"x","cid":"c"}`, wire.CodeForbidden, wire.Post{}},
+		{"edit of a system message", `{"type":"edit","room":"a","id":4,"body":"x","cid":"c"}`, wire.CodeForbidden, wire.Post{}},
+		{"edit of a tombstone", `{"type":"edit","room":"a","id":3,"body":"x","cid":"c"}`, wire.CodeNotFound, wire.Post{}},
+		{"edit of nothing", `{"type":"edit","room":"a","id":99,"body":"x","cid":"c"}`, wire.CodeNotFound, wire.Post{}},
+		{"edit without id", `{"type":"edit","room":"a","body":"x","cid":"c"}`, wire.CodeInvalidID, wire.Post{}},
+		{"delete", `{"type":"delete","room":"a","id":1,"cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindDelete, CID: "c", Target: 1}},
+		{"delete of bob's", `{"type":"delete","room":"a","id":2,"cid":"c"}`, wire.CodeForbidden, wire.Post{}},
+		{"delete of a system message", `{"type":"delete","room":"a","id":4,"cid":"c"}`, wire.CodeForbidden, wire.Post{}},
+		{"delete of a tombstone (a resent delete)", `{"type":"delete","room":"a","id":3,"cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindDelete, CID: "c", Target: 3}},
+		{"delete of nothing", `{"type":"delete","room":"a","id":99,"cid":"c"}`, wire.CodeNotFound, wire.Post{}},
+		{"react", `{"type":"react","room":"a","id":2,"emoji":"👍","on":true,"cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindReaction, CID: "c", Target: 2, Emoji: "👍", On: &on}},
+		{"react on a system message", `{"type":"react","room":"a","id":4,"emoji":"👍","on":true,"cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindReaction, CID: "c", Target: 4, Emoji: "👍", On: &on}},
+		{"react on a tombstone", `{"type":"react","room":"a","id":3,"emoji":"👍","on":true,"cid":"c"}`, wire.CodeNotFound, wire.Post{}},
+		{"a new emoji past the bound", `{"type":"react","room":"a","id":5,"emoji":"👍","on":true,"cid":"c"}`, wire.CodeInvalidEmoji, wire.Post{}},
+		{"a known emoji at the bound", `{"type":"react","room":"a","id":5,"emoji":"😀","on":true,"cid":"c"}`, "",
+			wire.Post{Room: "a", User: "alice", Kind: wire.KindReaction, CID: "c", Target: 5, Emoji: "😀", On: &on}},
+		{"react without on", `{"type":"react","room":"a","id":2,"emoji":"👍","cid":"c"}`, wire.CodeInvalidState, wire.Post{}},
+		{"react with text", `{"type":"react","room":"a","id":2,"emoji":"ok","on":true,"cid":"c"}`, wire.CodeInvalidEmoji, wire.Post{}},
+		{"change unjoined", `{"type":"delete","room":"b","id":1,"cid":"c"}`, wire.CodeNotJoined, wire.Post{}},
+	}
+	full := make([]wire.Reaction, wire.MaxReactionKinds)
+	for i := range full {
+		full[i] = wire.Reaction{Emoji: string(rune(0x1F600 + i)), Count: 1, Users: []string{"bob"}}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := open(t, nil, nil)
+			f.Publisher.AutoAck()
+			for _, m := range []wire.Message{
+				{ID: 1, Room: "a", User: "alice", Kind: wire.KindMessage, Body: "mine"},
+				{ID: 2, Room: "a", User: "bob", Kind: wire.KindMessage, Body: "bob's"},
+				{ID: 3, Room: "a", User: "alice", Kind: wire.KindMessage, Deleted: true},
+				{ID: 4, Room: "a", User: "alice", Kind: wire.KindSystem, Body: "alice joined"},
+				{ID: 5, Room: "a", User: "bob", Kind: wire.KindMessage, Body: "popular", Reactions: full},
+				{ID: 6, Room: "other", User: "bob", Kind: wire.KindMessage, Body: "elsewhere"},
+			} {
+				f.Pages.Put(m)
+			}
+			f.do(`{"type":"join","room":"a"}`, tt.frame)
+			if tt.code != "" {
+				if ef := f.lastError(t); ef.Code != tt.code || ef.CID != "c" {
+					t.Fatalf("error %+v, want %s with cid c", ef, tt.code)
+				}
+				if n := len(f.Publisher.Posts()); n != 0 {
+					t.Fatalf("%d posts published for a refused write", n)
+				}
+				return
+			}
+			var a wire.Ack
+			if err := json.Unmarshal(f.sink.Await(t, wire.TypeAck, 0).JSON, &a); err != nil || a.CID != "c" || a.ID == 0 {
+				t.Fatalf("ack %+v (%v)", a, err)
+			}
+			posts := f.Publisher.Posts()
+			if len(posts) != 1 || !reflect.DeepEqual(posts[0].Post, tt.post) {
+				t.Fatalf("posts %+v, want %+v", posts, tt.post)
+			}
+		})
+	}
+}
+
+// A change draws on the message budget; a lookup that fails is
+// unavailable; Env.Write serves every write type and refuses others.
+func TestWriteBudgetsAndFailures(t *testing.T) {
+	f := open(t, nil, func(c *session.Config) { c.MessageRate, c.MessageBurst = 0.001, 1 })
+	f.Publisher.AutoAck()
+	f.Pages.Put(wire.Message{ID: 1, Room: "a", User: "alice", Kind: wire.KindMessage, Body: "x"})
+	f.do(`{"type":"join","room":"a"}`, `{"type":"message","room":"a","body":"x","cid":"c1"}`, `{"type":"edit","room":"a","id":1,"body":"y","cid":"c2"}`)
+	if ef := f.lastError(t); ef.Code != wire.CodeRateLimited || ef.CID != "c2" {
+		t.Fatalf("an edit over the budget: %+v", ef)
+	}
+
+	g := open(t, nil, nil)
+	g.Pages.Set(wire.Page{}, nreq.ErrUnavailable)
+	g.do(`{"type":"join","room":"a"}`, `{"type":"delete","room":"a","id":1,"cid":"c3"}`)
+	if ef := g.lastError(t); ef.Code != wire.CodeUnavailable || ef.CID != "c3" {
+		t.Fatalf("a delete with the room log down: %+v", ef)
+	}
+
+	g.Pages.Set(wire.Page{}, nil)
+	g.Pages.Put(wire.Message{ID: 1, Room: "a", User: "bob", Kind: wire.KindMessage, Body: "x"})
+	g.Publisher.AutoAck()
+	on := false
+	res, err := g.env.Write(context.Background(), auth.Identity{User: "carol"}, wire.ClientFrame{Type: wire.TypeReact, Room: "#A", ID: 1, Emoji: "👍", On: &on, CID: "w1"})
+	if err != nil || res.ID == 0 {
+		t.Fatalf("Write react: %+v, %v", res, err)
+	}
+	_, err = g.env.Write(context.Background(), auth.Identity{User: "carol"}, wire.ClientFrame{Type: wire.TypeJoin, Room: "a"})
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeUnknownType {
+		t.Fatalf("Write of a join: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/fanout"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/frame"
+	"github.com/hubbub-chat/hubbub/services/edge/internal/pages"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/publish"
 	"github.com/hubbub-chat/hubbub/services/edge/internal/session"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -315,12 +317,38 @@ func (p *Presence) Events() []string {
 	return append([]string(nil), p.events...)
 }
 
-// Pages is a fake history: Recent answers Page, or fails with Err.
+// Pages is a fake history: Recent answers Page, or fails with Err;
+// Message answers the messages Put (pages.ErrNotFound for others).
 type Pages struct {
 	mu   sync.Mutex
 	page wire.Page
 	err  error
 	reqs []wire.RecentRequest
+	msgs map[uint64]wire.Message
+}
+
+// Put makes Message answer m for its room and id.
+func (p *Pages) Put(m wire.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.msgs == nil {
+		p.msgs = make(map[uint64]wire.Message)
+	}
+	p.msgs[m.ID] = m
+}
+
+// Message implements session.Pages.
+func (p *Pages) Message(_ context.Context, room string, id uint64) (wire.Message, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return wire.Message{}, p.err
+	}
+	m, ok := p.msgs[id]
+	if !ok || m.Room != room {
+		return wire.Message{}, fmt.Errorf("sessiontest: %d in %s: %w", id, room, pages.ErrNotFound)
+	}
+	return m, nil
 }
 
 // Set sets what Recent answers.
@@ -380,8 +408,8 @@ type Publisher struct {
 
 // Post is one recorded post.
 type Post struct {
-	Room, User, Body, CID string
-	done                  publish.PostDone
+	wire.Post
+	done publish.PostDone
 }
 
 // AutoAck makes every later post succeed at once (ids 1, 2, …).
@@ -403,7 +431,7 @@ func (p *Publisher) NewLane() session.Lane { return lane{p} }
 
 type lane struct{ p *Publisher }
 
-func (l lane) Post(room, user, body, cid string, done publish.PostDone) error {
+func (l lane) Post(post wire.Post, done publish.PostDone) error {
 	p := l.p
 	p.mu.Lock()
 	if p.refuse != nil {
@@ -411,7 +439,7 @@ func (l lane) Post(room, user, body, cid string, done publish.PostDone) error {
 		p.mu.Unlock()
 		return err
 	}
-	pp := Post{Room: room, User: user, Body: body, CID: cid, done: done}
+	pp := Post{Post: post, done: done}
 	p.posts = append(p.posts, pp)
 	if !p.auto {
 		p.waiting = append(p.waiting, pp)
