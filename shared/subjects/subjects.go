@@ -176,18 +176,18 @@ const (
 	// PresenceRooms answers wire.RoomsRequest with wire.RoomsReply.
 	PresenceRooms = "hubbub.presence.rooms"
 	// PresenceRoomCreate answers wire.CreateRoomRequest with wire.RoomFrame.
-	PresenceRoomCreate = "hubbub.presence.room.create"
+	PresenceRoomCreate = "hubbub.presence.create"
 	// PresenceRoomDM answers wire.DMRequest with wire.RoomFrame.
-	PresenceRoomDM = "hubbub.presence.room.dm"
+	PresenceRoomDM = "hubbub.presence.dm"
 	// PresenceRoomInvite answers wire.RoomUserRequest with wire.RoomGrant.
-	PresenceRoomInvite = "hubbub.presence.room.invite"
+	PresenceRoomInvite = "hubbub.presence.invite"
 	// PresenceRoomRole answers wire.RoleRequest with wire.RoomGrant.
-	PresenceRoomRole = "hubbub.presence.room.role"
+	PresenceRoomRole = "hubbub.presence.role"
 	// PresenceRoomModerate answers wire.ModerateRequest (kick, ban, unban,
 	// mute, unmute) with wire.RoomGrant.
-	PresenceRoomModerate = "hubbub.presence.room.moderate"
+	PresenceRoomModerate = "hubbub.presence.moderate"
 	// PresenceRoomTopic answers wire.TopicRequest with wire.RoomFrame.
-	PresenceRoomTopic = "hubbub.presence.room.topic"
+	PresenceRoomTopic = "hubbub.presence.topic"
 )
 
 // Access is the subject access events of room travel on.
