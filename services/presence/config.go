@@ -28,6 +28,9 @@ const (
 	DefaultWorkers = 32
 	// DefaultOpTimeout is Config.OpTimeout's default.
 	DefaultOpTimeout = 5 * time.Second
+	// DefaultMaxRoomsPerUser is Config.MaxRoomsPerUser's default
+	// (-max-rooms-per-user, HUBBUB_PRESENCE_MAX_ROOMS_PER_USER).
+	DefaultMaxRoomsPerUser = 20
 )
 
 // Config tunes the service. Zero values take the defaults above.
@@ -57,6 +60,9 @@ type Config struct {
 	// (provision.Config.BucketMaxBytes; accounts with max_bytes_required
 	// need it).
 	BucketMaxBytes int64
+	// MaxRoomsPerUser is how many rooms one user may create (DMs are not
+	// counted).
+	MaxRoomsPerUser int
 }
 
 // withDefaults fills the fields that are zero or negative.
@@ -67,6 +73,7 @@ func (c Config) withDefaults() Config {
 	defaults.Positive(&c.SweepInterval, DefaultSweepInterval)
 	defaults.Positive(&c.Workers, DefaultWorkers)
 	defaults.Positive(&c.OpTimeout, DefaultOpTimeout)
+	defaults.Positive(&c.MaxRoomsPerUser, DefaultMaxRoomsPerUser)
 	return c
 }
 

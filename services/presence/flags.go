@@ -8,6 +8,7 @@ import "github.com/hubbub-chat/hubbub/shared/config"
 func (c *Config) RegisterFlags(f *config.Flags) {
 	f.Duration(&c.Grace, "grace", "HUBBUB_PRESENCE_GRACE", DefaultGrace, "how long a user stays online after their last connection left")
 	f.Duration(&c.SweepInterval, "sweep-interval", "HUBBUB_PRESENCE_SWEEP_INTERVAL", DefaultSweepInterval, "how often grace periods are checked")
+	f.Int(&c.MaxRoomsPerUser, "max-rooms-per-user", "HUBBUB_PRESENCE_MAX_ROOMS_PER_USER", DefaultMaxRoomsPerUser, "how many rooms one user may create")
 }
 
 // FromCommon takes the bucket settings every service must agree on.

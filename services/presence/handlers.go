@@ -20,7 +20,7 @@ func (s *Service) serve() (*microsvc.Server, error) {
 	return microsvc.Start(s.nc, microsvc.Config{
 		Name:           subjects.PresenceService,
 		Version:        Version,
-		Description:    "Hubbub presence: rosters, typing, edge leases",
+		Description:    "Hubbub presence: rosters, typing, edge leases, rooms and access",
 		QueueGroup:     QueueGroup,
 		Workers:        s.cfg.Workers,
 		MaxQueued:      joinQueue * s.cfg.Workers,
@@ -35,6 +35,14 @@ func (s *Service) serve() (*microsvc.Server, error) {
 		{Name: "roster", Subject: subjects.PresenceRoster, Inline: true, Handle: s.handleRoster},
 		{Name: "counts", Subject: subjects.PresenceCounts, Inline: true, Handle: s.handleCounts},
 		{Name: "typing", Subject: subjects.PresenceTyping, Inline: true, Handle: s.handleTyping},
+		{Name: "access", Subject: subjects.PresenceAccess, Handle: s.handleAccess},
+		{Name: "rooms", Subject: subjects.PresenceRooms, Handle: s.handleRooms},
+		{Name: "room_create", Subject: subjects.PresenceRoomCreate, Handle: s.handleCreate},
+		{Name: "room_dm", Subject: subjects.PresenceRoomDM, Handle: s.handleDM},
+		{Name: "room_invite", Subject: subjects.PresenceRoomInvite, Handle: s.handleInvite},
+		{Name: "room_role", Subject: subjects.PresenceRoomRole, Handle: s.handleRole},
+		{Name: "room_moderate", Subject: subjects.PresenceRoomModerate, Handle: s.handleModerate},
+		{Name: "room_topic", Subject: subjects.PresenceRoomTopic, Handle: s.handleTopic},
 	})
 }
 
@@ -84,6 +92,9 @@ func (s *Service) handleConn(event string) microsvc.Handler {
 			if err == nil {
 				rev, err = s.store.Leave(ctx, ev.Room, ev.User, ev.Conn)
 			}
+		}
+		if me := (*microsvc.Error)(nil); errors.As(err, &me) {
+			return nil, me // a refusal: a first join of a room the user may not read
 		}
 		if err != nil {
 			s.log.Warn("presence "+event, "room", ev.Room, "err", err)

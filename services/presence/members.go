@@ -18,7 +18,8 @@ import (
 
 // Membership is conversation (DESIGN §3a): a user's first join of a room
 // and an explicit leave are stored once as system messages on the room's
-// chain. The members bucket (subjects.BucketMembers) holds one key per
+// chain. A first join needs access (mayJoin, rooms.go): a private room
+// needs an invite or a role, a ban keeps the user out. The members bucket (subjects.BucketMembers) holds one key per
 // member, created by the first join and deleted by an explicit leave; a
 // connection coming or going never touches it.
 //
@@ -67,6 +68,13 @@ func (s *Service) memberJoin(ctx context.Context, room, user string) error {
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
 			return fmt.Errorf("get membership %s: %w", key, err)
 		}
+		rec, recRev, err := s.record(ctx, room)
+		if err != nil {
+			return err
+		}
+		if err := s.mayJoin(ctx, room, user, rec, recRev); err != nil {
+			return err
+		}
 		m := wire.Membership{Room: room, User: user, Since: time.Now().UnixMilli()}
 		b, err := json.Marshal(m)
 		if err != nil {
@@ -75,6 +83,14 @@ func (s *Service) memberJoin(ctx context.Context, room, user string) error {
 		rev, err := s.members.Create(ctx, key, b)
 		switch {
 		case err == nil:
+			// A ban or kick that raced this join (decided before it,
+			// written before the Create) must not leave a member behind.
+			if err := s.mayJoin(ctx, room, user, rec, recRev); err != nil {
+				if derr := s.members.Delete(ctx, key, jetstream.LastRevision(rev)); derr != nil {
+					s.log.Warn("undo a refused first join", "key", key, "err", derr)
+				}
+				return err
+			}
 			if err := s.publishMember(ctx, key, rev, m, wire.EventJoin); err != nil {
 				return err
 			}
@@ -106,6 +122,31 @@ func (s *Service) repairJoin(ctx context.Context, key string, kve jetstream.KeyV
 	}
 	return s.publishMember(ctx, key, kve.Revision(), m, wire.EventJoin)
 }
+
+// mayJoin refuses (forbidden) a first join of a room the user may not
+// read (rooms.go: private without an invite or role, a DM of others, a
+// ban).
+// rec is the room's record (nil: none) at revision recRev; only the
+// user's grant is read, so that a first join costs two extra reads, and
+// the check after the Create one.
+func (s *Service) mayJoin(ctx context.Context, room, user string, rec *wire.RoomRecord, recRev uint64) error {
+	g, gRev, err := s.grant(ctx, room, user)
+	if err != nil {
+		return err
+	}
+	a := decide(room, user, rec, recRev, g, gRev, false)
+	if !a.MayRead {
+		if a.Banned {
+			return forbidden("%s is banned from %s", user, room)
+		}
+		return forbidden("%s may not join %s", user, room)
+	}
+	return nil
+}
+
+// nowMilli is the time now in Unix milliseconds, the unit of stored
+// timestamps.
+func nowMilli() int64 { return time.Now().UnixMilli() }
 
 // errMemberRace is returned when memberJoin kept losing to concurrent
 // explicit leaves and joins.

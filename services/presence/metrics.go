@@ -16,6 +16,7 @@ type metrics struct {
 	edgesReleased  prometheus.Counter
 	typingExpiries prometheus.Counter
 	requestErrors  *prometheus.CounterVec
+	roomChanges    *prometheus.CounterVec
 }
 
 // Metric names are written out in full (hubbub_presence_…) so that the
@@ -44,12 +45,14 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 		typingExpiries: counter("hubbub_presence_typing_expiries_total", "Typing entries that expired and got an \"off\" event from this replica."),
 		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hubbub_presence_request_errors_total",
 			Help: "Requests answered with an error, by endpoint and code."}, []string{"endpoint", "code"}),
+		roomChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hubbub_presence_room_changes_total",
+			Help: "Changes of room access this replica made and announced on chat.access.<room>, by action (create, dm, invite, role, kick, ban, unban, mute, unmute, topic)."}, []string{"action"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	collectors := []prometheus.Collector{
-		m.joins, m.leaves, m.memberJoins, m.memberLeaves, m.leaseExpiries, m.edgesReleased, m.typingExpiries, m.requestErrors,
+		m.joins, m.leaves, m.memberJoins, m.memberLeaves, m.leaseExpiries, m.edgesReleased, m.typingExpiries, m.requestErrors, m.roomChanges,
 		gauge("hubbub_presence_online_users", "Users online, summed over rooms (a user in two rooms counts twice), grace period included.",
 			func() float64 { n, _ := s.view.Total(); return float64(n) }),
 		gauge("hubbub_presence_rooms", "Rooms with at least one user online.",

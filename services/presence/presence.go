@@ -17,9 +17,15 @@
 // leave change subjects.BucketMembers and store one "joined" / "left"
 // system message on the room's chain (members.go).
 //
+// Rooms (rooms.go and the files it names): private rooms, DMs, roles and
+// moderation live in subjects.BucketRooms; the access endpoint decides
+// what a user may do in a room, and a first join of a room the user may
+// not read is refused.
+//
 // The service is a nats.go/micro service named subjects.PresenceService with
 // the endpoints subjects.PresenceJoin, PresenceLeave, PresenceRoster,
-// PresenceCounts and PresenceTyping.
+// PresenceCounts and PresenceTyping, and the room endpoints
+// subjects.PresenceAccess, PresenceRooms and PresenceRoom*.
 package presence
 
 import (
@@ -81,6 +87,7 @@ type Service struct {
 	store   *roster.Store
 	edges   jetstream.KeyValue
 	members jetstream.KeyValue
+	rooms   jetstream.KeyValue
 
 	running atomic.Bool
 }
@@ -134,7 +141,7 @@ func (s *Service) Ready() error {
 // Run serves until ctx ends, then stops gracefully and returns nil. It
 // assumes provision.Ensure has created the stream and buckets.
 //
-// It opens the roster, edges and members buckets (buckets.go), follows the
+// It opens the roster, edges, members and rooms buckets (buckets.go), follows the
 // roster, edges and typing buckets into memory (views.go), starts the background jobs — edge
 // reaping (leases.go), grace sweeps and purges (sweep.go), typing expiry —
 // and then serves (typing.go, handlers.go). The loops form one
@@ -152,6 +159,9 @@ func (s *Service) Run(ctx context.Context) error {
 		return ctxNil(ctx, err)
 	}
 	if s.members, err = s.bucket(ctx, subjects.BucketMembers); err != nil {
+		return ctxNil(ctx, err)
+	}
+	if s.rooms, err = s.bucket(ctx, subjects.BucketRooms); err != nil {
 		return ctxNil(ctx, err)
 	}
 	s.store = roster.NewStore(rosterKV, s.view, s.announce, roster.StoreConfig{Grace: s.cfg.Grace}, s.log)

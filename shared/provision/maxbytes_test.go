@@ -157,6 +157,7 @@ func TestMaxBytesRequired(t *testing.T) {
 		"WARN bucket hubbub_edges max_bytes: 8388608 -> unlimited",
 		"WARN bucket hubbub_members max_bytes: 8388608 -> unlimited",
 		"WARN bucket hubbub_reads max_bytes: 8388608 -> unlimited",
+		"WARN bucket hubbub_rooms max_bytes: 8388608 -> unlimited",
 		"WARN bucket hubbub_roster max_bytes: 8388608 -> unlimited",
 		"WARN bucket hubbub_typing max_bytes: 8388608 -> unlimited",
 		"WARN stream CHAT max_bytes: 268435456 -> 536870912",

@@ -189,6 +189,7 @@ func TestEnsureNeverChangesReplicas(t *testing.T) {
 		"WARN bucket hubbub_edges replicas: 1 -> 3",
 		"WARN bucket hubbub_members replicas: 1 -> 3",
 		"WARN bucket hubbub_reads replicas: 1 -> 3",
+		"WARN bucket hubbub_rooms replicas: 1 -> 3",
 		"WARN bucket hubbub_roster replicas: 1 -> 3",
 		"WARN bucket hubbub_typing replicas: 1 -> 3",
 		"WARN stream CHAT replicas: 1 -> 3",
@@ -208,7 +209,7 @@ func TestVerifyCreatesNothing(t *testing.T) {
 	if !errors.Is(err, provision.ErrMissing) {
 		t.Fatalf("verify on an empty server: %v, want ErrMissing", err)
 	}
-	for _, name := range []string{"stream CHAT", "bucket hubbub_roster", "bucket hubbub_typing", "bucket hubbub_members", "bucket hubbub_reads", "bucket hubbub_edges"} {
+	for _, name := range []string{"stream CHAT", "bucket hubbub_roster", "bucket hubbub_typing", "bucket hubbub_members", "bucket hubbub_reads", "bucket hubbub_rooms", "bucket hubbub_edges"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %s", err, name)
 		}

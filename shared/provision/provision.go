@@ -224,6 +224,14 @@ func Buckets(c Config) []jetstream.KeyValueConfig {
 			Replicas:    c.Replicas,
 		},
 		{
+			Bucket:      subjects.BucketRooms,
+			Description: "rooms: <room> -> record (private, dm, owner, title, topic); <room>.<usertoken> -> grant (role, invite, ban, mute); _quota.<usertoken> -> rooms created",
+			History:     1,
+			MaxBytes:    c.BucketMaxBytes,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		},
+		{
 			Bucket:      subjects.BucketReads,
 			Description: "read state: <usertoken>.<room> -> last message id read",
 			History:     1,

@@ -147,3 +147,57 @@ const (
 	HeaderLastSequence = "Nats-Last-Sequence"
 	HeaderMsgID        = "Nats-Msg-Id"
 )
+
+// Rooms: private rooms, direct messages, roles and moderation (DESIGN
+// §3a), owned by presence.
+const (
+	// BucketRooms holds room records and per-user grants. "<room>" is the
+	// room's record (wire.RoomRecord): present for rooms created with
+	// PresenceRoomCreate and for DMs; a public room that was only joined
+	// has none. "<room>.<usertoken>" is a user's grant in the room
+	// (wire.RoomGrant: role, invite, ban, mute, the last moderation action
+	// and who did it). "_quota.<usertoken>" counts the rooms a user
+	// created (wire.RoomQuota). Watch one room with
+	// `nats kv watch hubbub_rooms 'general.>'`.
+	BucketRooms = "hubbub_rooms"
+	// QuotaPrefix prefixes the creation counters in BucketRooms; it cannot
+	// be a room name (rooms start with [a-z0-9]).
+	QuotaPrefix = "_quota."
+
+	// AccessPrefix prefixes core-NATS access events (wire.AccessEvent)
+	// presence publishes whenever a room's access changes:
+	// chat.access.<room>.
+	AccessPrefix = "chat.access."
+	// AccessAll matches every access event subject.
+	AccessAll = "chat.access.*"
+
+	// PresenceAccess answers wire.AccessRequest with wire.Access.
+	PresenceAccess = "hubbub.presence.access"
+	// PresenceRooms answers wire.RoomsRequest with wire.RoomsReply.
+	PresenceRooms = "hubbub.presence.rooms"
+	// PresenceRoomCreate answers wire.CreateRoomRequest with wire.RoomFrame.
+	PresenceRoomCreate = "hubbub.presence.create"
+	// PresenceRoomDM answers wire.DMRequest with wire.RoomFrame.
+	PresenceRoomDM = "hubbub.presence.dm"
+	// PresenceRoomInvite answers wire.RoomUserRequest with wire.RoomGrant.
+	PresenceRoomInvite = "hubbub.presence.invite"
+	// PresenceRoomRole answers wire.RoleRequest with wire.RoomGrant.
+	PresenceRoomRole = "hubbub.presence.role"
+	// PresenceRoomModerate answers wire.ModerateRequest (kick, ban, unban,
+	// mute, unmute) with wire.RoomGrant.
+	PresenceRoomModerate = "hubbub.presence.moderate"
+	// PresenceRoomTopic answers wire.TopicRequest with wire.RoomFrame.
+	PresenceRoomTopic = "hubbub.presence.topic"
+)
+
+// Access is the subject access events of room travel on.
+func Access(room string) string { return AccessPrefix + room }
+
+// RoomKey is the key of room's record in BucketRooms.
+func RoomKey(room string) string { return room }
+
+// GrantKey is the key of user's grant in room in BucketRooms.
+func GrantKey(room, userToken string) string { return room + "." + userToken }
+
+// QuotaKey is the key of user's room creation counter in BucketRooms.
+func QuotaKey(userToken string) string { return QuotaPrefix + userToken }
