@@ -9,7 +9,6 @@ import (
 
 	"github.com/hubbub-chat/hubbub/services/edge/client"
 	"github.com/hubbub-chat/hubbub/shared/natstest"
-	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
 )
 
@@ -56,7 +55,7 @@ func TestReadStateAcrossEdges(t *testing.T) {
 	}
 	bob.join("r", nil)
 
-	first := e.postMentioning("r", "bob", "hello @alice", "m1")
+	first := bob.say("r", "hello @alice", "m1") // the edge resolves the mention
 	for i, c := range []*client.Client{a1, a2} {
 		u := awaitUnread(t, c, "the mention's unread", "r", func(u wire.Unread) bool { return u.Mentions >= 1 })
 		if u.Count < 1 {
@@ -71,7 +70,7 @@ func TestReadStateAcrossEdges(t *testing.T) {
 			return u.Read == first && u.Count == 0 && u.Mentions == 0
 		})
 	}
-	e.postMentioning("r", "bob", "still there, @alice?", "m2")
+	bob.say("r", "still there, @alice?", "m2")
 	bob.say("r", "anyone", "m3")
 	awaitUnread(t, a2, "two more", "r", func(u wire.Unread) bool { return u.Read == first && u.Count == 2 && u.Mentions == 1 })
 
@@ -120,19 +119,6 @@ func TestReadStateAcrossEdges(t *testing.T) {
 	_ = a1.Close()
 	_ = bob.c.Close()
 	natstest.Until(t, 10*time.Second, "edge one's push index empties", func() bool { return one.ReadStateUsers() == 0 })
-}
-
-// postMentioning stores bob's message as an edge stores it, mentions
-// resolved from the body (wire.Mentions), straight into the stream.
-// TODO(lead): bob.say once the edge's publish path resolves mentions.
-func (e *env) postMentioning(room, user, body, cid string) uint64 {
-	e.t.Helper()
-	data, _ := json.Marshal(wire.Post{Room: room, User: user, Body: body, Kind: wire.KindMessage, TS: time.Now().UnixMilli(), CID: cid, Mentions: wire.Mentions(body)})
-	ack, err := e.JS.Publish(tctx(e.t), subjects.Room(room), data)
-	if err != nil {
-		e.t.Fatalf("publish: %v", err)
-	}
-	return ack.Sequence
 }
 
 func jsonID(n uint64) string {
