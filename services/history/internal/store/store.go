@@ -637,7 +637,8 @@ func readNewest(rs resultRows, what string) ([]wire.Message, uint64, error) {
 func lobbyQuery(limit string) string {
 	return `SELECT r.room, r.last_id, r.last_ts, r.message_count,
 			r.last_user, r.last_body, r.last_kind, r.last_cid,
-			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0)
+			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.room = r.room AND m.id < r.last_id), 0),
+			COALESCE((SELECT m.deleted FROM messages m WHERE m.id = r.last_id), 0)
 		FROM rooms r WHERE r.last_id > 0 ORDER BY r.last_id DESC LIMIT ` + limit
 }
 
@@ -646,10 +647,12 @@ func scanSummary(rs resultRows, s *wire.RoomSummary) error {
 	var (
 		room, user, body, kind, cid string
 		lastID, prevID, ts, count   int64
+		deleted                     int64
 	)
-	if err := rs.Scan(&room, &lastID, &ts, &count, &user, &body, &kind, &cid, &prevID); err != nil {
+	if err := rs.Scan(&room, &lastID, &ts, &count, &user, &body, &kind, &cid, &prevID, &deleted); err != nil {
 		return err
 	}
 	*s = summary(room, uint64(lastID), ts, count, user, body, kind, cid, uint64(prevID))
+	s.LastMessage.Deleted = deleted != 0 // a tombstone: the preview says so
 	return nil
 }

@@ -358,7 +358,7 @@ func testLobbyChatMessagesOnly(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lobby[0].LastMessage.Body != "" || lobby[0].LastID != 3 {
+	if lobby[0].LastMessage.Body != "" || !lobby[0].LastMessage.Deleted || lobby[0].LastID != 3 {
 		t.Fatalf("summary after deleting the last message: %+v", lobby[0].LastMessage)
 	}
 }
