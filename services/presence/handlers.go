@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hubbub-chat/hubbub/services/presence/internal/roster"
 	"github.com/hubbub-chat/hubbub/shared/microsvc"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
 	"github.com/hubbub-chat/hubbub/shared/wire"
@@ -82,6 +83,12 @@ func (s *Service) handleConn(event string) microsvc.Handler {
 		var rev uint64
 		var err error
 		if event == wire.EventJoin {
+			// A join overtaken by its connection's leave (see roster.Entry's
+			// gone markers) is refused before it touches the membership:
+			// an explicit leave must not be undone by its late join.
+			if s.store.Gone(ev.Room, ev.User, ev.Conn) {
+				return nil, goneError(ev)
+			}
 			if err = s.memberJoin(ctx, ev.Room, ev.User); err == nil {
 				rev, err = s.store.Join(ctx, ev.Room, ev.User, ev.Conn, ev.Edge)
 			}
@@ -93,6 +100,9 @@ func (s *Service) handleConn(event string) microsvc.Handler {
 				rev, err = s.store.Leave(ctx, ev.Room, ev.User, ev.Conn)
 			}
 		}
+		if errors.Is(err, roster.ErrGone) {
+			return nil, goneError(ev)
+		}
 		if me := (*microsvc.Error)(nil); errors.As(err, &me) {
 			return nil, me // a refusal: a first join of a room the user may not read
 		}
@@ -103,6 +113,15 @@ func (s *Service) handleConn(event string) microsvc.Handler {
 		s.view.WaitRev(ctx, rev)
 		return wire.ConnReply{Online: s.view.Online(ev.Room)}, nil
 	}
+}
+
+// codeGone is the status of a join refused because its connection's leave
+// already arrived: final, like every 4xx (the edge does not retry it).
+const codeGone = "410"
+
+// goneError refuses the join ev of a connection that already left.
+func goneError(ev wire.ConnEvent) *microsvc.Error {
+	return wireError(codeGone, wire.Errorf(wire.CodeNotJoined, "connection %s already left room %s", ev.Conn, ev.Room))
 }
 
 // handleRoster answers a page of a room's roster from the view.

@@ -324,10 +324,11 @@ func TestTwoReplicasOncePerTransition(t *testing.T) {
 	}
 
 	// Back again (a new session: a diff, nothing stored), then leaving the
-	// room from both devices at once.
-	each(func(u, c, ed string) { e.join("lobby", u, c, ed) })
+	// room from both devices at once. New registrations have new ids (a
+	// left id is refused: see roster.Entry's gone markers).
+	each(func(u, c, ed string) { e.join("lobby", u, c+".2", ed) })
 	diffs("joins again", wire.EventJoin, 2*users)
-	each(func(u, c, ed string) { e.leaveRoom("lobby", u, c, ed) })
+	each(func(u, c, ed string) { e.leaveRoom("lobby", u, c+".2", ed) })
 	diffs("leaves again", wire.EventLeave, 2*users)
 	hold(cfg.Grace + 10*cfg.SweepInterval)
 	messages("left the room", 1)
@@ -803,5 +804,47 @@ func TestStopUnderJoins(t *testing.T) {
 			cancel()
 			wg.Wait()
 		})
+	}
+}
+
+// A join request that arrives after its connection's leave (the edge gave
+// up waiting for the join and sent the leave) is refused with a final
+// 410: the user is never listed, no join diff is published, and, for an
+// explicit leave, the membership it ended is not restored.
+func TestJoinAfterItsLeaveIsRefused(t *testing.T) {
+	e := newEnv(t, shortProvision())
+	cfg := short()
+	e.start(cfg)
+	rec := e.record("general")
+	e.leave("general", "amy", "a1", "edge-a")
+	e.leaveRoom("general", "bob", "b1", "edge-a")
+	for _, ev := range []wire.ConnEvent{
+		{Room: "general", User: "amy", Conn: "a1", Edge: "edge-a"},
+		{Room: "general", User: "bob", Conn: "b1", Edge: "edge-a"},
+	} {
+		var rep wire.ConnReply
+		err := e.request(subjects.PresenceJoin, ev, &rep)
+		var se *serviceError
+		if !errors.As(err, &se) || se.code != "410" {
+			t.Fatalf("late join %+v: %+v, %v; want a 410", ev, rep, err)
+		}
+	}
+	e.join("general", "cat", "c1", "edge-a") // a later, real join: one diff
+	poll(t, 5*time.Second, "cat's join", func() error {
+		if n := rec.count(wire.EventJoin, "cat"); n != 1 {
+			return fmt.Errorf("%d join events for cat", n)
+		}
+		return nil
+	})
+	hold(cfg.Grace + 10*cfg.SweepInterval) // window for a wrong announcement
+	if n := rec.total(); n != 1 {
+		t.Fatalf("%d presence events, want only cat's join", n)
+	}
+	if rep, err := e.roster("general", "", 0); err != nil || !slices.Equal(rep.Users, []string{"cat"}) {
+		t.Fatalf("roster %+v, %v; want only cat", rep, err)
+	}
+	joined, _ := systemCounts(e.stored("general"))
+	if joined["amy"] != 0 || joined["bob"] != 0 || joined["cat"] != 1 {
+		t.Fatalf("joined system messages %v, want only cat's", joined)
 	}
 }

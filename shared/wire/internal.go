@@ -127,10 +127,12 @@ type LobbyReply struct {
 }
 
 // ConnEvent registers (PresenceJoin) or removes (PresenceLeave) one
-// connection of User in Room. Conn is unique per connection and Edge names
-// the edge holding it (its lease key). Explicit marks a PresenceLeave the
-// user asked for (a leave frame): it ends the user's membership of the
-// room, which a connection closing never does.
+// connection of User in Room. Conn is unique per connection and room
+// membership (a leave and a rejoin of the same room on one connection use
+// a new one), so presence can refuse a join that arrives after its leave;
+// Edge names the edge holding it (its lease key). Explicit marks a
+// PresenceLeave the user asked for (a leave frame): it ends the user's
+// membership of the room, which a connection closing never does.
 type ConnEvent struct {
 	Room     string `json:"room"`
 	User     string `json:"user"`

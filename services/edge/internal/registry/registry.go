@@ -28,7 +28,14 @@ import (
 // Background retries: the first attempt at once, then after
 // RegisterBackoff doubling up to RegisterMaxBackoff. A join is given up
 // after RegisterAttempts (it is tried again once presence answers another
-// request of this edge, or by Rejoin); a leave is never given up.
+// request of this edge, or by Rejoin); a leave is never given up. A join
+// presence refuses (a 4xx, nreq.Refusal: e.g. its connection's leave
+// already arrived) is final at once.
+//
+// Each registration has its own ConnEvent.Conn (the session makes one per
+// room membership), so a leave always names the join it undoes and a
+// re-join after a leave is a new key, never a reused id that presence would
+// refuse as gone.
 const (
 	RegisterAttempts   = 8
 	RegisterBackoff    = 250 * time.Millisecond
@@ -276,6 +283,15 @@ func (r *Presence) attempt(ctx context.Context, key regKey, e registration) {
 			cur.confirmed = true
 			joined, cur.joined = cur.joined, nil
 		}
+		r.reviveLocked()
+	case cur != nil && cur.gen == e.gen && !cur.leaving && nreq.Refusal(err):
+		// Presence refused the join for good (e.g. it already saw this
+		// registration's leave: the connection is gone): asking again
+		// gets the same answer. Settled, without the joined callback;
+		// a later Unregister still sends the (harmless) leave.
+		delete(r.unconfirmed, key)
+		delete(r.givenUp, key)
+		cur.confirmed, cur.joined = true, nil
 		r.reviveLocked()
 	case cur != nil && cur.gen == e.gen:
 		cur.attempts++

@@ -25,6 +25,7 @@ const (
 	drop                // neither apply nor reply (lost, or presence down)
 	refuse              // reply with a service error, do not apply
 	hold                // apply it, reply once release is closed
+	gone                // refuse it for good (410: its connection already left), do not apply
 )
 
 // fakePresence answers join and leave requests on the real subjects
@@ -77,6 +78,12 @@ func (p *fakePresence) handle(m *nats.Msg) {
 		h := nats.Header{}
 		h.Set(micro.ErrorHeader, "store unavailable")
 		h.Set(micro.ErrorCodeHeader, "500")
+		_ = m.RespondMsg(&nats.Msg{Header: h})
+		return
+	case gone:
+		h := nats.Header{}
+		h.Set(micro.ErrorHeader, "not_joined: connection already left")
+		h.Set(micro.ErrorCodeHeader, "410")
 		_ = m.RespondMsg(&nats.Msg{Header: h})
 		return
 	case hold:
@@ -273,6 +280,43 @@ func TestRegisterAgainWhileLeaveIsOut(t *testing.T) {
 	c.Register(ev, nil)
 	close(p.release)
 	eventually(t, "joined again", func() bool { return p.joined("c1", "general") && p.seen(subjects.PresenceJoin) == 2 })
+}
+
+// A join presence refuses for good (410: it already saw the leave of this
+// registration) is final: not retried, the joined callback does not run,
+// nothing stays unconfirmed; a later Unregister still sends its leave.
+func TestRefusedJoinIsFinal(t *testing.T) {
+	c, nc := newRegistryClient(t, 5*time.Second)
+	p := startFakePresence(t, nc, func(subject string, n int) fault {
+		if subject == subjects.PresenceJoin && n == 1 {
+			return gone
+		}
+		return answer
+	})
+	ev := wire.ConnEvent{Room: "general", User: "amy", Conn: "c1.1", Edge: "e1"}
+	ran := make(chan struct{}, 1)
+	c.Register(ev, func(context.Context) { ran <- struct{}{} })
+	eventually(t, "refusal settled", func() bool { return p.seen(subjects.PresenceJoin) >= 1 && c.Unconfirmed() == 0 })
+	if n := p.seen(subjects.PresenceJoin); n != 1 {
+		t.Fatalf("refused join sent %d times, want 1", n)
+	}
+	if p.joined("c1.1", "general") {
+		t.Fatal("refused join applied")
+	}
+	// Another registration's confirmed join revives joins given up on; the
+	// refused one is not among them.
+	c.Register(wire.ConnEvent{Room: "general", User: "bob", Conn: "c2.1", Edge: "e1"}, nil)
+	eventually(t, "bob's join confirmed", func() bool { return c.Unconfirmed() == 0 && p.joined("c2.1", "general") })
+	c.Unregister(ev)
+	eventually(t, "leave confirmed", func() bool { return p.seen(subjects.PresenceLeave) == 1 && c.Unconfirmed() == 0 })
+	select {
+	case <-ran:
+		t.Fatal("joined callback ran for a refused join")
+	default:
+	}
+	if n := p.seen(subjects.PresenceJoin); n != 2 {
+		t.Fatalf("%d joins sent, want 2 (the refused one once, bob's)", n)
+	}
 }
 
 // Close stops retries that would never succeed and returns.

@@ -67,11 +67,18 @@ func (s *Session) joinRoom(ctx context.Context, room string, since *uint64) *wir
 		}
 		return unavailable(err, "cannot join the room now; try again")
 	}
-	s.rooms.put(&membership{room: room, m: m, typing: rejoin && old.typing})
+	ms := &membership{room: room, m: m}
+	if rejoin {
+		// The same presence registration: its id stays.
+		ms.conn, ms.typing = old.conn, old.typing
+	} else {
+		ms.conn = s.presenceID()
+	}
+	s.rooms.put(ms)
 	// Chat does not wait for presence: the member is live already; the
 	// presence registration (retried in the background while presence is
 	// unavailable) is followed by the roster frame.
-	s.env.Presence.Register(s.connEvent(room), func(ctx context.Context) { s.sendRoster(ctx, room) })
+	s.env.Presence.Register(s.connEvent(ms), func(ctx context.Context) { s.sendRoster(ctx, room) })
 	s.readJoined(room)
 	return nil
 }
@@ -149,7 +156,7 @@ func (s *Session) leave(f wire.ClientFrame) {
 	// The user leaves the room (not a tab closing): an explicit leave,
 	// which ends the membership. Sent before dropRoom's plain Unregister,
 	// which then finds the leave under way and adds nothing.
-	ev := s.connEvent(f.Room)
+	ev := s.connEvent(ms)
 	ev.Explicit = true
 	s.env.Presence.Unregister(ev)
 	s.dropRoom(ms)

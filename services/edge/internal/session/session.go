@@ -144,12 +144,17 @@ type Session struct {
 	// frames counts the client frames handled: frame n's NATS requests
 	// carry request id "<conn id>.<n>".
 	frames uint64
+	// joins counts the presence registrations made (see presenceID).
+	joins  uint64
 	opened bool // counted by Obs.ConnOpened
 	ended  bool
 }
 
 type membership struct {
-	room   string
+	room string
+	// conn is this membership's presence registration id (see
+	// presenceID): every join and leave of it names it.
+	conn   string
 	m      Member
 	typing bool
 }
@@ -238,7 +243,7 @@ func (s *Session) dropRoom(ms *membership) {
 		ms.typing = false
 		s.publishTyping(ms.room, wire.TypingOff)
 	}
-	s.env.Presence.Unregister(s.connEvent(ms.room))
+	s.env.Presence.Unregister(s.connEvent(ms))
 }
 
 // Binary answers a binary frame: only JSON text frames are spoken.
@@ -306,8 +311,19 @@ func (s *Session) sendError(e *wire.Error, cid, room string) {
 	s.send(frame.Must(wire.TypeError, e.Frame(cid, room), frame.Essential))
 }
 
-func (s *Session) connEvent(room string) wire.ConnEvent {
-	return wire.ConnEvent{Room: room, User: s.ident.User, Conn: s.id, Edge: s.env.Config.EdgeID}
+// presenceID returns a new presence registration id: the connection id
+// and a per-connection count, so that a leave and a later re-join of the
+// same room are different registrations. Presence refuses a join of an id
+// whose leave it already saw (a join request that overtook its leave), so
+// ids must never be reused.
+func (s *Session) presenceID() string {
+	s.joins++
+	return s.id + "." + strconv.FormatUint(s.joins, 10)
+}
+
+// connEvent is the presence event of ms's registration.
+func (s *Session) connEvent(ms *membership) wire.ConnEvent {
+	return wire.ConnEvent{Room: ms.room, User: s.ident.User, Conn: ms.conn, Edge: s.env.Config.EdgeID}
 }
 
 // allowMessage, allowJoin and allowTyping take one token from the

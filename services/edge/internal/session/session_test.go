@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/hubbub-chat/hubbub/services/edge/internal/admit"
@@ -644,5 +645,85 @@ func TestWriteBudgetsAndFailures(t *testing.T) {
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.CodeUnknownType {
 		t.Fatalf("Write of a join: %v", err)
+	}
+}
+
+// recordingPresence records every presence event a session sends (the
+// fake underneath keeps the wanted state).
+type recordingPresence struct {
+	*sessiontest.Presence
+	mu  sync.Mutex
+	evs []string // "register|unregister <room> <conn> [explicit]"
+}
+
+func (p *recordingPresence) Register(ev wire.ConnEvent, joined func(context.Context)) {
+	p.record("register", ev)
+	p.Presence.Register(ev, joined)
+}
+
+func (p *recordingPresence) Unregister(ev wire.ConnEvent) {
+	p.record("unregister", ev)
+	p.Presence.Unregister(ev)
+}
+
+func (p *recordingPresence) record(verb string, ev wire.ConnEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := verb + " " + ev.Room + " " + ev.Conn
+	if ev.Explicit {
+		s += " explicit"
+	}
+	p.evs = append(p.evs, s)
+}
+
+// Each presence registration of a connection has its own id, kept by
+// every event about it: a leave names the id of the join it undoes, a
+// re-join with since keeps it (the same registration), and leaving then
+// joining a room again is a new registration with a new id — presence
+// refuses a join of an id whose leave it saw (a join that overtook its
+// leave), so a reused id would keep the rejoined connection out of the
+// roster.
+func TestPresenceIDPerRegistration(t *testing.T) {
+	fk := sessiontest.New()
+	rec := &recordingPresence{Presence: fk.Presence}
+	env := fk.Env(session.Config{EdgeID: "e1"})
+	env.Presence = rec
+	sess, err := env.Open(&sessiontest.Sink{}, auth.Identity{User: "alice"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.Start()
+	for _, fr := range []string{
+		`{"type":"join","room":"a"}`,
+		`{"type":"join","room":"b"}`,
+		`{"type":"join","room":"a","since":3}`,
+		`{"type":"leave","room":"a"}`,
+		`{"type":"join","room":"a"}`,
+	} {
+		sess.Handle(context.Background(), []byte(fr))
+	}
+	sess.End("client")
+	id := sess.ID()
+	want := []string{
+		"register a " + id + ".1",
+		"register b " + id + ".2",
+		"register a " + id + ".1",
+		"unregister a " + id + ".1 explicit",
+		"unregister a " + id + ".1",
+		"register a " + id + ".3",
+	}
+	rec.mu.Lock()
+	got := rec.evs
+	rec.mu.Unlock()
+	if !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("presence events\n%v\nwant prefix\n%v", got, want)
+	}
+	end := slices.Clone(got[len(want):])
+	slices.Sort(end)
+	if wantEnd := []string{"unregister a " + id + ".3", "unregister b " + id + ".2"}; !slices.Equal(end, wantEnd) {
+		t.Fatalf("events of End %v, want %v", end, wantEnd)
+	}
+	if fk.Presence.In() != 0 {
+		t.Fatalf("registrations left after End: %v", fk.Presence.Events())
 	}
 }

@@ -18,6 +18,11 @@ import (
 // ErrConflict is returned when an update kept losing compare-and-set races.
 var ErrConflict = errors.New("roster: too many concurrent updates")
 
+// ErrGone refuses a join of a connection whose leave already arrived (see
+// Entry's gone markers): the registration has ended, asking again gets the
+// same answer.
+var ErrGone = errors.New("roster: the connection already left")
+
 // maxAttempts bounds the compare-and-set retries of one operation.
 const maxAttempts = 64
 
@@ -55,6 +60,8 @@ const (
 	DefaultGrace = 5 * time.Second
 	// DefaultRetry is StoreConfig.Retry's default.
 	DefaultRetry = 3 * time.Second
+	// DefaultGoneTTL is StoreConfig.GoneTTL's default.
+	DefaultGoneTTL = 3 * time.Minute
 )
 
 // StoreConfig tunes a Store. Zero values take the defaults above.
@@ -66,6 +73,10 @@ type StoreConfig struct {
 	// announced, an entry stuck leaving) must be before a sweeper takes it
 	// over from the replica that started it.
 	Retry time.Duration
+	// GoneTTL is how long a leave's gone marker refuses a late join of its
+	// connection (see Entry). It must outlast any join request still queued
+	// at presence.
+	GoneTTL time.Duration
 }
 
 // Store performs roster changes on the KV bucket by compare-and-set.
@@ -94,6 +105,7 @@ type Store struct {
 func NewStore(kv jetstream.KeyValue, view *View, announce Announcer, cfg StoreConfig, log *slog.Logger) *Store {
 	defaults.Positive(&cfg.Grace, DefaultGrace)
 	defaults.Positive(&cfg.Retry, DefaultRetry)
+	defaults.Positive(&cfg.GoneTTL, DefaultGoneTTL)
 	return &Store{kv: kv, view: view, announce: announce, cfg: cfg, log: log}
 }
 
@@ -151,7 +163,8 @@ func since(ms int64) time.Duration { return time.Since(time.UnixMilli(ms)) }
 // the roster revision after the change. The user's first connection (with
 // no entry, or an entry already leaving) is a join transition, claimed and
 // announced before Join returns; a connection arriving in the grace period
-// after the last one left, or a second device, changes nothing visible.
+// after the last one left, or a second device, changes nothing visible. A
+// connection whose leave already arrived is refused with ErrGone.
 func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64, error) {
 	key := Key(room, user)
 	fresh := false
@@ -160,11 +173,21 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 		if err != nil {
 			return 0, err
 		}
-		first := cur.entry.User == "" // absent (or corrupt): first connection
+		now := nowMS()
+		if cur.entry.gone(conn, now, s.cfg.GoneTTL) {
+			// Markers only expire: one seen in the view is in the bucket.
+			return 0, fmt.Errorf("join %s of %s: %w", conn, key, ErrGone)
+		}
+		// Absent, corrupt or marker-only: first connection.
+		first := cur.entry.User == ""
 		e, verb := Entry{}, "update"
 		switch {
 		case first:
-			e, verb = Entry{User: user, Conns: map[string]string{conn: edge}, Epoch: nuid.Next(), Since: nowMS()}, "create"
+			e = Entry{User: user, Conns: map[string]string{conn: edge}, Epoch: nuid.Next(), Since: now, Gone: cur.entry.clone().Gone}
+			e.pruneGone(now, s.cfg.GoneTTL)
+			if cur.rev == 0 {
+				verb = "create"
+			}
 		case cur.entry.Leaving != 0:
 			// The previous session is ending. Let the replica that decided
 			// the leave finish it (waiting, bounded by ctx); take over if it
@@ -188,6 +211,7 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 			e = cur.entry.clone()
 			e.Conns[conn] = edge
 			e.EmptySince = 0
+			e.pruneGone(now, s.cfg.GoneTTL)
 		}
 		rev, err := s.put(ctx, key, e, cur.rev)
 		if isConflict(err) {
@@ -208,11 +232,14 @@ func (s *Store) Join(ctx context.Context, room, user, conn, edge string) (uint64
 
 // Leave removes connection conn of user from room. When it was the last
 // connection the entry enters its grace period; the leave is announced by
-// Sweep once the grace period passes without a new connection. It returns
-// the roster revision after the change (0 when the user has no entry).
+// Sweep once the grace period passes without a new connection. It also
+// records conn's gone marker, creating a marker-only entry if the user has
+// none, so that a join of conn arriving later (a request the edge gave up
+// waiting for) is refused. It returns the roster revision after the
+// change.
 func (s *Store) Leave(ctx context.Context, room, user, conn string) (uint64, error) {
 	key := Key(room, user)
-	return s.removeConns(ctx, key, func(c, _ string) bool { return c == conn })
+	return s.removeConns(ctx, key, func(c, _ string) bool { return c == conn }, conn)
 }
 
 // RemoveEdge removes every connection held by edge from every roster (its
@@ -223,7 +250,7 @@ func (s *Store) RemoveEdge(ctx context.Context, edge string) (int, error) {
 	var errs []error
 	for _, it := range s.view.OnEdge(edge) {
 		before := it.Rev
-		rev, err := s.removeConns(ctx, it.Key, func(_, e string) bool { return e == edge })
+		rev, err := s.removeConns(ctx, it.Key, func(_, e string) bool { return e == edge }, "")
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -235,12 +262,28 @@ func (s *Store) RemoveEdge(ctx context.Context, edge string) (int, error) {
 	return changed, errors.Join(errs...)
 }
 
-func (s *Store) removeConns(ctx context.Context, key string, match func(conn, edge string) bool) (uint64, error) {
+// removeConns removes the connections of the entry under key that match;
+// gone, if not "", is a connection id to mark gone (see Leave).
+func (s *Store) removeConns(ctx context.Context, key string, match func(conn, edge string) bool, gone string) (uint64, error) {
 	fresh := false
-	for range maxAttempts {
+	for attempts := 0; attempts < maxAttempts; {
 		cur, err := s.load(ctx, key, fresh)
 		if err != nil {
 			return 0, err
+		}
+		now := nowMS()
+		if gone != "" && cur.entry.Leaving != 0 {
+			// The session is ending: let its leave finish (or take it over
+			// if stuck), then mark the remains, as Join waits.
+			if since(cur.entry.Leaving) < s.cfg.Retry {
+				if !backoff.Sleep(ctx, 20*time.Millisecond) {
+					return 0, ctx.Err()
+				}
+			} else if err := s.finishLeave(ctx, key, cur.rev, cur.entry, true); err != nil {
+				return 0, err
+			}
+			fresh = true
+			continue
 		}
 		e := cur.entry.clone()
 		for c, ed := range cur.entry.Conns {
@@ -248,19 +291,31 @@ func (s *Store) removeConns(ctx context.Context, key string, match func(conn, ed
 				delete(e.Conns, c)
 			}
 		}
-		if cur.entry.User == "" || cur.entry.Leaving != 0 || len(e.Conns) == len(cur.entry.Conns) {
+		removed := len(e.Conns) != len(cur.entry.Conns) && cur.entry.User != "" && cur.entry.Leaving == 0
+		mark := gone != "" && !cur.entry.gone(gone, now, s.cfg.GoneTTL)
+		if !removed && !mark {
 			if !cur.fresh {
 				fresh = true
 				continue
 			}
 			return cur.rev, nil // nothing to remove
 		}
-		if len(e.Conns) == 0 {
-			e.EmptySince = nowMS()
+		if cur.entry.User == "" {
+			// No session (absent, corrupt or marker-only): only markers.
+			e = Entry{Conns: map[string]string{}, Gone: e.Gone}
+		}
+		if mark {
+			e.markGone(gone, now, s.cfg.GoneTTL)
+		} else {
+			e.pruneGone(now, s.cfg.GoneTTL)
+		}
+		if removed && len(e.Conns) == 0 {
+			e.EmptySince = now
 		}
 		rev, err := s.put(ctx, key, e, cur.rev)
 		if isConflict(err) {
 			fresh = true
+			attempts++
 			continue
 		}
 		if err != nil {
@@ -269,6 +324,14 @@ func (s *Store) removeConns(ctx context.Context, key string, match func(conn, ed
 		return rev, nil
 	}
 	return 0, fmt.Errorf("remove connections from %s: %w", key, ErrConflict)
+}
+
+// Gone reports whether the view holds a live gone marker for conn of user
+// in room: a cheap check before a join's other work (Join itself refuses
+// such a connection authoritatively).
+func (s *Store) Gone(room, user, conn string) bool {
+	it, ok := s.view.Get(Key(room, user))
+	return ok && it.Entry.gone(conn, nowMS(), s.cfg.GoneTTL)
 }
 
 // announceJoin claims the join of session t.Epoch (the CAS that sets
@@ -307,7 +370,8 @@ func (s *Store) announceJoin(ctx context.Context, t Transition) bool {
 
 // finishLeave announces the leave of an entry marked leaving at rev (only
 // if this replica's CAS marked it: resumed is false) and deletes it (CAS on
-// rev).
+// rev), or replaces it by its marker-only entry while it holds live gone
+// markers.
 func (s *Store) finishLeave(ctx context.Context, key string, rev uint64, e Entry, resumed bool) error {
 	room, _, err := SplitKey(key)
 	if err != nil {
@@ -319,7 +383,11 @@ func (s *Store) finishLeave(ctx context.Context, key string, rev uint64, e Entry
 		// the session.
 		s.log.Warn("announce leave", "key", key, "err", err)
 	}
-	err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	if m, ok := e.markersOnly(nowMS(), s.cfg.GoneTTL); ok {
+		_, err = s.put(ctx, key, m, rev)
+	} else {
+		err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	}
 	if err != nil && !isConflict(err) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
@@ -333,6 +401,8 @@ type SweepStats struct {
 	// Resumed counts unclaimed joins this call claimed and announced, and
 	// stuck leaves it finished, for a replica that stalled or died.
 	Resumed int
+	// Pruned counts marker-only entries deleted, their markers expired.
+	Pruned int
 }
 
 // Sweep performs the leave of every entry whose grace period has passed,
@@ -348,6 +418,18 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 		}
 		e := it.Entry
 		switch {
+		case e.User == "":
+			// Marker-only: deleted once every marker expired.
+			if e.liveGone(nowMS(), s.cfg.GoneTTL) {
+				continue
+			}
+			err := s.kv.Delete(ctx, it.Key, jetstream.LastRevision(it.Rev))
+			switch {
+			case err == nil:
+				st.Pruned++
+			case !isConflict(err):
+				errs = append(errs, fmt.Errorf("delete %s: %w", it.Key, err))
+			}
 		case e.Leaving != 0:
 			if since(e.Leaving) >= s.cfg.Retry {
 				if err := s.finishLeave(ctx, it.Key, it.Rev, e, true); err != nil {
