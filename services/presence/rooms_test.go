@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/hubbub-chat/hubbub/shared/names"
 	"github.com/hubbub-chat/hubbub/shared/subjects"
@@ -59,7 +60,9 @@ func (e *env) moderate(room, by, user, action string) error {
 // tryJoin joins a connection, answering the refusal instead of failing.
 func (e *env) tryJoin(room, user string) error {
 	var rep wire.ConnReply
-	return e.request(subjects.PresenceJoin, wire.ConnEvent{Room: room, User: user, Conn: "c-" + user, Edge: "edge-a"}, &rep)
+	// A new connection each time: a connection id that left is refused
+	// (roster gone markers), whatever the room's access.
+	return e.request(subjects.PresenceJoin, wire.ConnEvent{Room: room, User: user, Conn: "c-" + user + "-" + nuid.Next(), Edge: "edge-a"}, &rep)
 }
 
 // audits lists room's stored system messages other than joined/left, as
