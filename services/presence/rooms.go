@@ -138,39 +138,49 @@ func (s *Service) access(ctx context.Context, room, user string) (wire.Access, *
 //     moderators moderate.
 func decide(room, user string, rec *wire.RoomRecord, recRev uint64, g wire.RoomGrant, gRev uint64, member bool) wire.Access {
 	a := wire.Access{Room: room, User: user, Member: member, Rev: max(recRev, gRev)}
-	if rec == nil {
-		if strings.HasPrefix(room, wire.DMPrefix) {
-			return a // a DM not created yet: nobody may use its name
-		}
-		a.Banned, a.Muted, a.Invited = g.Banned, g.Muted, g.Invited
-		if !a.Banned && (member || g.Invited || g.Role != "") {
-			a.Role = wire.RoleMember
-		}
-		a.MayRead = !a.Banned
-		a.MayWrite = a.MayRead && !a.Muted
-		return a
-	}
-	a.Exists, a.Private, a.DM = true, rec.Private, rec.DM
-	if rec.DM {
+	switch {
+	case rec == nil:
+		decidePublic(&a, g)
+	case rec.DM:
+		a.Exists, a.Private, a.DM = true, rec.Private, true
 		if slices.Contains(rec.Members, user) {
 			a.Role, a.Invited, a.MayRead, a.MayWrite = wire.RoleMember, true, true, true
 		}
-		return a
+	default:
+		decideRecorded(&a, rec, g)
+	}
+	return a
+}
+
+// decidePublic is decide for a room without a record.
+func decidePublic(a *wire.Access, g wire.RoomGrant) {
+	if strings.HasPrefix(a.Room, wire.DMPrefix) {
+		return // a DM not created yet: nobody may use its name
 	}
 	a.Banned, a.Muted, a.Invited = g.Banned, g.Muted, g.Invited
+	if !a.Banned && (a.Member || g.Invited || g.Role != "") {
+		a.Role = wire.RoleMember
+	}
+	a.MayRead = !a.Banned
+	a.MayWrite = a.MayRead && !a.Muted
+}
+
+// decideRecorded is decide for a room with a record that is not a DM.
+func decideRecorded(a *wire.Access, rec *wire.RoomRecord, g wire.RoomGrant) {
+	a.Exists, a.Private = true, rec.Private
+	a.Banned, a.Muted, a.Invited = g.Banned, g.Muted, g.Invited
 	switch {
-	case rec.Owner == user:
+	case rec.Owner == a.User:
 		a.Role, a.Banned, a.Muted = wire.RoleOwner, false, false
 	case a.Banned:
 	case g.Role == wire.RoleModerator:
 		a.Role = wire.RoleModerator
-	case g.Role == wire.RoleMember || g.Invited || (member && !rec.Private):
+	case g.Role == wire.RoleMember || g.Invited || (a.Member && !rec.Private):
 		a.Role = wire.RoleMember
 	}
 	a.MayRead = !a.Banned && (!rec.Private || a.Role == wire.RoleOwner || g.Role != "" || g.Invited)
 	a.MayWrite = a.MayRead && !a.Muted
 	a.MayModerate = a.MayRead && (a.Role == wire.RoleOwner || a.Role == wire.RoleModerator)
-	return a
 }
 
 // rank orders roles for moderation: one may act only on users ranked

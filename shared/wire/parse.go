@@ -67,67 +67,92 @@ func CheckClientFrame(f ClientFrame, lim Limits) (ClientFrame, *Error) {
 	if lim.MaxPage <= 0 {
 		lim.MaxPage = DefaultMaxPage
 	}
+	var e *Error
 	switch f.Type {
 	case TypeJoin, TypeLeave:
-		e := f.checkRoom()
-		return f, e
+		e = f.checkRoom()
 	case TypeMessage:
-		if e := f.checkRoom(); e != nil {
-			return f, e
-		}
-		if e := validCID(f.CID); e != nil {
-			return f, e
-		}
-		f.Body = strings.TrimSpace(f.Body)
-		return f, CheckBody(f.Body, lim.MaxBody)
+		e = f.checkMessage(lim.MaxBody)
 	case TypeEdit:
-		if e := f.checkChange(); e != nil {
-			return f, e
+		if e = f.checkChange(); e == nil {
+			f.Body = strings.TrimSpace(f.Body)
+			e = CheckBody(f.Body, lim.MaxBody)
 		}
-		f.Body = strings.TrimSpace(f.Body)
-		return f, CheckBody(f.Body, lim.MaxBody)
 	case TypeDelete:
-		return f, f.checkChange()
+		e = f.checkChange()
 	case TypeReact:
-		if e := f.checkChange(); e != nil {
-			return f, e
-		}
-		if f.On == nil {
-			return f, Errorf(CodeInvalidState, `react needs "on": true or false`)
-		}
-		return f, CheckEmoji(f.Emoji)
+		e = f.checkReact()
 	case TypeRead:
-		if e := f.checkRoom(); e != nil {
-			return f, e
-		}
-		if f.ID == 0 {
-			return f, Errorf(CodeInvalidID, "read needs the id of a message")
-		}
-		return f, nil
+		e = f.checkRead()
 	case TypeTyping:
-		if e := f.checkRoom(); e != nil {
-			return f, e
-		}
-		if f.State != TypingOn && f.State != TypingOff {
-			return f, Errorf(CodeInvalidState, `typing state must be "on" or "off"`)
-		}
-		return f, nil
+		e = f.checkTyping()
 	case TypeHistory:
-		if e := f.checkRoom(); e != nil {
-			return f, e
-		}
-		if f.Limit == 0 {
-			f.Limit = DefaultPage
-		}
-		if f.Limit < 0 || f.Limit > lim.MaxPage {
-			return f, Errorf(CodeInvalidLimit, "limit must be 1-%d", lim.MaxPage)
-		}
-		return f, nil
+		e = f.checkHistory(lim.MaxPage)
 	case "":
-		return f, Errorf(CodeUnknownType, "frame has no type")
+		e = Errorf(CodeUnknownType, "frame has no type")
 	default:
-		return f, Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32))
+		e = Errorf(CodeUnknownType, "unknown frame type %q", truncate(f.Type, 32))
 	}
+	return f, e
+}
+
+// checkMessage validates a message frame: a room, a cid and a body (trimmed).
+func (f *ClientFrame) checkMessage(maxBody int) *Error {
+	if e := f.checkRoom(); e != nil {
+		return e
+	}
+	if e := validCID(f.CID); e != nil {
+		return e
+	}
+	f.Body = strings.TrimSpace(f.Body)
+	return CheckBody(f.Body, maxBody)
+}
+
+// checkReact validates a react frame: a change with "on" and one emoji.
+func (f *ClientFrame) checkReact() *Error {
+	if e := f.checkChange(); e != nil {
+		return e
+	}
+	if f.On == nil {
+		return Errorf(CodeInvalidState, `react needs "on": true or false`)
+	}
+	return CheckEmoji(f.Emoji)
+}
+
+// checkRead validates a read frame: a room and the id read up to.
+func (f *ClientFrame) checkRead() *Error {
+	if e := f.checkRoom(); e != nil {
+		return e
+	}
+	if f.ID == 0 {
+		return Errorf(CodeInvalidID, "read needs the id of a message")
+	}
+	return nil
+}
+
+// checkTyping validates a typing frame: a room and a state.
+func (f *ClientFrame) checkTyping() *Error {
+	if e := f.checkRoom(); e != nil {
+		return e
+	}
+	if f.State != TypingOn && f.State != TypingOff {
+		return Errorf(CodeInvalidState, `typing state must be "on" or "off"`)
+	}
+	return nil
+}
+
+// checkHistory validates a history frame: a room and a limit (defaulted).
+func (f *ClientFrame) checkHistory(maxPage int) *Error {
+	if e := f.checkRoom(); e != nil {
+		return e
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPage
+	}
+	if f.Limit < 0 || f.Limit > maxPage {
+		return Errorf(CodeInvalidLimit, "limit must be 1-%d", maxPage)
+	}
+	return nil
 }
 
 // checkChange validates what edit, delete and react share: a room, the id
@@ -216,6 +241,12 @@ func CheckPost(p Post, maxBody int) *Error {
 			return Errorf(CodeInvalidBody, "a mention is empty or contains U+0000")
 		}
 	}
+	return checkPostContent(p, maxBody)
+}
+
+// checkPostContent is CheckPost's rule for what a post of p's kind carries:
+// a delete nothing, a reaction an emoji and on, anything else a body.
+func checkPostContent(p Post, maxBody int) *Error {
 	switch p.Kind {
 	case KindDelete:
 		if p.Body != "" || p.Emoji != "" {
@@ -254,22 +285,33 @@ func CheckEmoji(emoji string) *Error {
 	keycap := strings.ContainsRune(emoji, 0x20E3)
 	pictographic := false
 	for _, r := range emoji {
-		switch {
-		case r == 0xA9 || r == 0xAE:
-			pictographic = true
-		case r >= 0x2000 && r != 0x2028 && r != 0x2029 && r != 0xFFFD && (r < 0x3000 || r > 0x303F || r == 0x3030 || r == 0x303D):
-			if r != 0x200D && (r < 0xFE00 || r > 0xFE0F) {
-				pictographic = true
-			}
-		case keycap && (r >= '0' && r <= '9' || r == '#' || r == '*'):
-		default:
+		ok, pict := emojiRune(r, keycap)
+		if !ok {
 			return Errorf(CodeInvalidEmoji, "%q is not an emoji", truncate(emoji, MaxEmojiBytes))
 		}
+		pictographic = pictographic || pict
 	}
 	if !pictographic {
 		return Errorf(CodeInvalidEmoji, "%q is not an emoji", truncate(emoji, MaxEmojiBytes))
 	}
 	return nil
+}
+
+// emojiRune classifies r as CheckEmoji's rule does: whether it may be part
+// of an emoji, and whether it is pictographic (not only a joiner, a
+// variation selector or a keycap base).
+func emojiRune(r rune, keycap bool) (ok, pictographic bool) {
+	switch {
+	case r == 0xA9 || r == 0xAE:
+		return true, true
+	case r == 0x200D || (r >= 0xFE00 && r <= 0xFE0F):
+		return true, false
+	case r >= 0x2000 && r != 0x2028 && r != 0x2029 && r != 0xFFFD && (r < 0x3000 || r > 0x303F || r == 0x3030 || r == 0x303D):
+		return true, true
+	case keycap && (r >= '0' && r <= '9' || r == '#' || r == '*'):
+		return true, false
+	}
+	return false, false
 }
 
 // Mentions returns the users an @user token in body names, in order of
