@@ -42,24 +42,10 @@ func (lostAck) Ok() <-chan *jetstream.PubAck { return nil }
 func (lostAck) Err() <-chan error            { return nil }
 func (l lostAck) Msg() *nats.Msg             { return l.msg }
 
+// startJS is a provisioned test server's JetStream.
 func startJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := provision.Ensure(ctx, js, provision.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return natstest.Provisioned(t, provision.Config{}).JS
 }
 
 // A PubAck that never comes delays the outcomes of its own connection's

@@ -268,6 +268,15 @@ type decorator interface {
 	rows(ctx context.Context, room string, ids []uint64) (map[uint64]wire.Message, error)
 }
 
+// byID indexes messages by id (the rows a decorator reads).
+func byID(ms []wire.Message) map[uint64]wire.Message {
+	out := make(map[uint64]wire.Message, len(ms))
+	for _, m := range ms {
+		out[m.ID] = m
+	}
+	return out
+}
+
 // decorate completes folded messages (ascending ids, of room) read from
 // their rows: their reactions, and the quote of the message each replies
 // to (from items when it is one of them, else read in one query).

@@ -611,11 +611,7 @@ func (p *Postgres) rows(ctx context.Context, room string, ids []uint64) (map[uin
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[uint64]wire.Message, len(ms))
-	for _, m := range ms {
-		out[m.ID] = m
-	}
-	return out, nil
+	return byID(ms), nil
 }
 
 func (p *Postgres) unread(ctx context.Context, user string, mark wire.ReadMark) (int, int, error) {

@@ -440,11 +440,7 @@ func (s *SQLite) rows(ctx context.Context, room string, ids []uint64) (map[uint6
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[uint64]wire.Message, len(ms))
-	for _, m := range ms {
-		out[m.ID] = m
-	}
-	return out, nil
+	return byID(ms), nil
 }
 
 func (s *SQLite) unread(ctx context.Context, user string, mark wire.ReadMark) (int, int, error) {
